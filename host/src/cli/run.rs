@@ -1,0 +1,172 @@
+//! `gridlet run`: how plugin authors test locally.
+
+use anyhow::Context;
+use clap::Args;
+use gridlet::event::{self, Event};
+use gridlet::plugin::{self, LoadedPlugin};
+use gridlet::runtime::{
+    Entry, Invocation, MemoryKeyValue, Outcome, Runtime, RuntimeSettings, http::AllowedHost,
+};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Arguments of `gridlet run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The plugin component (`.wasm`).
+    plugin: PathBuf,
+    /// Events: an Event Grid array, a CloudEvents batch, or a single event.
+    events: PathBuf,
+    /// The manifest to use instead of the sidecar `<plugin>.toml`.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Set a config value (repeatable): `--config chat_webhook_url=http://127.0.0.1:9090/`.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    config: Vec<String>,
+    /// Allow an outbound host (repeatable), in addition to the manifest's.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<String>,
+    /// The attempt number to tell the plugin.
+    #[arg(long, default_value_t = 1)]
+    attempt: u32,
+    /// Deliver every event, even those the manifest's filter would not.
+    #[arg(long)]
+    ignore_filter: bool,
+}
+
+/// Run the plugin on every event; exit 1 if any ends in reject, a trap or a
+/// limit, 0 otherwise (retry is a normal answer for a plugin to give).
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    super::init_logging("error");
+    let (mut manifest, manifest_path) =
+        plugin::read_manifest(&args.plugin, args.manifest.as_deref())?;
+    for pair in &args.config {
+        let (key, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--config {pair:?}: expected KEY=VALUE"))?;
+        manifest.grants.config.insert(key, value);
+    }
+    for host in &args.allow_hosts {
+        let host = AllowedHost::parse(host).map_err(|e| anyhow::anyhow!("--allow-host {e}"))?;
+        manifest.grants.allowed_hosts.push(host);
+    }
+    let bytes = std::fs::read(&args.events)
+        .with_context(|| format!("cannot read {}", args.events.display()))?;
+    let events =
+        event::parse_document(&bytes).with_context(|| format!("{}", args.events.display()))?;
+
+    let runtime = Runtime::new(
+        RuntimeSettings::default(),
+        Arc::new(MemoryKeyValue::default()),
+    )?;
+    let plugin = plugin::load(&runtime, &args.plugin, manifest, manifest_path)?;
+    describe(&plugin);
+
+    let mut failed = 0;
+    let mut tally = std::collections::BTreeMap::<&str, usize>::new();
+    for (index, event) in events.iter().enumerate() {
+        header(index, event);
+        if !args.ignore_filter && !plugin.filter.matches(event) {
+            println!("  = skipped: the manifest's filter does not match");
+            *tally.entry("skipped").or_default() += 1;
+            continue;
+        }
+        let invocation = runtime.invoke(&plugin.version, event, args.attempt).await;
+        report(&invocation);
+        *tally.entry(invocation.outcome.label()).or_default() += 1;
+        if !matches!(invocation.outcome, Outcome::Handled | Outcome::Retry(_)) {
+            failed += 1;
+        }
+    }
+    let summary: Vec<String> = tally.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!("\n{} event(s): {}", events.len(), summary.join(", "));
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn describe(plugin: &LoadedPlugin) {
+    let version = &plugin.version;
+    let limits = version.limits();
+    let grants = version.grants();
+    println!("plugin {} ({})", version.name(), plugin.source.display());
+    match &plugin.manifest {
+        Some(m) => println!("  manifest  {}", m.display()),
+        None => println!("  manifest  none (defaults: every event, no grants)"),
+    }
+    println!("  filter    {}", plugin.filter.summary());
+    println!(
+        "  limits    memory {} MiB, deadline {:?}, fuel {}, concurrency {}",
+        limits.memory_bytes / (1024 * 1024),
+        limits.deadline,
+        limits
+            .fuel
+            .map_or("unlimited".to_string(), |f| f.to_string()),
+        limits.max_concurrency
+    );
+    let hosts = grants.allowed_hosts.entries();
+    let keys: Vec<&str> = grants.config.keys().collect();
+    println!(
+        "  grants    hosts [{}], config keys [{}]",
+        hosts.join(", "),
+        keys.join(", ")
+    );
+}
+
+fn header(index: usize, event: &Event) {
+    println!("\nevent {index}  {}  {}", event.event_type, event.id);
+    println!("  subject {}", event.subject);
+}
+
+fn report(invocation: &Invocation) {
+    for entry in &invocation.entries {
+        match entry {
+            Entry::Log {
+                level,
+                context,
+                message,
+            } => {
+                let context = if context.is_empty() {
+                    String::new()
+                } else {
+                    format!("[{context}] ")
+                };
+                println!(
+                    "  log   {:<5} {context}{message}",
+                    format!("{level:?}").to_lowercase()
+                );
+            }
+            Entry::KeyValue {
+                bucket,
+                key,
+                change,
+            } => println!("  kv    {bucket}/{key}  {change}"),
+            Entry::Http {
+                method,
+                url,
+                result,
+            } => match result {
+                Ok(status) => println!("  http  {method} {url} → {status}"),
+                Err(why) => println!("  http  {method} {url} → {why}"),
+            },
+        }
+    }
+    if invocation.dropped_log_lines > 0 {
+        println!(
+            "  log   ({} more lines dropped over the per-delivery cap)",
+            invocation.dropped_log_lines
+        );
+    }
+    let fuel = invocation
+        .fuel_used
+        .map(|f| format!(", {f} fuel"))
+        .unwrap_or_default();
+    println!(
+        "  = {} ({:.1} ms{fuel})",
+        invocation.outcome,
+        invocation.duration.as_secs_f64() * 1000.0
+    );
+}

@@ -1,0 +1,94 @@
+//! The typed event model: one [`Event`] for both wire schemas (Event Grid and
+//! CloudEvents 1.0), with the five Azure ML payloads typed.
+//!
+//! Tolerant where the wire is messy (see [`ml`]), strict where it matters: an
+//! event without `id`, `eventType` or `subject` is refused with an error that
+//! names the event and the field.
+
+pub mod ml;
+mod parse;
+
+pub use ml::{
+    DatasetDriftDetected, MlEvent, ModelDeployed, ModelRegistered, Pairs, RunCompleted,
+    RunStatusChanged,
+};
+pub use parse::{parse_cloud_event, parse_document, parse_event_grid};
+
+use serde_json::Value;
+
+/// Which envelope an event arrived in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// The Event Grid schema (`topic`, `eventType`, `eventTime`, ...).
+    EventGrid,
+    /// CloudEvents 1.0 (`source`, `type`, `time`, ...).
+    CloudEvents,
+}
+
+/// One event, whichever schema it came in.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Unique per topic; (topic, id) identifies a duplicate.
+    pub id: String,
+    /// Event Grid `topic` or CloudEvents `source`: the workspace resource id.
+    pub topic: String,
+    /// The publisher's path, e.g. `models/fraud-gbm:7`.
+    pub subject: String,
+    /// Event Grid `eventType` or CloudEvents `type`.
+    pub event_type: String,
+    /// Event Grid `eventTime` or CloudEvents `time`, as sent ("" when absent).
+    pub event_time: String,
+    /// Event Grid `dataVersion` ("" when absent, always "" for CloudEvents).
+    pub data_version: String,
+    /// The envelope it arrived in.
+    pub schema: Schema,
+    /// The payload, typed for the five ML event types.
+    pub data: MlEvent,
+    /// The payload as received (`Value::Null` when absent).
+    pub raw_data: Value,
+    /// `raw_data` as JSON text, rendered once.
+    pub data_json: String,
+}
+
+/// Why an event was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event {index}{}: {problem}", id.as_ref().map(|i| format!(" (id {i})")).unwrap_or_default())]
+pub struct EventError {
+    /// Position of the event in the body (0 for a single event).
+    pub index: usize,
+    /// The event's id, when it had one.
+    pub id: Option<String>,
+    /// The offending field, as named on the wire (`eventType`, `data.modelName`).
+    pub field: Option<String>,
+    /// What is wrong, in words.
+    pub problem: String,
+}
+
+/// Why a whole body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    /// The body is not JSON.
+    #[error("body is not valid JSON: {0}")]
+    Json(String),
+    /// The body is JSON but not an event or an array of events.
+    #[error("body must be a JSON array of events or a single event object, found {0}")]
+    Shape(&'static str),
+    /// An array with nothing in it.
+    #[error("body is an empty array: there is no event to deliver")]
+    Empty,
+    /// One of the events is invalid.
+    #[error(transparent)]
+    Event(#[from] EventError),
+}
+
+/// The JSON type of a value, in words, for error messages.
+pub(crate) fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,196 @@
+//! JSON → [`Event`], for both envelopes.
+
+use super::{DocumentError, Event, EventError, MlEvent, Schema, json_type};
+use serde_json::{Map, Value};
+
+/// Read one Event Grid schema event (`index` is its position in the body).
+///
+/// `id`, `eventType` and `subject` are required strings; `topic`,
+/// `eventTime` and `dataVersion` default to "". Unknown envelope fields are
+/// ignored.
+pub fn parse_event_grid(value: &Value, index: usize) -> Result<Event, EventError> {
+    let envelope = Envelope::new(value, index)?;
+    let id = envelope.required("id")?;
+    let envelope = envelope.with_id(&id);
+    let event_type = envelope.required("eventType")?;
+    let subject = envelope.required_allow_empty("subject")?;
+    let topic = envelope.optional("topic")?;
+    let event_time = envelope.optional("eventTime")?;
+    let data_version = envelope.optional("dataVersion")?;
+    let data = envelope.data("data");
+    envelope.build(
+        Event {
+            id,
+            topic,
+            subject,
+            event_type,
+            event_time,
+            data_version,
+            schema: Schema::EventGrid,
+            data: MlEvent::Other,
+            data_json: String::new(),
+            raw_data: Value::Null,
+        },
+        data,
+    )
+}
+
+/// Read one CloudEvents 1.0 event in JSON structured form.
+///
+/// `id`, `source`, `type` and `specversion` ("1.0") are required, as the
+/// CloudEvents spec says; `subject` and `time` are optional. A `null`
+/// attribute counts as absent. `data_base64` (binary data) is refused: the
+/// ML events are JSON.
+pub fn parse_cloud_event(value: &Value, index: usize) -> Result<Event, EventError> {
+    let envelope = Envelope::new(value, index)?;
+    let id = envelope.required("id")?;
+    let envelope = envelope.with_id(&id);
+    let spec = envelope.required("specversion")?;
+    if spec != "1.0" {
+        return Err(envelope.error("specversion", format!("must be \"1.0\", found {spec:?}")));
+    }
+    let event_type = envelope.required("type")?;
+    let topic = envelope.required("source")?;
+    let subject = envelope.optional("subject")?;
+    let event_time = envelope.optional("time")?;
+    if envelope.map.contains_key("data_base64") {
+        return Err(envelope.error(
+            "data_base64",
+            "binary data is not supported: send the data as JSON in `data`".into(),
+        ));
+    }
+    let data = envelope.data("data");
+    envelope.build(
+        Event {
+            id,
+            topic,
+            subject,
+            event_type,
+            event_time,
+            data_version: String::new(),
+            schema: Schema::CloudEvents,
+            data: MlEvent::Other,
+            data_json: String::new(),
+            raw_data: Value::Null,
+        },
+        data,
+    )
+}
+
+/// Read a file or body that holds one event or an array of events, in
+/// either schema (an object with `specversion` is a CloudEvent). This is what
+/// `gridlet run` accepts.
+pub fn parse_document(bytes: &[u8]) -> Result<Vec<Event>, DocumentError> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| DocumentError::Json(e.to_string()))?;
+    let one = |v: &Value, i: usize| {
+        if v.get("specversion").is_some() {
+            parse_cloud_event(v, i)
+        } else {
+            parse_event_grid(v, i)
+        }
+    };
+    match &value {
+        Value::Array(items) if items.is_empty() => Err(DocumentError::Empty),
+        Value::Array(items) => Ok(items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| one(v, i))
+            .collect::<Result<_, _>>()?),
+        Value::Object(_) => Ok(vec![one(&value, 0)?]),
+        other => Err(DocumentError::Shape(json_type(other))),
+    }
+}
+
+/// An event object being read, with what is needed to name it in errors.
+struct Envelope<'a> {
+    map: &'a Map<String, Value>,
+    index: usize,
+    id: Option<String>,
+}
+
+impl<'a> Envelope<'a> {
+    fn new(value: &'a Value, index: usize) -> Result<Self, EventError> {
+        match value {
+            Value::Object(map) => Ok(Self {
+                map,
+                index,
+                id: None,
+            }),
+            other => Err(EventError {
+                index,
+                id: None,
+                field: None,
+                problem: format!("must be a JSON object, found {}", json_type(other)),
+            }),
+        }
+    }
+
+    fn with_id(self, id: &str) -> Self {
+        Self {
+            id: Some(id.to_string()),
+            ..self
+        }
+    }
+
+    fn error(&self, field: &str, problem: String) -> EventError {
+        EventError {
+            index: self.index,
+            id: self.id.clone(),
+            field: Some(field.to_string()),
+            problem: format!("`{field}` {problem}"),
+        }
+    }
+
+    /// A required, non-empty string.
+    fn required(&self, field: &str) -> Result<String, EventError> {
+        let value = self.required_allow_empty(field)?;
+        if value.is_empty() {
+            return Err(self.error(field, "must not be empty".into()));
+        }
+        Ok(value)
+    }
+
+    /// A required string that may be empty (Event Grid's `subject` is "" on
+    /// the validation event, and publishers may send it empty).
+    fn required_allow_empty(&self, field: &str) -> Result<String, EventError> {
+        match self.map.get(field) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            None | Some(Value::Null) => Err(self.error(field, "is missing".into())),
+            Some(other) => Err(self.error(
+                field,
+                format!("must be a string, found {}", json_type(other)),
+            )),
+        }
+    }
+
+    fn optional(&self, field: &str) -> Result<String, EventError> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err(self.error(
+                field,
+                format!("must be a string, found {}", json_type(other)),
+            )),
+        }
+    }
+
+    fn data(&self, field: &str) -> Value {
+        self.map.get(field).cloned().unwrap_or(Value::Null)
+    }
+
+    /// Type the payload and finish the event.
+    fn build(&self, mut event: Event, data: Value) -> Result<Event, EventError> {
+        event.data = MlEvent::from_data(&event.event_type, &data).map_err(|(field, problem)| {
+            EventError {
+                index: self.index,
+                id: self.id.clone(),
+                field: Some(field.clone()),
+                problem: format!("`{field}` {problem}"),
+            }
+        })?;
+        event.data_json = data.to_string();
+        event.raw_data = data;
+        Ok(event)
+    }
+}

@@ -1,0 +1,12 @@
+//! gridlet: an Azure Event Grid webhook for Azure Machine Learning events that
+//! hands every event to sandboxed WebAssembly component plugins.
+//!
+//! The modules are the stages of an event's trip, left to right:
+//! `event` (typed model) → `filter` (which plugins match) → `runtime`
+//! (wasmtime sandbox, one module per WIT import) → `plugin` (manifests,
+//! loading). A stage uses only the stages to its left.
+
+pub mod event;
+pub mod filter;
+pub mod plugin;
+pub mod runtime;

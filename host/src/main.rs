@@ -1,0 +1,51 @@
+//! The `gridlet` command.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// gridlet: run sandboxed WebAssembly plugins on Azure Machine Learning
+/// events delivered by Azure Event Grid.
+#[derive(Parser)]
+#[command(name = "gridlet", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a plugin on the events in a file and show what it did.
+    Run(cli::run::RunArgs),
+    /// A local HTTP endpoint that prints every request it receives: a
+    /// stand-in for a chat webhook or a pipeline while you test plugins.
+    Sink(cli::sink::SinkArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => cli::run::run(args).await,
+            Command::Sink(args) => cli::sink::sink(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Plugins on disk: `<name>.wasm` with an optional `<name>.toml` manifest,
+//! loaded into the runtime as a [`LoadedPlugin`].
+
+pub mod manifest;
+
+pub use manifest::{Manifest, ManifestError, RetryPolicy};
+
+use crate::filter::Filter;
+use crate::runtime::{LoadError, PluginVersion, Runtime};
+use std::path::{Path, PathBuf};
+
+/// A plugin ready to receive events.
+pub struct LoadedPlugin {
+    /// The version that serves deliveries.
+    pub version: PluginVersion,
+    /// Which events it receives.
+    pub filter: Filter,
+    /// How its failed deliveries are retried.
+    pub retry: RetryPolicy,
+    /// The `.wasm` it came from.
+    pub source: PathBuf,
+    /// The manifest it was loaded with, if any.
+    pub manifest: Option<PathBuf>,
+}
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The file name does not make a plugin name.
+    #[error("{}: plugin names are 1-64 characters of a-z, 0-9, `-` and `_`", .0.display())]
+    BadName(PathBuf),
+    /// The `.wasm` could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The manifest is invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The component is not usable.
+    #[error("{}: {source}", path.display())]
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: LoadError,
+    },
+}
+
+/// The plugin name a `.wasm` path gives: its file stem.
+pub fn plugin_name(wasm: &Path) -> Result<String, PluginError> {
+    let name = wasm
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(name)
+    } else {
+        Err(PluginError::BadName(wasm.to_path_buf()))
+    }
+}
+
+/// The sidecar manifest path for a `.wasm`: same folder, same stem, `.toml`.
+pub fn sidecar(wasm: &Path) -> PathBuf {
+    wasm.with_extension("toml")
+}
+
+/// Read the manifest for `wasm`: `explicit` if given, else the sidecar if it
+/// exists, else the defaults (every event, default limits, no grants).
+pub fn read_manifest(
+    wasm: &Path,
+    explicit: Option<&Path>,
+) -> Result<(Manifest, Option<PathBuf>), PluginError> {
+    let path = match explicit {
+        Some(p) => Some(p.to_path_buf()),
+        None => Some(sidecar(wasm)).filter(|p| p.exists()),
+    };
+    match &path {
+        Some(p) => Ok((Manifest::load(p)?, path)),
+        None => Ok((Manifest::default(), None)),
+    }
+}
+
+/// Compile and link `wasm` with `manifest`.
+pub fn load(
+    runtime: &Runtime,
+    wasm: &Path,
+    manifest: Manifest,
+    manifest_path: Option<PathBuf>,
+) -> Result<LoadedPlugin, PluginError> {
+    let name = plugin_name(wasm)?;
+    let bytes = std::fs::read(wasm).map_err(|source| PluginError::Read {
+        path: wasm.to_path_buf(),
+        source,
+    })?;
+    let component = runtime
+        .compile(&bytes)
+        .map_err(|source| PluginError::Load {
+            path: wasm.to_path_buf(),
+            source,
+        })?;
+    let version = runtime
+        .prepare(&name, &component, manifest.limits, manifest.grants)
+        .map_err(|source| PluginError::Load {
+            path: wasm.to_path_buf(),
+            source,
+        })?;
+    Ok(LoadedPlugin {
+        version,
+        filter: manifest.filter,
+        retry: manifest.retry,
+        source: wasm.to_path_buf(),
+        manifest: manifest_path,
+    })
+}

@@ -1,0 +1,199 @@
+//! What a plugin did during one delivery: its log lines, key-value writes and
+//! outbound requests, in order. Every entry is also emitted to `tracing`
+//! with the plugin's name, the event id and the attempt, so operators see
+//! plugin output in the host's log; `gridlet run` prints the entries.
+//!
+//! Log output is capped per delivery (lines and bytes): a plugin that floods
+//! loses its extra lines, never the host's memory, and the number dropped is
+//! reported once at the end.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Severity of a plugin's log line (`wasi:logging` levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Fine-grained tracing.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something odd.
+    Warn,
+    /// Something failed.
+    Error,
+    /// Something failed badly.
+    Critical,
+}
+
+/// One thing a plugin did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A log line (from `wasi:logging`, or a line of stdout/stderr).
+    Log {
+        /// Its level (stdout is info, stderr is warn).
+        level: Level,
+        /// `wasi:logging` context, or `stdout` / `stderr`.
+        context: String,
+        /// The text.
+        message: String,
+    },
+    /// A key-value change.
+    KeyValue {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// `set (N bytes)`, `delete`, `increment by N → M`.
+        change: String,
+    },
+    /// An outbound HTTP request.
+    Http {
+        /// The method.
+        method: String,
+        /// The URL.
+        url: String,
+        /// The status, or why there was none.
+        result: Result<u16, String>,
+    },
+}
+
+/// Most key-value and HTTP entries kept per delivery.
+const MAX_ENTRIES: usize = 10_000;
+
+/// Caps on a plugin's log output per delivery.
+#[derive(Debug, Clone, Copy)]
+pub struct LogLimits {
+    /// Most lines kept.
+    pub lines: u32,
+    /// Most bytes kept.
+    pub bytes: usize,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        Self {
+            lines: 1_000,
+            bytes: 256 * 1024,
+        }
+    }
+}
+
+/// The activity of one delivery. Shared by every capability of the store.
+#[derive(Debug)]
+pub struct Activity {
+    plugin: Arc<str>,
+    event_id: String,
+    attempt: u32,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    entries: Vec<Entry>,
+    lines_left: u32,
+    bytes_left: usize,
+    dropped: u64,
+}
+
+impl Activity {
+    /// Start recording for one delivery.
+    pub fn new(plugin: Arc<str>, event_id: &str, attempt: u32, limits: LogLimits) -> Arc<Self> {
+        Arc::new(Self {
+            plugin,
+            event_id: event_id.to_string(),
+            attempt,
+            inner: Mutex::new(Inner {
+                entries: Vec::new(),
+                lines_left: limits.lines,
+                bytes_left: limits.bytes,
+                dropped: 0,
+            }),
+        })
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock only means another thread panicked mid-push; the
+        // entries are still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A log line from the plugin, subject to the per-delivery caps.
+    pub fn log(&self, level: Level, context: &str, message: &str) {
+        {
+            let mut inner = self.inner();
+            if inner.lines_left == 0 || inner.bytes_left < message.len() {
+                inner.dropped += 1;
+                return;
+            }
+            inner.lines_left -= 1;
+            inner.bytes_left -= message.len();
+            inner.entries.push(Entry::Log {
+                level,
+                context: context.to_string(),
+                message: message.to_string(),
+            });
+        }
+        let (plugin, event_id, attempt) = (&*self.plugin, &self.event_id, self.attempt);
+        match level {
+            Level::Trace => tracing::trace!(plugin, event_id, attempt, context, "{message}"),
+            Level::Debug => tracing::debug!(plugin, event_id, attempt, context, "{message}"),
+            Level::Info => tracing::info!(plugin, event_id, attempt, context, "{message}"),
+            Level::Warn => tracing::warn!(plugin, event_id, attempt, context, "{message}"),
+            Level::Error | Level::Critical => {
+                tracing::error!(plugin, event_id, attempt, context, "{message}")
+            }
+        }
+    }
+
+    /// A key-value change.
+    pub fn key_value(&self, bucket: &str, key: &str, change: String) {
+        tracing::debug!(plugin = &*self.plugin, event_id = %self.event_id, bucket, key, "kv {change}");
+        self.record(Entry::KeyValue {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            change,
+        });
+    }
+
+    /// An outbound request and its result.
+    pub fn http(&self, method: &str, url: &str, result: Result<u16, String>) {
+        match &result {
+            Ok(status) => {
+                tracing::info!(plugin = &*self.plugin, event_id = %self.event_id, method, url, status, "outbound request")
+            }
+            Err(why) => {
+                tracing::warn!(plugin = &*self.plugin, event_id = %self.event_id, method, url, why, "outbound request failed")
+            }
+        }
+        self.record(Entry::Http {
+            method: method.to_string(),
+            url: url.to_string(),
+            result,
+        });
+    }
+
+    /// Keep a non-log entry, up to a cap so a looping plugin cannot grow it
+    /// without bound.
+    fn record(&self, entry: Entry) {
+        let mut inner = self.inner();
+        if inner.entries.len() < MAX_ENTRIES {
+            inner.entries.push(entry);
+        }
+    }
+
+    /// Finish: the entries and the number of log lines dropped over the caps.
+    pub fn finish(&self) -> (Vec<Entry>, u64) {
+        let mut inner = self.inner();
+        let dropped = inner.dropped;
+        if dropped > 0 {
+            tracing::warn!(
+                plugin = &*self.plugin,
+                event_id = %self.event_id,
+                dropped,
+                "plugin log output over its per-delivery cap was dropped"
+            );
+        }
+        (std::mem::take(&mut inner.entries), dropped)
+    }
+}

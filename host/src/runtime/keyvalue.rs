@@ -1,0 +1,282 @@
+//! `wasi:keyvalue`: each plugin gets a namespace of its own (its name), with
+//! any number of buckets inside. The backend is a trait so that the journal
+//! can make state durable; [`MemoryKeyValue`] keeps it in process.
+
+use super::bindings::wasi::keyvalue::{atomics, store};
+use super::state::PluginState;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use wasmtime::component::Resource;
+
+/// Longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Largest value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// Keys returned per `list-keys` page.
+pub const LIST_PAGE: usize = 1000;
+
+/// A key-value failure, as the plugin sees it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvError {
+    /// The key or value is over its limit.
+    #[error("{0}")]
+    Limit(String),
+    /// A counter holds something that is not a counter.
+    #[error("value at `{0}` is not a counter (8-byte little-endian u64)")]
+    NotACounter(String),
+    /// The backend failed.
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+/// Where plugin state lives. `namespace` is the plugin's name: the host
+/// passes it, the plugin cannot choose it.
+pub trait KeyValue: Send + Sync + 'static {
+    /// Read a value.
+    fn get(&self, namespace: &str, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError>;
+    /// Write a value.
+    fn set(&self, namespace: &str, bucket: &str, key: &str, value: &[u8]) -> Result<(), KvError>;
+    /// Remove a value (no error when absent).
+    fn delete(&self, namespace: &str, bucket: &str, key: &str) -> Result<(), KvError>;
+    /// Keys in order, starting at `cursor` (an offset); returns the next cursor.
+    fn list_keys(
+        &self,
+        namespace: &str,
+        bucket: &str,
+        cursor: u64,
+    ) -> Result<(Vec<String>, Option<u64>), KvError>;
+    /// Add `delta` to a counter (absent counts as 0) and return the new value.
+    fn increment(
+        &self,
+        namespace: &str,
+        bucket: &str,
+        key: &str,
+        delta: u64,
+    ) -> Result<u64, KvError>;
+}
+
+/// In-process state: gone when the host stops.
+#[derive(Debug, Default)]
+pub struct MemoryKeyValue {
+    map: Mutex<BTreeMap<(String, String, String), Vec<u8>>>,
+}
+
+type Map = BTreeMap<(String, String, String), Vec<u8>>;
+
+impl MemoryKeyValue {
+    fn map(&self) -> std::sync::MutexGuard<'_, Map> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn id(namespace: &str, bucket: &str, key: &str) -> (String, String, String) {
+    (namespace.to_string(), bucket.to_string(), key.to_string())
+}
+
+/// Read a counter's stored bytes.
+pub fn decode_counter(key: &str, bytes: &[u8]) -> Result<u64, KvError> {
+    let bytes: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| KvError::NotACounter(key.to_string()))?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+impl KeyValue for MemoryKeyValue {
+    fn get(&self, namespace: &str, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.map().get(&id(namespace, bucket, key)).cloned())
+    }
+
+    fn set(&self, namespace: &str, bucket: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.map()
+            .insert(id(namespace, bucket, key), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&self, namespace: &str, bucket: &str, key: &str) -> Result<(), KvError> {
+        self.map().remove(&id(namespace, bucket, key));
+        Ok(())
+    }
+
+    fn list_keys(
+        &self,
+        namespace: &str,
+        bucket: &str,
+        cursor: u64,
+    ) -> Result<(Vec<String>, Option<u64>), KvError> {
+        let map = self.map();
+        let all: Vec<String> = map
+            .keys()
+            .filter(|(n, b, _)| n == namespace && b == bucket)
+            .map(|(_, _, k)| k.clone())
+            .collect();
+        let start = usize::try_from(cursor).unwrap_or(usize::MAX).min(all.len());
+        let end = (start + LIST_PAGE).min(all.len());
+        let next = (end < all.len()).then_some(end as u64);
+        Ok((all[start..end].to_vec(), next))
+    }
+
+    fn increment(
+        &self,
+        namespace: &str,
+        bucket: &str,
+        key: &str,
+        delta: u64,
+    ) -> Result<u64, KvError> {
+        let mut map = self.map();
+        let slot = map
+            .entry(id(namespace, bucket, key))
+            .or_insert_with(|| 0u64.to_le_bytes().to_vec());
+        let value = decode_counter(key, slot)?.wrapping_add(delta);
+        *slot = value.to_le_bytes().to_vec();
+        Ok(value)
+    }
+}
+
+/// The host side of a `bucket` resource: just its name; the namespace comes
+/// from the store, so a plugin can only ever open its own.
+#[derive(Debug, Clone)]
+pub struct BucketHandle {
+    name: String,
+}
+
+fn check_key(key: &str) -> Result<(), store::Error> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(store::Error::Other(format!(
+            "key is {} bytes; the limit is {MAX_KEY_BYTES}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+fn to_wit(e: KvError) -> store::Error {
+    store::Error::Other(e.to_string())
+}
+
+impl PluginState {
+    fn bucket(&self, handle: &Resource<BucketHandle>) -> wasmtime::Result<String> {
+        Ok(self.table.get(handle)?.name.clone())
+    }
+}
+
+impl store::Host for PluginState {
+    fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<BucketHandle>, store::Error>> {
+        if identifier.is_empty() || identifier.len() > 128 {
+            return Ok(Err(store::Error::Other(
+                "bucket names are 1 to 128 bytes".into(),
+            )));
+        }
+        Ok(Ok(self.table.push(BucketHandle { name: identifier })?))
+    }
+}
+
+impl store::HostBucket for PluginState {
+    fn get(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
+        let name = self.bucket(&bucket)?;
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
+        }
+        Ok(self.kv.get(&self.plugin, &name, &key).map_err(to_wit))
+    }
+
+    fn set(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let name = self.bucket(&bucket)?;
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
+        }
+        if value.len() > MAX_VALUE_BYTES {
+            return Ok(Err(store::Error::Other(format!(
+                "value is {} bytes; the limit is {MAX_VALUE_BYTES}",
+                value.len()
+            ))));
+        }
+        let result = self
+            .kv
+            .set(&self.plugin, &name, &key, &value)
+            .map_err(to_wit);
+        if result.is_ok() {
+            self.activity
+                .key_value(&name, &key, format!("set ({} bytes)", value.len()));
+        }
+        Ok(result)
+    }
+
+    fn delete(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let name = self.bucket(&bucket)?;
+        let result = self.kv.delete(&self.plugin, &name, &key).map_err(to_wit);
+        if result.is_ok() {
+            self.activity.key_value(&name, &key, "delete".into());
+        }
+        Ok(result)
+    }
+
+    fn exists(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, store::Error>> {
+        let name = self.bucket(&bucket)?;
+        Ok(self
+            .kv
+            .get(&self.plugin, &name, &key)
+            .map(|v| v.is_some())
+            .map_err(to_wit))
+    }
+
+    fn list_keys(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        cursor: Option<u64>,
+    ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
+        let name = self.bucket(&bucket)?;
+        Ok(self
+            .kv
+            .list_keys(&self.plugin, &name, cursor.unwrap_or(0))
+            .map(|(keys, cursor)| store::KeyResponse { keys, cursor })
+            .map_err(to_wit))
+    }
+
+    fn drop(&mut self, bucket: Resource<BucketHandle>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for PluginState {
+    fn increment(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+        delta: u64,
+    ) -> wasmtime::Result<Result<u64, store::Error>> {
+        let name = self.bucket(&bucket)?;
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
+        }
+        let result = self
+            .kv
+            .increment(&self.plugin, &name, &key, delta)
+            .map_err(to_wit);
+        if let Ok(value) = result {
+            self.activity
+                .key_value(&name, &key, format!("increment by {delta} → {value}"));
+        }
+        Ok(result)
+    }
+}

@@ -1,0 +1,138 @@
+//! How a delivery ended, in the terms the dispatcher and operators use.
+
+use super::activity::Entry;
+use super::limits::MemoryLimiter;
+use std::fmt;
+use wasmtime::Trap;
+
+/// The result of one `handle` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The plugin returned `ok`.
+    Handled,
+    /// The plugin returned `retry(reason)`.
+    Retry(String),
+    /// The plugin returned `reject(reason)`.
+    Reject(String),
+    /// The plugin did not return: a trap, a limit, or a host failure.
+    Failed(Failure),
+}
+
+/// Why a plugin did not return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Which kind of failure.
+    pub kind: FailureKind,
+    /// What happened, in words.
+    pub message: String,
+}
+
+/// The kinds of [`Failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The wall-clock deadline passed.
+    Deadline,
+    /// The memory cap refused a growth.
+    Memory,
+    /// The fuel ran out.
+    Fuel,
+    /// The wasm stack overflowed.
+    Stack,
+    /// Any other trap: a panic, an abort, an unreachable.
+    Trap,
+    /// The component could not be instantiated or a host call failed.
+    Host,
+}
+
+impl FailureKind {
+    /// A short lower-case name (`deadline`, `memory`, ...), for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Deadline => "deadline",
+            FailureKind::Memory => "memory",
+            FailureKind::Fuel => "fuel",
+            FailureKind::Stack => "stack",
+            FailureKind::Trap => "trap",
+            FailureKind::Host => "host",
+        }
+    }
+}
+
+impl Outcome {
+    /// A short lower-case name: `handled`, `retry`, `reject`, or the failure kind.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Handled => "handled",
+            Outcome::Retry(_) => "retry",
+            Outcome::Reject(_) => "reject",
+            Outcome::Failed(f) => f.kind.as_str(),
+        }
+    }
+
+    /// The host may try again later (retry and every failure; not reject).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Outcome::Retry(_) | Outcome::Failed(_))
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Handled => write!(f, "handled"),
+            Outcome::Retry(why) => write!(f, "retry: {why}"),
+            Outcome::Reject(why) => write!(f, "reject: {why}"),
+            Outcome::Failed(failure) => write!(f, "{}: {}", failure.kind.as_str(), failure.message),
+        }
+    }
+}
+
+/// The error an epoch callback raises when the deadline has passed.
+#[derive(Debug, thiserror::Error)]
+#[error("deadline of {0:?} exceeded")]
+pub(super) struct DeadlineExceeded(pub std::time::Duration);
+
+/// Name the failure behind a call's error.
+pub(super) fn classify(
+    error: &wasmtime::Error,
+    limiter: &MemoryLimiter,
+    entries: &[Entry],
+) -> Failure {
+    if let Some(d) = error.downcast_ref::<DeadlineExceeded>() {
+        return Failure {
+            kind: FailureKind::Deadline,
+            message: d.to_string(),
+        };
+    }
+    if let Some(asked) = limiter.refused {
+        return Failure {
+            kind: FailureKind::Memory,
+            message: format!(
+                "memory limit of {} reached (the plugin asked for {})",
+                mib(limiter.cap()),
+                mib(asked)
+            ),
+        };
+    }
+    let (kind, what) = match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => (FailureKind::Fuel, "fuel exhausted".to_string()),
+        Some(Trap::StackOverflow) => (FailureKind::Stack, "wasm stack exhausted".to_string()),
+        Some(trap) => (FailureKind::Trap, format!("trap: {trap}")),
+        None => (FailureKind::Host, format!("{error:#}")),
+    };
+    // A panic's message goes to stderr just before the trap: show it.
+    let last_stderr = entries.iter().rev().find_map(|e| match e {
+        Entry::Log {
+            context, message, ..
+        } if context == "stderr" => Some(message.as_str()),
+        _ => None,
+    });
+    let message = match (kind, last_stderr) {
+        (FailureKind::Trap, Some(line)) => format!("{what} (stderr: {line})"),
+        _ => what,
+    };
+    Failure { kind, message }
+}
+
+fn mib(bytes: usize) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}

@@ -1,0 +1,100 @@
+//! One component, many misbehaviours, picked by the `behaviour` config key so
+//! that one build serves every sandbox test:
+//!
+//! - `loop`: spin forever (deadline, or fuel when the manifest sets it);
+//! - `memory`: allocate until the memory cap stops it;
+//! - `recursion`: recurse until the wasm stack runs out;
+//! - `trap`: panic;
+//! - `flood`: write a million log lines and stdout lines, then succeed;
+//! - `probe`: try a file, the environment, a socket and a host that is not
+//!   granted; log what happened to each and succeed only if all were denied.
+
+use gridlet_plugin::{config, export, http, log, Event, HandlerError, Plugin};
+use std::hint::black_box;
+
+struct Hostile;
+
+impl Plugin for Hostile {
+    fn handle(_event: Event) -> Result<(), HandlerError> {
+        match config::get("behaviour").as_deref() {
+            Some("loop") => spin(),
+            Some("memory") => hoard(),
+            Some("recursion") => {
+                black_box(recurse(black_box(1)));
+                Ok(())
+            }
+            Some("trap") => panic!("hostile plugin panicked on purpose"),
+            Some("flood") => flood(),
+            Some("probe") => probe(),
+            other => Err(HandlerError::Reject(format!("unknown behaviour {other:?}"))),
+        }
+    }
+}
+
+fn spin() -> Result<(), HandlerError> {
+    let mut n: u64 = 0;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
+fn hoard() -> Result<(), HandlerError> {
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    loop {
+        // Touch every page so the memory is really used, not just reserved.
+        kept.push(black_box(vec![0xA5; 1 << 20]));
+    }
+}
+
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let pad = black_box([depth; 64]);
+    recurse(depth + 1).wrapping_add(pad[(depth % 64) as usize])
+}
+
+fn flood() -> Result<(), HandlerError> {
+    for i in 0..1_000_000u32 {
+        log::info(&format!("flood line {i}"));
+    }
+    for i in 0..1_000_000u32 {
+        println!("stdout flood line {i}");
+    }
+    Ok(())
+}
+
+fn probe() -> Result<(), HandlerError> {
+    let mut escaped = Vec::new();
+
+    match std::fs::read("/etc/passwd") {
+        Ok(_) => escaped.push("file"),
+        Err(e) => log::info(&format!("file: denied ({e})")),
+    }
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    if vars.is_empty() {
+        log::info("env: denied (no variables)");
+    } else {
+        escaped.push("env");
+    }
+    let target = config::get("socket_target").unwrap_or_else(|| "127.0.0.1:9".into());
+    match std::net::TcpStream::connect(target.as_str()) {
+        Ok(_) => escaped.push("socket"),
+        Err(e) => log::info(&format!("socket: denied ({e})")),
+    }
+    let url = config::get("forbidden_url").unwrap_or_else(|| "http://example.com/".into());
+    match http::post_json(&url, b"{}") {
+        Err(http::HttpError::Denied(_)) => log::info("http: denied (host not allowed)"),
+        Err(e) => {
+            log::info(&format!("http: failed but not denied ({e})"));
+            escaped.push("http");
+        }
+        Ok(_) => escaped.push("http"),
+    }
+
+    if escaped.is_empty() {
+        Ok(())
+    } else {
+        Err(HandlerError::Reject(format!("escaped the sandbox: {}", escaped.join(", "))))
+    }
+}
+
+export!(Hostile);
