@@ -1,1 +1,196 @@
-fn main() {}
+//! `cargo xtask <task>`: the project's build and test tasks.
+//!
+//! - `plugins`: build every plugin (examples and test fixtures) for
+//!   wasm32-wasip2 and lay them out as a plugins folder, `target/plugins/`
+//!   (`<name>.wasm` + `<name>.toml`), and `target/test-plugins/`.
+//! - `demo`: `plugins`, then run each example plugin on every sample event
+//!   against a local sink that stands in for the chat and deploy services.
+//! - `test`: `plugins`, then every test of the workspace.
+//! - `lint`: rustfmt and clippy (warnings are errors) over every crate.
+
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// Rust plugins: (cargo workspace, crate/artifact name, plugin name, output folder).
+const RUST_PLUGINS: &[(&str, &str, &str)] = &[
+    ("plugins", "failed_run_alert", "failed-run-alert"),
+    ("plugins", "model_promotion", "model-promotion"),
+];
+const RUST_FIXTURES: &[(&str, &str, &str)] = &[("host/tests/guests", "hostile", "hostile")];
+
+fn main() -> Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let root = root()?;
+    match task.as_str() {
+        "plugins" => plugins(&root),
+        "demo" => {
+            plugins(&root)?;
+            demo(&root)
+        }
+        "test" => {
+            plugins(&root)?;
+            run(Command::new(cargo()).current_dir(&root).args(["test", "--workspace"]))
+        }
+        "lint" => lint(&root),
+        _ => bail!("usage: cargo xtask <plugins|demo|test|lint>"),
+    }
+}
+
+fn root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    Ok(manifest.parent().context("xtask has no parent folder")?.to_path_buf())
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Build the Rust guests and lay out the plugins folders.
+fn plugins(root: &Path) -> Result<()> {
+    ensure_wasm_target()?;
+    let wasm_target = root.join("target/wasm");
+    for workspace in ["plugins", "host/tests/guests"] {
+        eprintln!("xtask: building {workspace} for wasm32-wasip2");
+        run(Command::new(cargo())
+            .current_dir(root.join(workspace))
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+            .arg(&wasm_target))?;
+    }
+    let built = wasm_target.join("wasm32-wasip2/release");
+    lay_out(root, &built, RUST_PLUGINS, &root.join("target/plugins"))?;
+    lay_out(root, &built, RUST_FIXTURES, &root.join("target/test-plugins"))?;
+    eprintln!("xtask: plugins in target/plugins, test fixtures in target/test-plugins");
+    Ok(())
+}
+
+/// Copy `<artifact>.wasm` to `<out>/<name>.wasm`, with its manifest if the
+/// source folder has `<name>.toml`.
+fn lay_out(root: &Path, built: &Path, list: &[(&str, &str, &str)], out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out)?;
+    for (workspace, artifact, name) in list {
+        let wasm = built.join(format!("{artifact}.wasm"));
+        copy_if_changed(&wasm, &out.join(format!("{name}.wasm")))?;
+        let manifest = root.join(workspace).join(name).join(format!("{name}.toml"));
+        if manifest.exists() {
+            copy_if_changed(&manifest, &out.join(format!("{name}.toml")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Copy unless the destination already has the same bytes (so a watcher on
+/// the folder sees no change for an unchanged plugin).
+fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
+    let bytes = std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+    if std::fs::read(to).ok().as_deref() == Some(bytes.as_slice()) {
+        return Ok(());
+    }
+    // Write then rename, so nothing ever sees a half-written plugin.
+    let tmp = to.with_extension("tmp");
+    std::fs::write(&tmp, &bytes)?;
+    std::fs::rename(&tmp, to)?;
+    Ok(())
+}
+
+fn ensure_wasm_target() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("rustup is needed to add the wasm32-wasip2 target")?;
+    if !String::from_utf8_lossy(&installed.stdout).contains("wasm32-wasip2") {
+        eprintln!("xtask: adding the wasm32-wasip2 target");
+        run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+    }
+    Ok(())
+}
+
+/// Run each example plugin on every sample event, with a local sink standing
+/// in for the services they call.
+fn demo(root: &Path) -> Result<()> {
+    run(Command::new(cargo())
+        .current_dir(root)
+        .args(["build", "--quiet", "--package", "gridlet"]))?;
+    let gridlet = target_dir(root).join("debug/gridlet");
+    let (mut sink, address) = start_sink(&gridlet)?;
+    let events = root.join("examples/events/eventgrid/demo.json");
+    let mut result = Ok(());
+    for (_, _, name) in RUST_PLUGINS {
+        println!("\n━━━ gridlet run target/plugins/{name}.wasm examples/events/eventgrid/demo.json");
+        let status = Command::new(&gridlet)
+            .arg("run")
+            .arg(root.join(format!("target/plugins/{name}.wasm")))
+            .arg(&events)
+            .args(["--allow-host", &address])
+            .env("CHAT_WEBHOOK_URL", format!("http://{address}/chat"))
+            .env("DEPLOY_URL", format!("http://{address}/deploy"))
+            .status()?;
+        if !status.success() {
+            result = Err(anyhow::anyhow!("{name} did not handle every event"));
+        }
+    }
+    let _ = sink.kill();
+    let _ = sink.wait();
+    result
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// Start `gridlet sink` on a free port; returns it and its `host:port`.
+fn start_sink(gridlet: &Path) -> Result<(Child, String)> {
+    let mut child = Command::new(gridlet)
+        .args(["sink", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().context("sink has no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().context("sink exited")??;
+    let address = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .context("sink did not say where it listens")?
+        .to_string();
+    println!("{first}");
+    // Echo what the sink receives, prefixed, while the demo runs.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            println!("    sink │ {line}");
+        }
+    });
+    Ok((child, address))
+}
+
+fn lint(root: &Path) -> Result<()> {
+    for dir in [".", "plugins", "host/tests/guests", "sdk/rust"] {
+        run(Command::new(cargo())
+            .current_dir(root.join(dir))
+            .args(["fmt", "--all", "--check"]))?;
+    }
+    run(Command::new(cargo())
+        .current_dir(root)
+        .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    for dir in ["plugins", "host/tests/guests"] {
+        run(Command::new(cargo())
+            .current_dir(root.join(dir))
+            .args(["clippy", "--target", "wasm32-wasip2", "--release", "--target-dir"])
+            .arg(root.join("target/wasm"))
+            .args(["--", "-D", "warnings"]))?;
+    }
+    Ok(())
+}

@@ -119,16 +119,23 @@ pub(super) fn classify(
         Some(trap) => (FailureKind::Trap, format!("trap: {trap}")),
         None => (FailureKind::Host, format!("{error:#}")),
     };
-    // A panic's message goes to stderr just before the trap: show it.
-    let last_stderr = entries.iter().rev().find_map(|e| match e {
-        Entry::Log {
-            context, message, ..
-        } if context == "stderr" => Some(message.as_str()),
-        _ => None,
-    });
-    let message = match (kind, last_stderr) {
-        (FailureKind::Trap, Some(line)) => format!("{what} (stderr: {line})"),
-        _ => what,
+    // A panic's message goes to stderr just before the trap: show the last
+    // few lines, without Rust's backtrace hint.
+    let mut stderr: Vec<&str> = entries
+        .iter()
+        .rev()
+        .filter_map(|e| match e {
+            Entry::Log { context, message, .. } if context == "stderr" => Some(message.as_str()),
+            _ => None,
+        })
+        .filter(|line| !line.starts_with("note: run with `RUST_BACKTRACE"))
+        .take(3)
+        .collect();
+    stderr.reverse();
+    let message = if kind == FailureKind::Trap && !stderr.is_empty() {
+        format!("{what} (stderr: {})", stderr.join(" | "))
+    } else {
+        what
     };
     Failure { kind, message }
 }

@@ -53,7 +53,9 @@ impl Plugin for ModelPromotion {
             "workspace": event.topic,
             "eventId": event.id,
         });
-        let auth = config::get("deploy_token").map(|t| format!("Bearer {t}"));
+        let auth = config::get("deploy_token")
+            .filter(|t| !t.is_empty())
+            .map(|t| format!("Bearer {t}"));
         let mut headers = vec![("content-type", "application/json"), ("idempotency-key", &version)];
         if let Some(auth) = &auth {
             headers.push(("authorization", auth));

@@ -87,15 +87,17 @@ pub fn send(
     let outgoing = request.body().map_err(|_| failed("request body already taken"))?;
 
     let pending = outgoing_handler::handle(request, None).map_err(|e| error_code(url, e))?;
-    {
-        let stream = outgoing.write().map_err(|_| failed("request body stream"))?;
-        for chunk in body.chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| failed(&format!("writing request body: {e:?}")))?;
+    // Write the body, but look at the response first if that fails: a
+    // request the host refused (a host not on the allow-list) shows up as a
+    // closed body stream, and its error code is the useful answer.
+    let written = write_body(&outgoing, body);
+    let finished = match written {
+        Ok(()) => OutgoingBody::finish(outgoing, None).map_err(|e| error_code(url, e)),
+        Err(_) => {
+            drop(outgoing);
+            Ok(())
         }
-    }
-    OutgoingBody::finish(outgoing, None).map_err(|e| error_code(url, e))?;
+    };
 
     pending.subscribe().block();
     let response = match pending.get() {
@@ -103,6 +105,8 @@ pub fn send(
         Some(Ok(Err(e))) => return Err(error_code(url, e)),
         _ => return Err(failed("no response")),
     };
+    written?;
+    finished?;
     let status = response.status();
     let incoming = response.consume().map_err(|_| failed("response body"))?;
     let stream = incoming.stream().map_err(|_| failed("response body stream"))?;
@@ -117,6 +121,18 @@ pub fn send(
         }
     }
     Ok(Response { status, body })
+}
+
+fn write_body(outgoing: &OutgoingBody, body: &[u8]) -> Result<(), HttpError> {
+    let stream = outgoing
+        .write()
+        .map_err(|_| failed("request body stream"))?;
+    for chunk in body.chunks(4096) {
+        stream
+            .blocking_write_and_flush(chunk)
+            .map_err(|e| failed(&format!("writing request body: {e:?}")))?;
+    }
+    Ok(())
 }
 
 fn failed(why: &str) -> HttpError {
