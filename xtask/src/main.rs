@@ -31,7 +31,9 @@ fn main() -> Result<()> {
         }
         "test" => {
             plugins(&root)?;
-            run(Command::new(cargo()).current_dir(&root).args(["test", "--workspace"]))
+            run(Command::new(cargo())
+                .current_dir(&root)
+                .args(["test", "--workspace"]))
         }
         "lint" => lint(&root),
         _ => bail!("usage: cargo xtask <plugins|demo|test|lint>"),
@@ -40,7 +42,10 @@ fn main() -> Result<()> {
 
 fn root() -> Result<PathBuf> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    Ok(manifest.parent().context("xtask has no parent folder")?.to_path_buf())
+    Ok(manifest
+        .parent()
+        .context("xtask has no parent folder")?
+        .to_path_buf())
 }
 
 fn cargo() -> String {
@@ -65,12 +70,23 @@ fn plugins(root: &Path) -> Result<()> {
         eprintln!("xtask: building {workspace} for wasm32-wasip2");
         run(Command::new(cargo())
             .current_dir(root.join(workspace))
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--target-dir",
+            ])
             .arg(&wasm_target))?;
     }
     let built = wasm_target.join("wasm32-wasip2/release");
     lay_out(root, &built, RUST_PLUGINS, &root.join("target/plugins"))?;
-    lay_out(root, &built, RUST_FIXTURES, &root.join("target/test-plugins"))?;
+    lay_out(
+        root,
+        &built,
+        RUST_FIXTURES,
+        &root.join("target/test-plugins"),
+    )?;
     eprintln!("xtask: plugins in target/plugins, test fixtures in target/test-plugins");
     Ok(())
 }
@@ -119,15 +135,20 @@ fn ensure_wasm_target() -> Result<()> {
 /// Run each example plugin on every sample event, with a local sink standing
 /// in for the services they call.
 fn demo(root: &Path) -> Result<()> {
-    run(Command::new(cargo())
-        .current_dir(root)
-        .args(["build", "--quiet", "--package", "gridlet"]))?;
+    run(Command::new(cargo()).current_dir(root).args([
+        "build",
+        "--quiet",
+        "--package",
+        "gridlet",
+    ]))?;
     let gridlet = target_dir(root).join("debug/gridlet");
     let (mut sink, address) = start_sink(&gridlet)?;
     let events = root.join("examples/events/eventgrid/demo.json");
     let mut result = Ok(());
     for (_, _, name) in RUST_PLUGINS {
-        println!("\n━━━ gridlet run target/plugins/{name}.wasm examples/events/eventgrid/demo.json");
+        println!(
+            "\n━━━ gridlet run target/plugins/{name}.wasm examples/events/eventgrid/demo.json"
+        );
         let status = Command::new(&gridlet)
             .arg("run")
             .arg(root.join(format!("target/plugins/{name}.wasm")))
@@ -182,13 +203,24 @@ fn lint(root: &Path) -> Result<()> {
             .current_dir(root.join(dir))
             .args(["fmt", "--all", "--check"]))?;
     }
-    run(Command::new(cargo())
-        .current_dir(root)
-        .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(Command::new(cargo()).current_dir(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     for dir in ["plugins", "host/tests/guests"] {
         run(Command::new(cargo())
             .current_dir(root.join(dir))
-            .args(["clippy", "--target", "wasm32-wasip2", "--release", "--target-dir"])
+            .args([
+                "clippy",
+                "--target",
+                "wasm32-wasip2",
+                "--release",
+                "--target-dir",
+            ])
             .arg(root.join("target/wasm"))
             .args(["--", "-D", "warnings"]))?;
     }

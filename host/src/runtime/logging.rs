@@ -4,12 +4,12 @@
 use super::activity::{Activity, Level};
 use super::bindings::wasi::logging::logging::{self, Host};
 use super::state::PluginState;
+use bytes::Bytes;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
-use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 

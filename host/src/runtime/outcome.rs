@@ -125,7 +125,9 @@ pub(super) fn classify(
         .iter()
         .rev()
         .filter_map(|e| match e {
-            Entry::Log { context, message, .. } if context == "stderr" => Some(message.as_str()),
+            Entry::Log {
+                context, message, ..
+            } if context == "stderr" => Some(message.as_str()),
             _ => None,
         })
         .filter(|line| !line.starts_with("note: run with `RUST_BACKTRACE"))

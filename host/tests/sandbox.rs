@@ -1,0 +1,319 @@
+//! Hostile plugins: each ends with its specific error within its limits, the
+//! host stays healthy, and a well-behaved plugin run afterwards succeeds.
+//! The probe shows every forbidden access is denied.
+
+mod common;
+
+use common::{Recorder, event, load, runtime};
+use gridlet::event::Event;
+use gridlet::plugin::{self, Manifest, PluginError};
+use gridlet::runtime::{Entry, FailureKind, LoadError, Outcome, Runtime};
+use std::path::Path;
+use std::time::Duration;
+
+fn hostile(behaviour: &str, limits: &str) -> String {
+    format!("[limits]\n{limits}\n[grants.config]\nbehaviour = \"{behaviour}\"\n")
+}
+
+fn sample() -> Event {
+    event("eventgrid/model-registered.json")
+}
+
+/// After any hostile run, a well-behaved plugin on the same runtime works.
+async fn well_behaved_still_works(runtime: &Runtime) {
+    let plugin = load(runtime, "model-promotion", "", &[]);
+    let outcome = runtime
+        .invoke(
+            &plugin.version,
+            &event("eventgrid/model-registered-pascalcase.json"),
+            1,
+        )
+        .await
+        .outcome;
+    assert_eq!(outcome, Outcome::Handled);
+}
+
+fn failure(outcome: &Outcome) -> (FailureKind, &str) {
+    match outcome {
+        Outcome::Failed(f) => (f.kind, f.message.as_str()),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_infinite_loop_hits_the_deadline() {
+    let runtime = runtime();
+    let plugin = load(
+        &runtime,
+        "hostile",
+        &hostile("loop", "deadline_ms = 300"),
+        &[],
+    );
+    let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
+    assert_eq!(
+        failure(&invocation.outcome),
+        (FailureKind::Deadline, "deadline of 300ms exceeded")
+    );
+    assert!(invocation.duration >= Duration::from_millis(300));
+    well_behaved_still_works(&runtime).await;
+}
+
+#[tokio::test]
+async fn an_infinite_loop_runs_out_of_fuel_when_fuel_is_capped() {
+    let runtime = runtime();
+    let plugin = load(
+        &runtime,
+        "hostile",
+        &hostile("loop", "fuel = 50_000_000\ndeadline_ms = 60000"),
+        &[],
+    );
+    let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
+    assert_eq!(
+        failure(&invocation.outcome),
+        (FailureKind::Fuel, "fuel exhausted")
+    );
+    assert_eq!(invocation.fuel_used, Some(50_000_000));
+    well_behaved_still_works(&runtime).await;
+}
+
+#[tokio::test]
+async fn a_memory_bomb_hits_the_memory_cap() {
+    let runtime = runtime();
+    let plugin = load(
+        &runtime,
+        "hostile",
+        &hostile("memory", "memory_mib = 24"),
+        &[],
+    );
+    let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
+    let (kind, message) = failure(&invocation.outcome);
+    assert_eq!(kind, FailureKind::Memory);
+    assert!(
+        message.starts_with("memory limit of 24.0 MiB reached"),
+        "{message}"
+    );
+    well_behaved_still_works(&runtime).await;
+}
+
+#[tokio::test]
+async fn deep_recursion_exhausts_the_wasm_stack() {
+    let runtime = runtime();
+    let plugin = load(&runtime, "hostile", &hostile("recursion", ""), &[]);
+    let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
+    assert_eq!(
+        failure(&invocation.outcome),
+        (FailureKind::Stack, "wasm stack exhausted")
+    );
+    well_behaved_still_works(&runtime).await;
+}
+
+#[tokio::test]
+async fn a_panic_is_a_trap_with_the_panic_message() {
+    let runtime = runtime();
+    let plugin = load(&runtime, "hostile", &hostile("trap", ""), &[]);
+    let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
+    let (kind, message) = failure(&invocation.outcome);
+    assert_eq!(kind, FailureKind::Trap);
+    assert!(
+        message.starts_with("trap: wasm trap: wasm `unreachable` instruction executed"),
+        "{message}"
+    );
+    assert!(
+        message.contains("hostile plugin panicked on purpose"),
+        "{message}"
+    );
+    assert!(invocation.outcome.is_retryable());
+    well_behaved_still_works(&runtime).await;
+}
+
+#[tokio::test]
+async fn a_log_flood_is_capped_and_counted() {
+    let runtime = runtime();
+    let plugin = load(&runtime, "hostile", &hostile("flood", ""), &[]);
+    let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
+    assert_eq!(invocation.outcome, Outcome::Handled);
+    let logs = invocation
+        .entries
+        .iter()
+        .filter(|e| matches!(e, Entry::Log { .. }))
+        .count();
+    assert_eq!(logs, 1_000, "the default cap is 1,000 lines per delivery");
+    // 100,000 wasi:logging lines and 100,000 stdout lines were written.
+    assert_eq!(invocation.dropped_log_lines, 200_000 - 1_000);
+    well_behaved_still_works(&runtime).await;
+}
+
+#[tokio::test]
+async fn the_sandbox_denies_files_env_sockets_and_ungranted_hosts() {
+    // Something real to reach on loopback: a TCP listener and an HTTP server.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let server = Recorder::start().await;
+    // SAFETY: set before any plugin runs; tests in this binary only read it.
+    unsafe { std::env::set_var("GRIDLET_TEST_SECRET", "do-not-leak") };
+
+    let runtime = runtime();
+    let manifest = format!(
+        "[grants]\nallowed_hosts = [\"granted.example.com\"]\n[grants.config]\nbehaviour = \"probe\"\n\
+         socket_target = \"{}\"\nforbidden_url = \"{}\"\n",
+        listener.local_addr().expect("addr"),
+        server.url("/exfiltrate"),
+    );
+    let plugin = load(&runtime, "hostile", &manifest, &[]);
+    let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
+    assert_eq!(
+        invocation.outcome,
+        Outcome::Handled,
+        "{:#?}",
+        invocation.entries
+    );
+
+    let logs: Vec<&str> = invocation
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Log { message, .. } => Some(message.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        logs.iter().any(|l| l.starts_with("file: denied")),
+        "{logs:?}"
+    );
+    assert!(logs.contains(&"env: denied (no variables)"), "{logs:?}");
+    assert!(
+        logs.iter().any(|l| l.starts_with("socket: denied")),
+        "{logs:?}"
+    );
+    assert!(
+        logs.contains(&"http: denied (host not allowed)"),
+        "{logs:?}"
+    );
+    assert!(
+        logs.contains(
+            &"outbound request to `127.0.0.1` denied: not in this plugin's allowed_hosts"
+        )
+    );
+    assert!(invocation.entries.contains(&Entry::Http {
+        method: "POST".into(),
+        url: server.url("/exfiltrate"),
+        result: Err("denied: host not in allowed_hosts".into()),
+    }));
+    // Nothing arrived at either target.
+    assert!(
+        listener.accept().is_err(),
+        "no connection reached the listener"
+    );
+    assert!(
+        server.received().is_empty(),
+        "no request reached the server"
+    );
+    well_behaved_still_works(&runtime).await;
+}
+
+#[tokio::test]
+async fn plugins_cannot_read_each_others_state() {
+    let runtime = runtime();
+    let sink = Recorder::start().await;
+    let manifest = format!(
+        "[grants]\nallowed_hosts = [\"{}\"]\n[grants.config]\ndeploy_url = \"{}\"\n",
+        sink.host(),
+        sink.url("/deploy")
+    );
+    let promotion = load(&runtime, "model-promotion", &manifest, &[]);
+    assert_eq!(
+        runtime
+            .invoke(&promotion.version, &sample(), 1)
+            .await
+            .outcome,
+        Outcome::Handled
+    );
+    assert_eq!(sink.received().len(), 1);
+
+    // The same component under another name is another plugin: another
+    // namespace, so it does not see that fraud-gbm:7 was promoted.
+    let copy = tempfile::tempdir().expect("tempdir");
+    let other = copy.path().join("other-team.wasm");
+    std::fs::copy(common::plugin_path("model-promotion"), &other).expect("copy");
+    let manifest =
+        Manifest::parse(&manifest, Path::new("other-team.toml"), &|_| None).expect("manifest");
+    let other = plugin::load(&runtime, &other, manifest, None).expect("load");
+    assert_eq!(
+        runtime.invoke(&other.version, &sample(), 1).await.outcome,
+        Outcome::Handled
+    );
+    assert_eq!(
+        sink.received().len(),
+        2,
+        "the other plugin deployed too: it could not see the first one's state"
+    );
+}
+
+#[tokio::test]
+async fn things_that_are_not_plugins_are_refused_with_a_reason() {
+    let runtime = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: [(&str, &[u8], &str); 4] = [
+        (
+            "garbage",
+            b"this is not wasm at all",
+            "not a WebAssembly component: ",
+        ),
+        (
+            "core",
+            b"\0asm\x01\0\0\0",
+            "not a WebAssembly component: this is a core wasm module",
+        ),
+        (
+            "truncated",
+            &std::fs::read(common::plugin_path("model-promotion")).expect("read")[..4096],
+            "not a WebAssembly component: ",
+        ),
+        // An empty component: valid, but it exports no handler.
+        (
+            "empty",
+            b"\0asm\x0d\0\x01\0",
+            "does not fit the gridlet:plugin world: ",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let path = dir.path().join(format!("{name}.wasm"));
+        std::fs::write(&path, bytes).expect("write");
+        let error = match plugin::load(&runtime, &path, Manifest::default(), None) {
+            Err(PluginError::Load { source, .. }) => source,
+            Err(other) => panic!("{name}: unexpected {other}"),
+            Ok(_) => panic!("{name} loaded"),
+        };
+        assert!(error.to_string().starts_with(expected), "{name}: {error}");
+        match (name, &error) {
+            ("empty", LoadError::Link(_)) | (_, LoadError::NotAComponent(_)) => {}
+            _ => panic!("{name}: wrong kind {error:?}"),
+        }
+    }
+    well_behaved_still_works(&runtime).await;
+}
+
+#[tokio::test]
+async fn a_limit_over_the_hosts_maximum_is_refused() {
+    let runtime = runtime();
+    let manifest = Manifest::parse(
+        "[limits]\nmemory_mib = 2048\n",
+        Path::new("big.toml"),
+        &|_| None,
+    )
+    .expect("parses");
+    let error = plugin::load(
+        &runtime,
+        &common::plugin_path("model-promotion"),
+        manifest,
+        None,
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        error.to_string().ends_with(
+            "limits.memory of 2147483648 bytes is over this host's maximum of 1073741824 bytes"
+        ),
+        "{error}"
+    );
+}
