@@ -196,7 +196,7 @@ async fn the_sandbox_denies_files_env_sockets_and_ungranted_hosts() {
     );
     assert!(invocation.entries.contains(&Entry::Http {
         method: "POST".into(),
-        url: server.url("/exfiltrate"),
+        url: "<config:forbidden_url>".into(),
         result: Err("denied: host not in allowed_hosts".into()),
     }));
     // Nothing arrived at either target.

@@ -130,7 +130,7 @@ impl Manifest {
             file: file.to_path_buf(),
             message,
         };
-        let raw: Raw = toml::from_str(text).map_err(|e| error(one_line(&e.to_string())))?;
+        let raw: Raw = toml::from_str(text).map_err(|e| error(locate(text, &e)))?;
         let defaults = Limits::default();
         let limits = Limits {
             memory_bytes: match raw.limits.memory_mib {
@@ -211,15 +211,16 @@ impl Manifest {
     }
 }
 
-/// toml's messages span several lines with a source excerpt; keep them
-/// readable in one log line.
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && *l != "|")
-        .collect::<Vec<_>>()
-        .join(" ")
+/// toml's own message spans several lines with an excerpt; say the same in
+/// one line: where, the line itself (which names the key), and why.
+fn locate(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_string();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let source = text.lines().nth(line - 1).unwrap_or("").trim();
+    format!("line {line} (`{source}`): {}", e.message())
 }
 
 /// Expand `${NAME}` and `${NAME:-default}`. The error names the variable,

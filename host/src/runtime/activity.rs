@@ -7,6 +7,7 @@
 //! loses its extra lines, never the host's memory, and the number dropped is
 //! reported once at the end.
 
+use super::Grants;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Severity of a plugin's log line (`wasi:logging` levels).
@@ -83,6 +84,7 @@ impl Default for LogLimits {
 #[derive(Debug)]
 pub struct Activity {
     plugin: Arc<str>,
+    grants: Arc<Grants>,
     event_id: String,
     attempt: u32,
     inner: Mutex<Inner>,
@@ -98,9 +100,16 @@ struct Inner {
 
 impl Activity {
     /// Start recording for one delivery.
-    pub fn new(plugin: Arc<str>, event_id: &str, attempt: u32, limits: LogLimits) -> Arc<Self> {
+    pub fn new(
+        plugin: Arc<str>,
+        grants: Arc<Grants>,
+        event_id: &str,
+        attempt: u32,
+        limits: LogLimits,
+    ) -> Arc<Self> {
         Arc::new(Self {
             plugin,
+            grants,
             event_id: event_id.to_string(),
             attempt,
             inner: Mutex::new(Inner {
@@ -118,8 +127,10 @@ impl Activity {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A log line from the plugin, subject to the per-delivery caps.
+    /// A log line from the plugin, subject to the per-delivery caps, with
+    /// config values redacted.
     pub fn log(&self, level: Level, context: &str, message: &str) {
+        let message = &*self.grants.config.redact(message);
         {
             let mut inner = self.inner();
             if inner.lines_left == 0 || inner.bytes_left < message.len() {
@@ -156,8 +167,10 @@ impl Activity {
         });
     }
 
-    /// An outbound request and its result.
+    /// An outbound request and its result, with config values redacted
+    /// from the URL (webhook URLs carry their secret in the path).
     pub fn http(&self, method: &str, url: &str, result: Result<u16, String>) {
+        let url = &*self.grants.config.redact(url);
         match &result {
             Ok(status) => {
                 tracing::info!(plugin = &*self.plugin, event_id = %self.event_id, method, url, status, "outbound request")

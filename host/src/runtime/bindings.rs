@@ -17,8 +17,8 @@ wasmtime::component::bindgen!({
     },
 });
 
+use self::gridlet::plugin::types as wit;
 pub use exports::gridlet::plugin::handler::HandlerError;
-use gridlet::plugin::types as wit;
 
 /// The WIT `event` record for one delivery.
 pub fn to_wit(event: &Event, attempt: u32) -> wit::Event {

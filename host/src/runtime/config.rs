@@ -5,6 +5,7 @@
 
 use super::bindings::wasi::config::store::{Error, Host};
 use super::state::PluginState;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -27,7 +28,25 @@ impl ConfigValues {
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
     }
+
+    /// `text` with every config value of [`MIN_REDACTED_LEN`] or more
+    /// characters replaced by `<config:KEY>`. Applied to everything a plugin
+    /// logs and to every URL it calls, so a webhook URL or a token granted to
+    /// a plugin never reaches the host's logs, even when the plugin prints it.
+    pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = Cow::Borrowed(text);
+        for (key, value) in &self.0 {
+            if value.chars().count() >= MIN_REDACTED_LEN && out.contains(value.as_str()) {
+                out = Cow::Owned(out.replace(value.as_str(), &format!("<config:{key}>")));
+            }
+        }
+        out
+    }
 }
+
+/// Config values shorter than this are not redacted ("prod", "stage"): they
+/// are settings, not secrets, and would garble every line they appear in.
+pub const MIN_REDACTED_LEN: usize = 6;
 
 impl fmt::Debug for ConfigValues {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

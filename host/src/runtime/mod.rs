@@ -255,6 +255,7 @@ impl Runtime {
 
         let activity = Activity::new(
             plugin.name.clone(),
+            plugin.grants.clone(),
             &event.id,
             attempt,
             self.settings.log_limits,
@@ -306,10 +307,11 @@ impl Runtime {
             .fuel
             .map(|f| f.saturating_sub(store.get_fuel().unwrap_or(0)));
         let (entries, dropped_log_lines) = activity.finish();
+        let redact = |why: String| plugin.grants.config.redact(&why).into_owned();
         let outcome = match result {
             Ok(Ok(())) => Outcome::Handled,
-            Ok(Err(HandlerError::Retry(why))) => Outcome::Retry(why),
-            Ok(Err(HandlerError::Reject(why))) => Outcome::Reject(why),
+            Ok(Err(HandlerError::Retry(why))) => Outcome::Retry(redact(why)),
+            Ok(Err(HandlerError::Reject(why))) => Outcome::Reject(redact(why)),
             Err(e) => Outcome::Failed(outcome::classify(&e, &store.data().limiter, &entries)),
         };
         let duration = started.elapsed();
