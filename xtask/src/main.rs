@@ -7,6 +7,7 @@
 //!   against a local sink that stands in for the chat and deploy services.
 //! - `test`: `plugins`, then every test of the workspace.
 //! - `lint`: rustfmt and clippy (warnings are errors) over every crate.
+//! - `fmt`: rustfmt every crate.
 
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader};
@@ -36,7 +37,8 @@ fn main() -> Result<()> {
                 .args(["test", "--workspace"]))
         }
         "lint" => lint(&root),
-        _ => bail!("usage: cargo xtask <plugins|demo|test|lint>"),
+        "fmt" => fmt(&root, false),
+        _ => bail!("usage: cargo xtask <plugins|demo|test|lint|fmt>"),
     }
 }
 
@@ -197,12 +199,23 @@ fn start_sink(gridlet: &Path) -> Result<(Child, String)> {
     Ok((child, address))
 }
 
-fn lint(root: &Path) -> Result<()> {
-    for dir in [".", "plugins", "host/tests/guests", "sdk/rust"] {
-        run(Command::new(cargo())
-            .current_dir(root.join(dir))
-            .args(["fmt", "--all", "--check"]))?;
+/// Every crate, host and guests alike.
+const CRATE_ROOTS: [&str; 4] = [".", "plugins", "host/tests/guests", "sdk/rust"];
+
+fn fmt(root: &Path, check: bool) -> Result<()> {
+    for dir in CRATE_ROOTS {
+        let mut command = Command::new(cargo());
+        command.current_dir(root.join(dir)).args(["fmt", "--all"]);
+        if check {
+            command.arg("--check");
+        }
+        run(&mut command)?;
     }
+    Ok(())
+}
+
+fn lint(root: &Path) -> Result<()> {
+    fmt(root, true)?;
     run(Command::new(cargo()).current_dir(root).args([
         "clippy",
         "--workspace",

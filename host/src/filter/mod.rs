@@ -138,13 +138,12 @@ impl Filter {
     /// Does `event` pass? Event types, subject and every advanced filter must
     /// all agree.
     pub fn matches(&self, event: &Event) -> bool {
-        if let Some(types) = &self.event_types {
-            if !types
+        if let Some(types) = &self.event_types
+            && !types
                 .iter()
                 .any(|t| t.eq_ignore_ascii_case(&event.event_type))
-            {
-                return false;
-            }
+        {
+            return false;
         }
         if !self.subject_matches(&event.subject) {
             return false;

@@ -17,7 +17,10 @@ impl Plugin for FailedRunAlert {
             return Ok(());
         };
         if !run.run_status.eq_ignore_ascii_case("failed") {
-            log::debug(&format!("run {} is {}: nothing to do", run.run_id, run.run_status));
+            log::debug(&format!(
+                "run {} is {}: nothing to do",
+                run.run_id, run.run_status
+            ));
             return Ok(());
         }
         let webhook = config::require("chat_webhook_url")?;

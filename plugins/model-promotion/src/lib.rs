@@ -36,7 +36,9 @@ impl Plugin for ModelPromotion {
         let version = format!("{}:{}", model.model_name, model.model_version);
         let remembered = format!("promoted/{version}");
         if let Some(by) = kv::get(&remembered)? {
-            log::info(&format!("{version} already requested (event {by}): skipping"));
+            log::info(&format!(
+                "{version} already requested (event {by}): skipping"
+            ));
             return Ok(());
         }
 
@@ -56,7 +58,10 @@ impl Plugin for ModelPromotion {
         let auth = config::get("deploy_token")
             .filter(|t| !t.is_empty())
             .map(|t| format!("Bearer {t}"));
-        let mut headers = vec![("content-type", "application/json"), ("idempotency-key", &version)];
+        let mut headers = vec![
+            ("content-type", "application/json"),
+            ("idempotency-key", &version),
+        ];
         if let Some(auth) = &auth {
             headers.push(("authorization", auth));
         }

@@ -13,6 +13,8 @@ pub fn get(key: &str) -> Option<String> {
 /// not configured can never handle the event, so retrying would not help.
 pub fn require(key: &str) -> Result<String, HandlerError> {
     get(key).ok_or_else(|| {
-        HandlerError::Reject(format!("config key `{key}` is not set in the plugin's manifest"))
+        HandlerError::Reject(format!(
+            "config key `{key}` is not set in the plugin's manifest"
+        ))
     })
 }

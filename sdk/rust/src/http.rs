@@ -5,9 +5,7 @@
 
 use crate::wasi::http::outgoing_handler;
 pub use crate::wasi::http::types::Method;
-use crate::wasi::http::types::{
-    ErrorCode, Fields, OutgoingBody, OutgoingRequest, Scheme,
-};
+use crate::wasi::http::types::{ErrorCode, Fields, OutgoingBody, OutgoingRequest, Scheme};
 use crate::wasi::io::streams::StreamError;
 use crate::HandlerError;
 use std::fmt;
@@ -62,7 +60,12 @@ impl From<HttpError> for HandlerError {
 
 /// POST `body` as `application/json` to `url`.
 pub fn post_json(url: &str, body: &[u8]) -> Result<Response, HttpError> {
-    send(Method::Post, url, &[("content-type", "application/json")], body)
+    send(
+        Method::Post,
+        url,
+        &[("content-type", "application/json")],
+        body,
+    )
 }
 
 /// Send a request and read the whole response.
@@ -84,7 +87,9 @@ pub fn send(
     request.set_scheme(Some(&scheme)).map_err(bad)?;
     request.set_authority(Some(authority)).map_err(bad)?;
     request.set_path_with_query(Some(path)).map_err(bad)?;
-    let outgoing = request.body().map_err(|_| failed("request body already taken"))?;
+    let outgoing = request
+        .body()
+        .map_err(|_| failed("request body already taken"))?;
 
     let pending = outgoing_handler::handle(request, None).map_err(|e| error_code(url, e))?;
     // Write the body, but look at the response first if that fails: a
@@ -109,14 +114,19 @@ pub fn send(
     finished?;
     let status = response.status();
     let incoming = response.consume().map_err(|_| failed("response body"))?;
-    let stream = incoming.stream().map_err(|_| failed("response body stream"))?;
+    let stream = incoming
+        .stream()
+        .map_err(|_| failed("response body stream"))?;
     let mut body = Vec::new();
     loop {
         match stream.blocking_read(64 * 1024) {
             Ok(chunk) => body.extend_from_slice(&chunk),
             Err(StreamError::Closed) => break,
             Err(StreamError::LastOperationFailed(e)) => {
-                return Err(failed(&format!("reading response: {}", e.to_debug_string())))
+                return Err(failed(&format!(
+                    "reading response: {}",
+                    e.to_debug_string()
+                )))
             }
         }
     }

@@ -96,7 +96,10 @@ fn probe() -> Result<(), HandlerError> {
     if escaped.is_empty() {
         Ok(())
     } else {
-        Err(HandlerError::Reject(format!("escaped the sandbox: {}", escaped.join(", "))))
+        Err(HandlerError::Reject(format!(
+            "escaped the sandbox: {}",
+            escaped.join(", ")
+        )))
     }
 }
 
