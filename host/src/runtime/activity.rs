@@ -195,6 +195,15 @@ impl Activity {
         }
     }
 
+    /// Start over for another call on the same instance: fresh caps, no entries.
+    pub fn restart(&self, limits: LogLimits) {
+        let mut inner = self.inner();
+        inner.entries.clear();
+        inner.lines_left = limits.lines;
+        inner.bytes_left = limits.bytes;
+        inner.dropped = 0;
+    }
+
     /// Finish: the entries and the number of log lines dropped over the caps.
     pub fn finish(&self) -> (Vec<Entry>, u64) {
         let mut inner = self.inner();

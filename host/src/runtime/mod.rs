@@ -17,6 +17,7 @@ pub mod keyvalue;
 pub mod limits;
 mod logging;
 pub mod outcome;
+mod reuse;
 mod state;
 
 pub use activity::{Entry, Level, LogLimits};
@@ -25,6 +26,7 @@ pub use http::{AllowList, HttpLimits};
 pub use keyvalue::{KeyValue, MemoryKeyValue};
 pub use limits::Limits;
 pub use outcome::{Failure, FailureKind, Outcome};
+pub use reuse::WarmInstance;
 
 use crate::event::Event;
 use activity::Activity;
@@ -251,40 +253,8 @@ impl Runtime {
         // The plugin's concurrency cap. The semaphore is never closed.
         let _permit = plugin.permits.acquire().await.ok();
         let started = Instant::now();
-        let limits = plugin.limits;
-
-        let activity = Activity::new(
-            plugin.name.clone(),
-            plugin.grants.clone(),
-            &event.id,
-            attempt,
-            self.settings.log_limits,
-        );
-        let state = PluginState::new(
-            plugin.name.clone(),
-            plugin.grants.clone(),
-            self.kv.clone(),
-            activity.clone(),
-            limits.memory_bytes,
-            self.settings.http,
-        );
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        // Check the deadline at every epoch tick, yielding to the scheduler
-        // in between so a spinning plugin never starves the others.
-        let deadline = started + limits.deadline;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Err(DeadlineExceeded(limits.deadline).into())
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        if self.settings.fuel {
-            // Without a fuel limit, fuel is effectively unlimited.
-            let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
-        }
+        let mut store = self.store(plugin, &event.id, attempt);
+        self.arm(&mut store, plugin, started);
 
         let wit_event = bindings::to_wit(event, attempt);
         let call = async {
@@ -296,40 +266,96 @@ impl Runtime {
         };
         // The epoch check cannot fire while the plugin waits in a host call
         // (an outbound request): the timer covers that.
-        let result =
-            match tokio::time::timeout(limits.deadline + self.settings.epoch_tick, call).await {
-                Ok(result) => result,
-                Err(_) => Err(DeadlineExceeded(limits.deadline).into()),
-            };
-
-        store.data().flush_output();
-        let fuel_used = limits
-            .fuel
-            .map(|f| f.saturating_sub(store.get_fuel().unwrap_or(0)));
-        let (entries, dropped_log_lines) = activity.finish();
-        let redact = |why: String| plugin.grants.config.redact(&why).into_owned();
-        let outcome = match result {
-            Ok(Ok(())) => Outcome::Handled,
-            Ok(Err(HandlerError::Retry(why))) => Outcome::Retry(redact(why)),
-            Ok(Err(HandlerError::Reject(why))) => Outcome::Reject(redact(why)),
-            Err(e) => Outcome::Failed(outcome::classify(&e, &store.data().limiter, &entries)),
+        let limit = plugin.limits.deadline + self.settings.epoch_tick;
+        let result = match tokio::time::timeout(limit, call).await {
+            Ok(result) => result,
+            Err(_) => Err(DeadlineExceeded(plugin.limits.deadline).into()),
         };
-        let duration = started.elapsed();
-        match &outcome {
-            Outcome::Handled => {
-                tracing::debug!(plugin = plugin.name(), event_id = %event.id, attempt, ?duration, "handled")
+        finish(plugin, &store, result, started, event, attempt)
+    }
+
+    /// A store for one delivery, with the plugin's sandbox and memory cap.
+    fn store(&self, plugin: &PluginVersion, event_id: &str, attempt: u32) -> Store<PluginState> {
+        let activity = Activity::new(
+            plugin.name.clone(),
+            plugin.grants.clone(),
+            event_id,
+            attempt,
+            self.settings.log_limits,
+        );
+        let state = PluginState::new(
+            plugin.name.clone(),
+            plugin.grants.clone(),
+            self.kv.clone(),
+            activity,
+            plugin.limits.memory_bytes,
+            self.settings.http,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store
+    }
+
+    /// Set the deadline (from `started`) and the fuel for one call.
+    fn arm(&self, store: &mut Store<PluginState>, plugin: &PluginVersion, started: Instant) {
+        // Check the deadline at every epoch tick, yielding to the scheduler
+        // in between so a spinning plugin never starves the others.
+        let limit = plugin.limits.deadline;
+        let deadline = started + limit;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(DeadlineExceeded(limit).into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
             }
-            other => {
-                tracing::warn!(plugin = plugin.name(), event_id = %event.id, attempt, ?duration, outcome = %other, "not handled")
-            }
+        });
+        if self.settings.fuel {
+            // Without a fuel limit, fuel is effectively unlimited.
+            let _ = store.set_fuel(plugin.limits.fuel.unwrap_or(u64::MAX));
         }
-        Invocation {
-            outcome,
-            entries,
-            dropped_log_lines,
-            duration,
-            fuel_used,
+    }
+}
+
+/// Turn a call's result into an [`Invocation`], logging anything but success.
+fn finish(
+    plugin: &PluginVersion,
+    store: &Store<PluginState>,
+    result: wasmtime::Result<Result<(), HandlerError>>,
+    started: Instant,
+    event: &Event,
+    attempt: u32,
+) -> Invocation {
+    let state = store.data();
+    state.flush_output();
+    let fuel_used = plugin
+        .limits
+        .fuel
+        .map(|f| f.saturating_sub(store.get_fuel().unwrap_or(0)));
+    let (entries, dropped_log_lines) = state.activity.finish();
+    // A plugin's reasons may quote its config: redact them like its logs.
+    let redact = |why: String| plugin.grants.config.redact(&why).into_owned();
+    let outcome = match result {
+        Ok(Ok(())) => Outcome::Handled,
+        Ok(Err(HandlerError::Retry(why))) => Outcome::Retry(redact(why)),
+        Ok(Err(HandlerError::Reject(why))) => Outcome::Reject(redact(why)),
+        Err(e) => Outcome::Failed(outcome::classify(&e, &state.limiter, &entries)),
+    };
+    let duration = started.elapsed();
+    match &outcome {
+        Outcome::Handled => {
+            tracing::debug!(plugin = plugin.name(), event_id = %event.id, attempt, ?duration, "handled")
         }
+        other => {
+            tracing::warn!(plugin = plugin.name(), event_id = %event.id, attempt, ?duration, outcome = %other, "not handled")
+        }
+    }
+    Invocation {
+        outcome,
+        entries,
+        dropped_log_lines,
+        duration,
+        fuel_used,
     }
 }
 

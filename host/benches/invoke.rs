@@ -1,0 +1,134 @@
+//! Per-event cost of a Rust plugin: gridlet's full path (typed event → WIT
+//! values → fresh instance from `InstancePre` → `handle` → drop) against a
+//! call into an instance that already exists, measured interleaved in one
+//! run so that machine noise hits every variant alike.
+//!
+//! Run: `cargo xtask plugins && cargo bench -p gridlet --bench invoke`
+//! (`-- --quick` for a short run).
+
+use gridlet::event::{self, Event};
+use gridlet::plugin::{self, LoadedPlugin, Manifest};
+use gridlet::runtime::{MemoryKeyValue, Outcome, Runtime, RuntimeSettings, WarmInstance};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn setup(settings: RuntimeSettings) -> (Runtime, LoadedPlugin) {
+    let runtime = Runtime::new(settings, Arc::new(MemoryKeyValue::default())).expect("runtime");
+    let wasm = root().join("target/plugins/model-promotion.wasm");
+    assert!(wasm.exists(), "run `cargo xtask plugins` first");
+    let manifest = Manifest::parse(
+        "[grants.config]\ndeploy_url = \"https://deploy.example.com/\"\n",
+        Path::new("bench.toml"),
+        &|_| None,
+    )
+    .expect("manifest");
+    let plugin = plugin::load(&runtime, &wasm, manifest, None).expect("plugin");
+    (runtime, plugin)
+}
+
+/// Median of per-call times over rounds.
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (rounds, calls) = if quick { (5, 300) } else { (21, 2_000) };
+    let bytes =
+        std::fs::read(root().join("examples/events/eventgrid/model-registered-pascalcase.json"))
+            .expect("event");
+    let event: Event = event::parse_document(&bytes).expect("parses").remove(0);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let (default_rt, plugin) = setup(RuntimeSettings::default());
+    let (cold_rt, cold_plugin) = setup(RuntimeSettings {
+        memory_keep_resident: 0,
+        ..RuntimeSettings::default()
+    });
+    let (nofuel_rt, nofuel_plugin) = setup(RuntimeSettings {
+        fuel: false,
+        ..RuntimeSettings::default()
+    });
+
+    let names = [
+        "warm call (instance already created)",
+        "fresh instance + call (gridlet's path)",
+        "fresh, memory not kept resident",
+        "fresh, fuel metering off",
+        "instantiate only (store + instance, no call)",
+    ];
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
+    rt.block_on(async {
+        let mut warm = WarmInstance::new(&default_rt, &plugin.version)
+            .await
+            .expect("warm");
+        // Warm everything up once.
+        for _ in 0..calls {
+            assert_eq!(warm.invoke(&event, 1).await.outcome, Outcome::Handled);
+            assert_eq!(
+                default_rt.invoke(&plugin.version, &event, 1).await.outcome,
+                Outcome::Handled
+            );
+        }
+        for _ in 0..rounds {
+            let t = Instant::now();
+            for _ in 0..calls {
+                warm.invoke(&event, 1).await;
+            }
+            samples[0].push(t.elapsed() / calls);
+
+            for (i, (runtime, plugin)) in [
+                (&default_rt, &plugin),
+                (&cold_rt, &cold_plugin),
+                (&nofuel_rt, &nofuel_plugin),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let t = Instant::now();
+                for _ in 0..calls {
+                    runtime.invoke(&plugin.version, &event, 1).await;
+                }
+                samples[i + 1].push(t.elapsed() / calls);
+            }
+
+            let t = Instant::now();
+            for _ in 0..calls {
+                let instance = WarmInstance::new(&default_rt, &plugin.version)
+                    .await
+                    .expect("instance");
+                drop(instance);
+            }
+            samples[4].push(t.elapsed() / calls);
+        }
+    });
+
+    let medians: Vec<Duration> = samples.into_iter().map(median).collect();
+    let warm = medians[0];
+    println!(
+        "plugin: model-promotion (Rust), event: ModelRegistered (stage=staging: reads config, logs, returns ok)"
+    );
+    println!("{rounds} interleaved rounds of {calls} calls; median per call\n");
+    println!("| path | µs per event | × warm call |");
+    println!("|---|---:|---:|");
+    for (name, d) in names.iter().zip(&medians) {
+        println!(
+            "| {name} | {:.1} | {:.2} |",
+            micros(*d),
+            micros(*d) / micros(warm)
+        );
+    }
+}
