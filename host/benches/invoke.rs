@@ -54,34 +54,71 @@ fn main() {
         .build()
         .expect("tokio");
     let (default_rt, plugin) = setup(RuntimeSettings::default());
-    let (cold_rt, cold_plugin) = setup(RuntimeSettings {
-        memory_keep_resident: 0,
-        ..RuntimeSettings::default()
-    });
+    // `--profile`: only the fresh path, long enough for `perf record`.
+    if std::env::args().any(|a| a == "--profile") {
+        rt.block_on(async {
+            for _ in 0..200_000 {
+                default_rt.invoke(&plugin.version, &event, 1).await;
+            }
+        });
+        return;
+    }
+    // Pooling variants of the fresh path: (name, keep resident, decommit batch).
+    let variants: Vec<(String, Runtime, LoadedPlugin)> = [
+        (false, 0),
+        (true, 64 * 1024),
+        (true, 1024 * 1024),
+        (true, 16 * 1024 * 1024),
+    ]
+    .into_iter()
+    .map(|(scan, keep)| {
+        let (runtime, plugin) = setup(RuntimeSettings {
+            memory_keep_resident: keep,
+            pagemap_scan: scan,
+            ..RuntimeSettings::default()
+        });
+        let name = if scan {
+            format!("fresh, pagemap scan, {} KiB kept resident", keep / 1024)
+        } else {
+            "fresh, no memory kept resident (no pagemap scan)".to_string()
+        };
+        (name, runtime, plugin)
+    })
+    .collect();
     let (nofuel_rt, nofuel_plugin) = setup(RuntimeSettings {
         fuel: false,
         ..RuntimeSettings::default()
     });
 
-    let names = [
-        "warm call (instance already created)",
-        "fresh instance + call (gridlet's path)",
-        "fresh, memory not kept resident",
-        "fresh, fuel metering off",
-        "instantiate only (store + instance, no call)",
+    let mut names = vec![
+        "warm call (instance already created)".to_string(),
+        "**fresh instance + call (gridlet's path, default settings)**".to_string(),
+        "fresh, fuel metering off".to_string(),
+        "instantiate only (store + instance, no call)".to_string(),
     ];
+    names.extend(variants.iter().map(|(n, _, _)| n.clone()));
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
     rt.block_on(async {
         let mut warm = WarmInstance::new(&default_rt, &plugin.version)
             .await
             .expect("warm");
+        let mut fresh: Vec<(&Runtime, &LoadedPlugin)> =
+            vec![(&default_rt, &plugin), (&nofuel_rt, &nofuel_plugin)];
         // Warm everything up once.
         for _ in 0..calls {
             assert_eq!(warm.invoke(&event, 1).await.outcome, Outcome::Handled);
-            assert_eq!(
-                default_rt.invoke(&plugin.version, &event, 1).await.outcome,
-                Outcome::Handled
-            );
+            for (runtime, plugin) in fresh.iter().chain(
+                variants
+                    .iter()
+                    .map(|(_, r, p)| (r, p))
+                    .collect::<Vec<_>>()
+                    .iter(),
+            ) {
+                assert_eq!(
+                    runtime.invoke(&plugin.version, &event, 1).await.outcome,
+                    Outcome::Handled
+                );
+            }
         }
         for _ in 0..rounds {
             let t = Instant::now();
@@ -90,21 +127,6 @@ fn main() {
             }
             samples[0].push(t.elapsed() / calls);
 
-            for (i, (runtime, plugin)) in [
-                (&default_rt, &plugin),
-                (&cold_rt, &cold_plugin),
-                (&nofuel_rt, &nofuel_plugin),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                let t = Instant::now();
-                for _ in 0..calls {
-                    runtime.invoke(&plugin.version, &event, 1).await;
-                }
-                samples[i + 1].push(t.elapsed() / calls);
-            }
-
             let t = Instant::now();
             for _ in 0..calls {
                 let instance = WarmInstance::new(&default_rt, &plugin.version)
@@ -112,7 +134,18 @@ fn main() {
                     .expect("instance");
                 drop(instance);
             }
-            samples[4].push(t.elapsed() / calls);
+            samples[3].push(t.elapsed() / calls);
+
+            fresh.truncate(2);
+            fresh.extend(variants.iter().map(|(_, r, p)| (r, p)));
+            for (i, (runtime, plugin)) in fresh.iter().enumerate() {
+                let slot = if i < 2 { i + 1 } else { i + 2 };
+                let t = Instant::now();
+                for _ in 0..calls {
+                    runtime.invoke(&plugin.version, &event, 1).await;
+                }
+                samples[slot].push(t.elapsed() / calls);
+            }
         }
     });
 

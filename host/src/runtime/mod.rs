@@ -60,9 +60,13 @@ pub struct RuntimeSettings {
     pub max_memory_bytes: usize,
     /// Instances alive at once across all plugins (the pool's size).
     pub max_instances: u32,
-    /// Linear memory kept mapped when a pool slot is reused, so the next
-    /// instance does not fault it in again.
+    /// Linear memory kept mapped (and zeroed with memset) when a pool slot
+    /// is reused, instead of being returned to the kernel and faulted in again.
     pub memory_keep_resident: usize,
+    /// Reset only the pages an instance dirtied, found with Linux's
+    /// `PAGEMAP_SCAN` (kernel 6.7+; ignored where unavailable), so keeping
+    /// memory resident costs what was touched, not what was kept.
+    pub pagemap_scan: bool,
     /// Meter fuel, so that plugins may set `limits.fuel`.
     pub fuel: bool,
     /// How often the epoch advances: the granularity of deadlines and of
@@ -80,6 +84,7 @@ impl Default for RuntimeSettings {
             max_memory_bytes: 1024 * 1024 * 1024,
             max_instances: 256,
             memory_keep_resident: 1024 * 1024,
+            pagemap_scan: true,
             fuel: true,
             epoch_tick: Duration::from_millis(5),
             log_limits: LogLimits::default(),
@@ -159,20 +164,7 @@ impl Runtime {
     /// Build the engine (pooling allocator, copy-on-write memory images,
     /// epoch interruption) and link every capability.
     pub fn new(settings: RuntimeSettings, kv: Arc<dyn KeyValue>) -> anyhow::Result<Self> {
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(settings.max_instances)
-            .total_stacks(settings.max_instances)
-            .max_memory_size(settings.max_memory_bytes)
-            .linear_memory_keep_resident(settings.memory_keep_resident)
-            .table_keep_resident(64 * 1024);
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .consume_fuel(settings.fuel)
-            .memory_init_cow(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config)?;
+        let engine = build_engine(&settings)?;
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -357,6 +349,40 @@ fn finish(
         duration,
         fuel_used,
     }
+}
+
+/// The engine: pooling allocator, copy-on-write memory images, epoch
+/// interruption, optional fuel. Keeping memory resident only pays with
+/// `PAGEMAP_SCAN` (otherwise every reuse memsets the whole resident part,
+/// which costs more than the page faults it saves: docs/BENCHMARKS.md), so
+/// without it memory is not kept resident.
+fn build_engine(settings: &RuntimeSettings) -> anyhow::Result<Engine> {
+    let engine = |scan: bool| {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(settings.max_instances)
+            .total_stacks(settings.max_instances)
+            .max_memory_size(settings.max_memory_bytes)
+            .table_keep_resident(64 * 1024);
+        if scan {
+            pool.pagemap_scan(wasmtime::Enabled::Yes)
+                .linear_memory_keep_resident(settings.memory_keep_resident);
+        }
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .consume_fuel(settings.fuel)
+            .memory_init_cow(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        Engine::new(&config)
+    };
+    if settings.pagemap_scan {
+        match engine(true) {
+            Ok(engine) => return Ok(engine),
+            Err(e) => tracing::info!("PAGEMAP_SCAN unavailable ({e}); not keeping memory resident"),
+        }
+    }
+    Ok(engine(false)?)
 }
 
 /// Advances the engine's epoch on a thread of its own until dropped.
