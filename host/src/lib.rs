@@ -6,7 +6,10 @@
 //! (wasmtime sandbox, one module per WIT import) → `plugin` (manifests,
 //! loading). A stage uses only the stages to its left.
 
+pub mod dispatch;
 pub mod event;
 pub mod filter;
+pub mod ingest;
 pub mod plugin;
 pub mod runtime;
+pub mod serve;

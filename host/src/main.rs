@@ -16,6 +16,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Receive Event Grid deliveries and hand each event to the plugins.
+    Serve(Box<cli::serve::ServeArgs>),
+    /// Act like Event Grid toward a webhook: handshake, then deliver events.
+    Send(cli::send::SendArgs),
     /// Run a plugin on the events in a file and show what it did.
     Run(cli::run::RunArgs),
     /// A local HTTP endpoint that prints every request it receives: a
@@ -37,6 +41,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Serve(args) => cli::serve::serve(*args).await,
+            Command::Send(args) => cli::send::send(args).await,
             Command::Run(args) => cli::run::run(args).await,
             Command::Sink(args) => cli::sink::sink(args).await,
         }

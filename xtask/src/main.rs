@@ -19,7 +19,10 @@ const RUST_PLUGINS: &[(&str, &str, &str)] = &[
     ("plugins", "failed_run_alert", "failed-run-alert"),
     ("plugins", "model_promotion", "model-promotion"),
 ];
-const RUST_FIXTURES: &[(&str, &str, &str)] = &[("host/tests/guests", "hostile", "hostile")];
+const RUST_FIXTURES: &[(&str, &str, &str)] = &[
+    ("host/tests/guests", "echo", "echo"),
+    ("host/tests/guests", "hostile", "hostile"),
+];
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -32,9 +35,15 @@ fn main() -> Result<()> {
         }
         "test" => {
             plugins(&root)?;
-            run(Command::new(cargo())
-                .current_dir(&root)
-                .args(["test", "--workspace"]))
+            // Doc examples are not compiled tests here; leaving them out also
+            // keeps the last summary line that of a real test binary.
+            run(Command::new(cargo()).current_dir(&root).args([
+                "test",
+                "--workspace",
+                "--lib",
+                "--bins",
+                "--tests",
+            ]))
         }
         "lint" => lint(&root),
         "fmt" => fmt(&root, false),

@@ -2,6 +2,8 @@
 //! prints for people.
 
 pub mod run;
+pub mod send;
+pub mod serve;
 pub mod sink;
 
 use tracing_subscriber::EnvFilter;

@@ -48,6 +48,19 @@ pub struct Event {
     pub raw_data: Value,
     /// `raw_data` as JSON text, rendered once.
     pub data_json: String,
+    /// What Event Grid's `aeg-*` headers said about the request it came in.
+    pub delivery: DeliveryHeaders,
+}
+
+/// Event Grid's `aeg-*` request headers, kept with each event of the request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryHeaders {
+    /// `aeg-subscription-name`: which event subscription sent it.
+    pub subscription_name: Option<String>,
+    /// `aeg-delivery-count`: Event Grid's own attempt count (0 on the first).
+    pub delivery_count: Option<u32>,
+    /// `aeg-data-version`.
+    pub data_version: Option<String>,
 }
 
 /// Why an event was refused.
@@ -82,7 +95,7 @@ pub enum DocumentError {
 }
 
 /// The JSON type of a value, in words, for error messages.
-pub(crate) fn json_type(value: &Value) -> &'static str {
+pub fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

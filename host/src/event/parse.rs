@@ -30,6 +30,7 @@ pub fn parse_event_grid(value: &Value, index: usize) -> Result<Event, EventError
             data: MlEvent::Other,
             data_json: String::new(),
             raw_data: Value::Null,
+            delivery: Default::default(),
         },
         data,
     )
@@ -72,6 +73,7 @@ pub fn parse_cloud_event(value: &Value, index: usize) -> Result<Event, EventErro
             data: MlEvent::Other,
             data_json: String::new(),
             raw_data: Value::Null,
+            delivery: Default::default(),
         },
         data,
     )

@@ -8,7 +8,7 @@
 //! max_concurrency = 4
 //!
 //! [grants]
-//! allowed_hosts = ["hooks.example.com", "*.example.org:8443"]
+//! allowed_hosts = ["hooks.example.com", "*.example.org:8443", "${DEPLOY_HOST:-}"]
 //! [grants.config]
 //! webhook_url = "${ALERT_WEBHOOK_URL}"           # from the host's environment
 //! channel = "${ALERT_CHANNEL:-#ml-alerts}"       # with a default
@@ -169,8 +169,18 @@ impl Manifest {
                 }
             },
         };
-        let allowed_hosts = AllowList::parse(&raw.grants.allowed_hosts)
-            .map_err(|e| error(format!("grants.allowed_hosts: {e}")))?;
+        // Hosts may come from the environment too (a deployment's own
+        // endpoint); an entry that expands to "" grants nothing.
+        let mut hosts = Vec::new();
+        for (i, entry) in raw.grants.allowed_hosts.iter().enumerate() {
+            let host = expand_env(entry, env)
+                .map_err(|e| error(format!("grants.allowed_hosts[{i}]: {e}")))?;
+            if !host.is_empty() {
+                hosts.push(host);
+            }
+        }
+        let allowed_hosts =
+            AllowList::parse(&hosts).map_err(|e| error(format!("grants.allowed_hosts: {e}")))?;
         let mut config = ConfigValues::default();
         for (key, value) in &raw.grants.config {
             let value =

@@ -2,8 +2,10 @@
 //! loaded into the runtime as a [`LoadedPlugin`].
 
 pub mod manifest;
+pub mod target;
 
 pub use manifest::{Manifest, ManifestError, RetryPolicy};
+pub use target::{PluginSet, PluginTarget};
 
 use crate::filter::Filter;
 use crate::runtime::{LoadError, PluginVersion, Runtime};
@@ -121,4 +123,29 @@ pub fn load(
         source: wasm.to_path_buf(),
         manifest: manifest_path,
     })
+}
+
+/// Load every `<name>.wasm` in `dir` with its sidecar manifest, in name
+/// order. A plugin that fails to load is returned as an error and skipped:
+/// one team's broken plugin does not keep the others from serving.
+pub fn load_folder(
+    runtime: &Runtime,
+    dir: &Path,
+) -> std::io::Result<(Vec<LoadedPlugin>, Vec<PluginError>)> {
+    let mut wasm: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+        .collect();
+    wasm.sort();
+    let mut loaded = Vec::new();
+    let mut failed = Vec::new();
+    for path in wasm {
+        let result = read_manifest(&path, None)
+            .and_then(|(manifest, manifest_path)| load(runtime, &path, manifest, manifest_path));
+        match result {
+            Ok(plugin) => loaded.push(plugin),
+            Err(e) => failed.push(e),
+        }
+    }
+    Ok((loaded, failed))
 }

@@ -1,0 +1,114 @@
+//! `gridlet serve`: resolve the configuration (flag > environment > file >
+//! default), then run the server until SIGINT/SIGTERM.
+
+use clap::Args;
+use gridlet::serve::{self, config::ConfigFile, config::EntraConfig};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Arguments of `gridlet serve`: each overrides the config file's key of the
+/// same name, and falls back to `GRIDLET_<KEY>`.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// The config file (default: `gridlet.toml` if it exists).
+    #[arg(long, env = "GRIDLET_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0:8080].
+    #[arg(long, env = "GRIDLET_LISTEN")]
+    listen: Option<String>,
+    /// Path Event Grid POSTs to [default: /api/events].
+    #[arg(long, env = "GRIDLET_WEBHOOK_PATH")]
+    webhook_path: Option<String>,
+    /// Plugins folder [default: plugins].
+    #[arg(long, env = "GRIDLET_PLUGINS_DIR")]
+    plugins_dir: Option<PathBuf>,
+    /// State folder [default: state].
+    #[arg(long, env = "GRIDLET_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// The shared secret (query `code` or the secret header).
+    #[arg(long, env = "GRIDLET_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// A second accepted secret, while rotating.
+    #[arg(long, env = "GRIDLET_SECONDARY_SECRET", hide_env_values = true)]
+    secondary_secret: Option<String>,
+    /// Query parameter carrying the secret [default: code].
+    #[arg(long, env = "GRIDLET_SECRET_QUERY_PARAM")]
+    secret_query_param: Option<String>,
+    /// Header carrying the secret [default: x-gridlet-secret].
+    #[arg(long, env = "GRIDLET_SECRET_HEADER")]
+    secret_header: Option<String>,
+    /// Allowed topics (workspace resource ids), comma-separated [default: any].
+    #[arg(long, env = "GRIDLET_ALLOWED_TOPICS", value_delimiter = ',')]
+    allowed_topics: Option<Vec<String>>,
+    /// Largest request body in bytes [default: 4194304].
+    #[arg(long, env = "GRIDLET_BODY_LIMIT_BYTES")]
+    body_limit_bytes: Option<usize>,
+    /// Origins granted in the CloudEvents handshake, comma-separated [default: eventgrid.azure.net].
+    #[arg(long, env = "GRIDLET_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Option<Vec<String>>,
+    /// Requests per minute granted in the handshake [default: unlimited].
+    #[arg(long, env = "GRIDLET_ALLOWED_RATE")]
+    allowed_rate: Option<u32>,
+    /// Deliveries waiting at most [default: 100000].
+    #[arg(long, env = "GRIDLET_QUEUE_CAPACITY")]
+    queue_capacity: Option<usize>,
+    /// Deliveries running at once [default: 64].
+    #[arg(long, env = "GRIDLET_MAX_IN_FLIGHT")]
+    max_in_flight: Option<usize>,
+    /// Entra ID: expected token issuer.
+    #[arg(long, env = "GRIDLET_ENTRA_ISSUER")]
+    entra_issuer: Option<String>,
+    /// Entra ID: expected token audience.
+    #[arg(long, env = "GRIDLET_ENTRA_AUDIENCE")]
+    entra_audience: Option<String>,
+    /// Entra ID: signing keys from a JWKS file.
+    #[arg(long, env = "GRIDLET_ENTRA_JWKS_FILE")]
+    entra_jwks_file: Option<PathBuf>,
+    /// Entra ID: signing keys from a JWKS URL.
+    #[arg(long, env = "GRIDLET_ENTRA_JWKS_URL")]
+    entra_jwks_url: Option<String>,
+}
+
+/// Run the server.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    super::init_logging("info");
+    let file = match &args.config {
+        Some(path) => ConfigFile::load(path)?,
+        None if Path::new("gridlet.toml").exists() => ConfigFile::load(Path::new("gridlet.toml"))?,
+        None => ConfigFile::default(),
+    };
+    let settings = file.merge(args.into_config()).resolve().await?;
+    let server = serve::start(settings).await?;
+    server.wait().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+impl ServeArgs {
+    /// Flags and environment (clap already put flags over environment) as
+    /// one more configuration layer.
+    fn into_config(self) -> ConfigFile {
+        let entra = EntraConfig {
+            issuer: self.entra_issuer,
+            audience: self.entra_audience,
+            jwks_file: self.entra_jwks_file,
+            jwks_url: self.entra_jwks_url,
+        };
+        ConfigFile {
+            listen: self.listen,
+            webhook_path: self.webhook_path,
+            plugins_dir: self.plugins_dir,
+            state_dir: self.state_dir,
+            secret: self.secret,
+            secondary_secret: self.secondary_secret,
+            secret_query_param: self.secret_query_param,
+            secret_header: self.secret_header,
+            allowed_topics: self.allowed_topics,
+            body_limit_bytes: self.body_limit_bytes,
+            allowed_origins: self.allowed_origins,
+            allowed_rate: self.allowed_rate,
+            queue_capacity: self.queue_capacity,
+            max_in_flight: self.max_in_flight,
+            entra: (entra != EntraConfig::default()).then_some(entra),
+        }
+    }
+}

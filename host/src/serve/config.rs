@@ -1,0 +1,219 @@
+//! `gridlet.toml`: the host's configuration. Every key can also be set by an
+//! environment variable `GRIDLET_<KEY>` and a flag `--<key>` (flag over
+//! environment over file over default); the CLI does that layering.
+
+use super::ServeSettings;
+use crate::ingest::{Auth, EntraAuth, SecretAuth};
+use anyhow::{Context, bail};
+use jsonwebtoken::jwk::JwkSet;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The configuration file, as written. Every key is optional.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Address to listen on (default `0.0.0.0:8080`).
+    pub listen: Option<String>,
+    /// Path Event Grid POSTs to (default `/api/events`).
+    pub webhook_path: Option<String>,
+    /// Folder of `<name>.wasm` + `<name>.toml` plugins (default `plugins`).
+    pub plugins_dir: Option<PathBuf>,
+    /// Folder for gridlet's own state (default `state`).
+    pub state_dir: Option<PathBuf>,
+    /// The shared secret Event Grid sends (query `code` or a header).
+    pub secret: Option<String>,
+    /// A second accepted secret, for rotation.
+    pub secondary_secret: Option<String>,
+    /// Query parameter carrying the secret (default `code`).
+    pub secret_query_param: Option<String>,
+    /// Header carrying the secret (default `x-gridlet-secret`).
+    pub secret_header: Option<String>,
+    /// Workspace resource ids events may come from (default: any).
+    pub allowed_topics: Option<Vec<String>>,
+    /// Largest request body in bytes (default 4194304).
+    pub body_limit_bytes: Option<usize>,
+    /// Origins granted in the CloudEvents handshake (default `eventgrid.azure.net`).
+    pub allowed_origins: Option<Vec<String>>,
+    /// Requests per minute granted in the handshake (default unlimited, `*`).
+    pub allowed_rate: Option<u32>,
+    /// Deliveries waiting at most before batches are refused with 503 (default 100000).
+    pub queue_capacity: Option<usize>,
+    /// Deliveries running at once across plugins (default 64).
+    pub max_in_flight: Option<usize>,
+    /// Microsoft Entra ID bearer-token validation.
+    pub entra: Option<EntraConfig>,
+}
+
+/// `[entra]`: validate the bearer token Event Grid sends when the
+/// subscription uses Microsoft Entra ID.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EntraConfig {
+    /// Expected `iss`, e.g. `https://login.microsoftonline.com/<tenant>/v2.0`.
+    pub issuer: Option<String>,
+    /// Expected `aud`: the webhook app's id or id URI.
+    pub audience: Option<String>,
+    /// Signing keys from a JWKS file...
+    pub jwks_file: Option<PathBuf>,
+    /// ...or a JWKS URL, e.g. `https://login.microsoftonline.com/<tenant>/discovery/v2.0/keys`
+    /// (fetched at start and every hour).
+    pub jwks_url: Option<String>,
+}
+
+impl ConfigFile {
+    /// Read a configuration file; errors name the file, the line and why.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(0);
+            anyhow::anyhow!("{}: line {line}: {}", path.display(), e.message())
+        })
+    }
+}
+
+impl ConfigFile {
+    /// This layer with `over` on top: every key `over` sets wins.
+    pub fn merge(self, over: ConfigFile) -> ConfigFile {
+        let entra = match (self.entra, over.entra) {
+            (Some(base), Some(top)) => Some(EntraConfig {
+                issuer: top.issuer.or(base.issuer),
+                audience: top.audience.or(base.audience),
+                jwks_file: top.jwks_file.or(base.jwks_file),
+                jwks_url: top.jwks_url.or(base.jwks_url),
+            }),
+            (base, top) => top.or(base),
+        };
+        ConfigFile {
+            listen: over.listen.or(self.listen),
+            webhook_path: over.webhook_path.or(self.webhook_path),
+            plugins_dir: over.plugins_dir.or(self.plugins_dir),
+            state_dir: over.state_dir.or(self.state_dir),
+            secret: over.secret.or(self.secret),
+            secondary_secret: over.secondary_secret.or(self.secondary_secret),
+            secret_query_param: over.secret_query_param.or(self.secret_query_param),
+            secret_header: over.secret_header.or(self.secret_header),
+            allowed_topics: over.allowed_topics.or(self.allowed_topics),
+            body_limit_bytes: over.body_limit_bytes.or(self.body_limit_bytes),
+            allowed_origins: over.allowed_origins.or(self.allowed_origins),
+            allowed_rate: over.allowed_rate.or(self.allowed_rate),
+            queue_capacity: over.queue_capacity.or(self.queue_capacity),
+            max_in_flight: over.max_in_flight.or(self.max_in_flight),
+            entra,
+        }
+    }
+
+    /// The settings these keys give, defaults for the rest. Fetches the
+    /// Entra JWKS when a URL is configured.
+    pub async fn resolve(self) -> anyhow::Result<ServeSettings> {
+        let mut s = ServeSettings::default();
+        if let Some(listen) = self.listen {
+            s.listen = listen.parse().with_context(|| {
+                format!("listen: `{listen}` is not an address like 0.0.0.0:8080")
+            })?;
+        }
+        if let Some(path) = self.webhook_path {
+            if !path.starts_with('/') {
+                bail!("webhook_path: `{path}` must start with /");
+            }
+            s.ingest.webhook_path = path;
+        }
+        s.plugins_dir = self.plugins_dir.unwrap_or(s.plugins_dir);
+        s.state_dir = self.state_dir.unwrap_or(s.state_dir);
+        if let Some(topics) = self.allowed_topics {
+            s.ingest.allowed_topics = topics
+                .into_iter()
+                .filter(|t| !t.trim().is_empty())
+                .collect();
+        }
+        if let Some(limit) = self.body_limit_bytes {
+            s.ingest.body_limit = limit;
+        }
+        if let Some(origins) = self.allowed_origins {
+            s.ingest.allowed_origins = origins;
+        }
+        s.ingest.allowed_rate = self.allowed_rate;
+        if let Some(capacity) = self.queue_capacity {
+            s.dispatch.queue_capacity = capacity;
+        }
+        if let Some(n) = self.max_in_flight {
+            s.dispatch.max_in_flight = n;
+        }
+        let secrets: Vec<String> = [self.secret, self.secondary_secret]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .collect();
+        let secret = (!secrets.is_empty()).then(|| {
+            SecretAuth::new(
+                &secrets,
+                self.secret_query_param.as_deref().unwrap_or("code"),
+                self.secret_header.as_deref().unwrap_or("x-gridlet-secret"),
+            )
+        });
+        let entra = match self.entra {
+            Some(entra) => Some(entra.build().await?),
+            None => None,
+        };
+        s.ingest.auth = Auth { secret, entra };
+        Ok(s)
+    }
+}
+
+impl EntraConfig {
+    /// The Entra ID check: issuer, audience and one key source are required.
+    async fn build(self) -> anyhow::Result<EntraAuth> {
+        let issuer = self
+            .issuer
+            .context("entra.issuer is required with [entra]")?;
+        let audience = self
+            .audience
+            .context("entra.audience is required with [entra]")?;
+        let keys = match (&self.jwks_file, &self.jwks_url) {
+            (Some(file), None) => {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("entra.jwks_file {}", file.display()))?;
+                serde_json::from_str::<JwkSet>(&text)
+                    .with_context(|| format!("entra.jwks_file {}: not a JWKS", file.display()))?
+            }
+            (None, Some(url)) => fetch_jwks(url).await?,
+            _ => bail!("[entra] needs exactly one of jwks_file and jwks_url"),
+        };
+        let auth = EntraAuth::new(&issuer, &audience, keys);
+        if let Some(url) = self.jwks_url {
+            // Entra rotates its signing keys: refresh hourly, keep the old set on failure.
+            let refreshed = auth.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    match fetch_jwks(&url).await {
+                        Ok(keys) => refreshed.set_keys(keys),
+                        Err(e) => {
+                            tracing::warn!("entra JWKS refresh failed, keeping the old keys: {e:#}")
+                        }
+                    }
+                }
+            });
+        }
+        Ok(auth)
+    }
+}
+
+async fn fetch_jwks(url: &str) -> anyhow::Result<JwkSet> {
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("entra.jwks_url {url}"))?
+        .error_for_status()
+        .with_context(|| format!("entra.jwks_url {url}"))?;
+    let text = response.text().await?;
+    serde_json::from_str(&text).with_context(|| format!("entra.jwks_url {url}: not a JWKS"))
+}

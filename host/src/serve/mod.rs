@@ -1,0 +1,174 @@
+//! `gridlet serve`: the composition root. It loads the plugins, starts
+//! dispatch, and mounts the webhook; nothing else in the crate wires stages
+//! together.
+
+pub mod config;
+
+use crate::dispatch::{DispatchSettings, Dispatcher};
+use crate::ingest::{self, IngestSettings};
+use crate::plugin::{self, PluginSet, PluginTarget};
+use crate::runtime::{MemoryKeyValue, Runtime, RuntimeSettings};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Everything `serve` needs, resolved from file, environment and flags.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The plugins folder.
+    pub plugins_dir: PathBuf,
+    /// gridlet's own state folder (created if missing).
+    pub state_dir: PathBuf,
+    /// The webhook.
+    pub ingest: IngestSettings,
+    /// The delivery queue.
+    pub dispatch: DispatchSettings,
+    /// The sandbox.
+    pub runtime: RuntimeSettings,
+}
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            plugins_dir: "plugins".into(),
+            state_dir: "state".into(),
+            ingest: IngestSettings::default(),
+            dispatch: DispatchSettings::default(),
+            runtime: RuntimeSettings::default(),
+        }
+    }
+}
+
+/// A running server.
+pub struct Server {
+    /// The address it listens on (useful with port 0).
+    pub addr: SocketAddr,
+    /// The delivery queue, for its counters.
+    pub dispatcher: Arc<Dispatcher>,
+    /// The plugins that loaded.
+    pub plugins: Arc<PluginSet>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Stop accepting and wait for the listener to close.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap_or(Ok(()))
+    }
+
+    /// Run until the listener fails or the process is told to stop.
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task.await.unwrap_or(Ok(()))
+    }
+}
+
+/// Load the plugins, start dispatch and listen. Logs, first, where it
+/// listens, which plugins loaded (and which did not, and why) and whether
+/// auth is off.
+pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
+    std::fs::create_dir_all(&settings.state_dir)
+        .map_err(|e| anyhow::anyhow!("state_dir {}: {e}", settings.state_dir.display()))?;
+    let runtime = Arc::new(Runtime::new(
+        settings.runtime.clone(),
+        Arc::new(MemoryKeyValue::default()),
+    )?);
+    let (loaded, failed) = plugin::load_folder(&runtime, &settings.plugins_dir)
+        .map_err(|e| anyhow::anyhow!("plugins_dir {}: {e}", settings.plugins_dir.display()))?;
+
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        "gridlet listening on http://{addr}{} (health: /healthz)",
+        settings.ingest.webhook_path
+    );
+    for p in &loaded {
+        tracing::info!(
+            plugin = p.version.name(),
+            filter = %p.filter.summary(),
+            hosts = ?p.version.grants().allowed_hosts.entries(),
+            "plugin loaded from {}",
+            p.source.display()
+        );
+    }
+    for e in &failed {
+        tracing::error!("plugin not loaded: {e}");
+    }
+    if loaded.is_empty() {
+        tracing::warn!(
+            "no plugins in {}: events are accepted and go nowhere",
+            settings.plugins_dir.display()
+        );
+    }
+    if settings.ingest.auth.is_off() {
+        tracing::warn!(
+            "AUTH IS OFF: anyone who can reach {addr} can deliver events. Set GRIDLET_SECRET \
+             (and put ?code=<secret> in the Event Grid endpoint URL) or configure [entra]."
+        );
+    }
+    if settings.ingest.allowed_topics.is_empty() {
+        tracing::warn!("allowed_topics is empty: events from any topic are accepted");
+    }
+
+    let plugins = Arc::new(PluginSet(
+        loaded
+            .into_iter()
+            .map(|p| Arc::new(PluginTarget::new(runtime.clone(), p)))
+            .collect(),
+    ));
+    let dispatcher = Dispatcher::start(plugins.clone(), settings.dispatch);
+    let app = ingest::router(settings.ingest.clone(), dispatcher.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = stopped => {}
+                    _ = shutdown_signal() => {}
+                }
+            })
+            .await
+    });
+    Ok(Server {
+        addr,
+        dispatcher,
+        plugins,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutting down: no longer accepting events");
+}

@@ -1,0 +1,40 @@
+//! Test fixture: POST what the plugin received to `sink_url`, so end-to-end
+//! tests can see exactly which plugin got which event, typed how.
+
+use gridlet_plugin::{Event, HandlerError, MlEvent, Plugin, config, export, http};
+use serde_json::json;
+
+struct Echo;
+
+impl Plugin for Echo {
+    fn handle(event: Event) -> Result<(), HandlerError> {
+        let kind = match &event.data {
+            MlEvent::RunCompleted(_) => "run-completed",
+            MlEvent::RunStatusChanged(_) => "run-status-changed",
+            MlEvent::ModelRegistered(_) => "model-registered",
+            MlEvent::ModelDeployed(_) => "model-deployed",
+            MlEvent::DatasetDriftDetected(_) => "dataset-drift-detected",
+            MlEvent::Other => "other",
+        };
+        let body = json!({
+            "plugin": config::get("name").unwrap_or_default(),
+            "id": event.id,
+            "topic": event.topic,
+            "subject": event.subject,
+            "eventType": event.event_type,
+            "eventTime": event.event_time,
+            "dataVersion": event.data_version,
+            "kind": kind,
+            "data": serde_json::from_str::<serde_json::Value>(&event.data_json).unwrap_or_default(),
+            "attempt": event.attempt,
+        });
+        let url = config::require("sink_url")?;
+        let response = http::post_json(&url, body.to_string().as_bytes())?;
+        if response.status >= 300 {
+            return Err(HandlerError::Retry(format!("sink answered {}", response.status)));
+        }
+        Ok(())
+    }
+}
+
+export!(Echo);
