@@ -3,8 +3,9 @@
 //! - `plugins`: build every plugin (examples and test fixtures) for
 //!   wasm32-wasip2 and lay them out as a plugins folder, `target/plugins/`
 //!   (`<name>.wasm` + `<name>.toml`), and `target/test-plugins/`.
-//! - `demo`: `plugins`, then run each example plugin on every sample event
-//!   against a local sink that stands in for the chat and deploy services.
+//! - `demo`: `plugins`, then `gridlet serve` with the example plugins, a
+//!   local sink standing in for the services they call, and the sample
+//!   events sent as Event Grid sends them (`--once` to stop after that).
 //! - `test`: `plugins`, then every test of the workspace.
 //! - `lint`: rustfmt and clippy (warnings are errors) over every crate.
 //! - `fmt`: rustfmt every crate.
@@ -31,7 +32,7 @@ fn main() -> Result<()> {
         "plugins" => plugins(&root),
         "demo" => {
             plugins(&root)?;
-            demo(&root)
+            demo(&root, std::env::args().any(|a| a == "--once"))
         }
         "test" => {
             plugins(&root)?;
@@ -143,9 +144,11 @@ fn ensure_wasm_target() -> Result<()> {
     Ok(())
 }
 
-/// Run each example plugin on every sample event, with a local sink standing
-/// in for the services they call.
-fn demo(root: &Path) -> Result<()> {
+/// The main job: `gridlet serve` with the example plugins on the embedded
+/// defaults (plus a demo secret), a local sink standing in for the chat and
+/// deployment services, and the sample events sent the way Event Grid sends
+/// them. Serves until Ctrl-C; `--once` stops after the samples.
+fn demo(root: &Path, once: bool) -> Result<()> {
     run(Command::new(cargo()).current_dir(root).args([
         "build",
         "--quiet",
@@ -153,28 +156,73 @@ fn demo(root: &Path) -> Result<()> {
         "gridlet",
     ]))?;
     let gridlet = target_dir(root).join("debug/gridlet");
-    let (mut sink, address) = start_sink(&gridlet)?;
-    let events = root.join("examples/events/eventgrid/demo.json");
-    let mut result = Ok(());
-    for (_, _, name) in RUST_PLUGINS {
+    let (mut sink, sink_addr) = start_sink(&gridlet)?;
+    let listen = std::env::var("GRIDLET_DEMO_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let secret = "demo-secret";
+    let mut serve = Command::new(&gridlet)
+        .args(["serve", "--listen", &listen, "--plugins-dir"])
+        .arg(root.join("target/plugins"))
+        .arg("--state-dir")
+        .arg(root.join("target/demo-state"))
+        .env("GRIDLET_SECRET", secret)
+        .env("CHAT_WEBHOOK_URL", format!("http://{sink_addr}/chat"))
+        .env("CHAT_WEBHOOK_HOST", &sink_addr)
+        .env("DEPLOY_URL", format!("http://{sink_addr}/deploy"))
+        .env("DEPLOY_HOST", &sink_addr)
+        .spawn()?;
+    let result = (|| {
+        wait_for_port(&listen, &mut serve)?;
+        let url = format!("http://{listen}/api/events");
+        let send = |args: &[&str]| -> Result<()> {
+            println!(
+                "\n━━━ gridlet send {} --to {url} --secret {secret}",
+                args.join(" ")
+            );
+            run(Command::new(&gridlet)
+                .current_dir(root)
+                .arg("send")
+                .args(args)
+                .args(["--to", &url, "--secret", secret]))
+        };
+        send(&["examples/events/eventgrid/demo.json"])?;
+        send(&[
+            "examples/events/cloudevents/batch.json",
+            "--cloudevents",
+            "--binary",
+        ])?;
+        // Let the plugins finish before saying so.
+        std::thread::sleep(std::time::Duration::from_millis(500));
         println!(
-            "\n━━━ gridlet run target/plugins/{name}.wasm examples/events/eventgrid/demo.json"
+            "\ngridlet is serving {url} with the plugins in target/plugins (secret `{secret}`).\n\
+             Send more with: target/debug/gridlet send <events.json> --to {url} --secret {secret}"
         );
-        let status = Command::new(&gridlet)
-            .arg("run")
-            .arg(root.join(format!("target/plugins/{name}.wasm")))
-            .arg(&events)
-            .args(["--allow-host", &address])
-            .env("CHAT_WEBHOOK_URL", format!("http://{address}/chat"))
-            .env("DEPLOY_URL", format!("http://{address}/deploy"))
-            .status()?;
-        if !status.success() {
-            result = Err(anyhow::anyhow!("{name} did not handle every event"));
+        if once {
+            return Ok(());
         }
-    }
+        println!("Ctrl-C to stop.");
+        serve.wait()?;
+        Ok(())
+    })();
+    let _ = serve.kill();
+    let _ = serve.wait();
     let _ = sink.kill();
     let _ = sink.wait();
     result
+}
+
+/// Wait until `addr` accepts connections (or the server exits).
+fn wait_for_port(addr: &str, server: &mut Child) -> Result<()> {
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        if let Some(status) = server.try_wait()? {
+            bail!("gridlet serve exited ({status}); is {addr} in use? set GRIDLET_DEMO_LISTEN");
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            bail!("gridlet serve did not listen on {addr} within a minute");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 fn target_dir(root: &Path) -> PathBuf {
