@@ -1,5 +1,7 @@
 //! Event Grid filter semantics, table-driven: every operator, case rules,
-//! arrays on and off, missing keys, nested keys, and the limits.
+//! arrays on and off, missing keys, nested keys, and the limits — 177 cases
+//! in three tables (130 advanced-filter matches, 28 type/subject/AND
+//! combinations, 19 refused filters) plus the at-the-limit checks.
 
 use gridlet::event::{Event, parse_event_grid};
 use gridlet::filter::{Filter, FilterSpec};

@@ -31,7 +31,10 @@ impl Plugin for Echo {
         let url = config::require("sink_url")?;
         let response = http::post_json(&url, body.to_string().as_bytes())?;
         if response.status >= 300 {
-            return Err(HandlerError::Retry(format!("sink answered {}", response.status)));
+            return Err(HandlerError::Retry(format!(
+                "sink answered {}",
+                response.status
+            )));
         }
         Ok(())
     }
