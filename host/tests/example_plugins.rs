@@ -4,7 +4,36 @@
 mod common;
 
 use common::{Recorder, event, events, load, runtime};
-use gridlet::runtime::{Entry, Outcome};
+use gridlet::plugin::LoadedPlugin;
+use gridlet::runtime::{Entry, Outcome, Runtime};
+
+/// failed-run-alert granted a local sink as its chat webhook.
+async fn alerting() -> (Recorder, Runtime, LoadedPlugin) {
+    let sink = Recorder::start().await;
+    let runtime = runtime();
+    let url = sink.url("/chat");
+    let plugin = load(
+        &runtime,
+        "failed-run-alert",
+        &alert_manifest(&sink),
+        &[("CHAT_WEBHOOK_URL", &url)],
+    );
+    (sink, runtime, plugin)
+}
+
+/// model-promotion granted a local sink as its deployment pipeline.
+async fn promoting() -> (Recorder, Runtime, LoadedPlugin) {
+    let sink = Recorder::start().await;
+    let runtime = runtime();
+    let url = sink.url("/deploy");
+    let plugin = load(
+        &runtime,
+        "model-promotion",
+        &promotion_manifest(&sink),
+        &[("DEPLOY_URL", &url)],
+    );
+    (sink, runtime, plugin)
+}
 
 fn alert_manifest(sink: &Recorder) -> String {
     format!(
@@ -20,15 +49,7 @@ chat_webhook_url = "${{CHAT_WEBHOOK_URL}}"
 
 #[tokio::test]
 async fn failed_run_alert_posts_the_run_and_a_studio_link() {
-    let sink = Recorder::start().await;
-    let runtime = runtime();
-    let url = sink.url("/chat");
-    let plugin = load(
-        &runtime,
-        "failed-run-alert",
-        &alert_manifest(&sink),
-        &[("CHAT_WEBHOOK_URL", &url)],
-    );
+    let (sink, runtime, plugin) = alerting().await;
 
     let failed = event("eventgrid/run-status-changed-failed.json");
     let invocation = runtime.invoke(&plugin.version, &failed, 1).await;
@@ -62,15 +83,7 @@ async fn failed_run_alert_posts_the_run_and_a_studio_link() {
 
 #[tokio::test]
 async fn failed_run_alert_ignores_every_other_sample_event() {
-    let sink = Recorder::start().await;
-    let runtime = runtime();
-    let url = sink.url("/chat");
-    let plugin = load(
-        &runtime,
-        "failed-run-alert",
-        &alert_manifest(&sink),
-        &[("CHAT_WEBHOOK_URL", &url)],
-    );
+    let (sink, runtime, plugin) = alerting().await;
     let mut others = events("eventgrid/batch-mixed.json");
     for file in [
         "run-completed.json",
@@ -99,15 +112,7 @@ async fn failed_run_alert_ignores_every_other_sample_event() {
 
 #[tokio::test]
 async fn failed_run_alert_retries_on_5xx_and_rejects_on_4xx() {
-    let sink = Recorder::start().await;
-    let runtime = runtime();
-    let url = sink.url("/chat");
-    let plugin = load(
-        &runtime,
-        "failed-run-alert",
-        &alert_manifest(&sink),
-        &[("CHAT_WEBHOOK_URL", &url)],
-    );
+    let (sink, runtime, plugin) = alerting().await;
     let failed = event("eventgrid/run-status-changed-failed.json");
 
     sink.answer(503);
@@ -186,15 +191,7 @@ deploy_token = "s3cret-token"
 
 #[tokio::test]
 async fn model_promotion_requests_a_deployment_once_per_version() {
-    let sink = Recorder::start().await;
-    let runtime = runtime();
-    let url = sink.url("/deploy");
-    let plugin = load(
-        &runtime,
-        "model-promotion",
-        &promotion_manifest(&sink),
-        &[("DEPLOY_URL", &url)],
-    );
+    let (sink, runtime, plugin) = promoting().await;
     let prod = event("eventgrid/model-registered.json");
 
     let first = runtime.invoke(&plugin.version, &prod, 1).await;
@@ -231,15 +228,7 @@ async fn model_promotion_requests_a_deployment_once_per_version() {
 
 #[tokio::test]
 async fn model_promotion_skips_other_stages_and_other_events() {
-    let sink = Recorder::start().await;
-    let runtime = runtime();
-    let url = sink.url("/deploy");
-    let plugin = load(
-        &runtime,
-        "model-promotion",
-        &promotion_manifest(&sink),
-        &[("DEPLOY_URL", &url)],
-    );
+    let (sink, runtime, plugin) = promoting().await;
     // PascalCase, numeric version, stage=staging.
     let staging = event("eventgrid/model-registered-pascalcase.json");
     let invocation = runtime.invoke(&plugin.version, &staging, 1).await;
@@ -263,15 +252,7 @@ async fn model_promotion_skips_other_stages_and_other_events() {
 
 #[tokio::test]
 async fn model_promotion_retries_on_5xx_rejects_on_4xx_and_remembers_only_success() {
-    let sink = Recorder::start().await;
-    let runtime = runtime();
-    let url = sink.url("/deploy");
-    let plugin = load(
-        &runtime,
-        "model-promotion",
-        &promotion_manifest(&sink),
-        &[("DEPLOY_URL", &url)],
-    );
+    let (sink, runtime, plugin) = promoting().await;
     let prod = event("eventgrid/model-registered.json");
 
     sink.answer(500);
@@ -297,15 +278,7 @@ async fn model_promotion_retries_on_5xx_rejects_on_4xx_and_remembers_only_succes
 
 #[tokio::test]
 async fn plugins_see_the_same_event_in_cloudevents_form() {
-    let sink = Recorder::start().await;
-    let runtime = runtime();
-    let url = sink.url("/deploy");
-    let plugin = load(
-        &runtime,
-        "model-promotion",
-        &promotion_manifest(&sink),
-        &[("DEPLOY_URL", &url)],
-    );
+    let (sink, runtime, plugin) = promoting().await;
     let outcome = runtime
         .invoke(
             &plugin.version,

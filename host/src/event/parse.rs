@@ -17,23 +17,15 @@ pub fn parse_event_grid(value: &Value, index: usize) -> Result<Event, EventError
     let topic = envelope.optional("topic")?;
     let event_time = envelope.optional("eventTime")?;
     let data_version = envelope.optional("dataVersion")?;
-    let data = envelope.data("data");
-    envelope.build(
-        Event {
-            id,
-            topic,
-            subject,
-            event_type,
-            event_time,
-            data_version,
-            schema: Schema::EventGrid,
-            data: MlEvent::Other,
-            data_json: String::new(),
-            raw_data: Value::Null,
-            delivery: Default::default(),
-        },
-        data,
-    )
+    envelope.build(Head {
+        id,
+        topic,
+        subject,
+        event_type,
+        event_time,
+        data_version,
+        schema: Schema::EventGrid,
+    })
 }
 
 /// Read one CloudEvents 1.0 event in JSON structured form.
@@ -60,23 +52,15 @@ pub fn parse_cloud_event(value: &Value, index: usize) -> Result<Event, EventErro
             "binary data is not supported: send the data as JSON in `data`".into(),
         ));
     }
-    let data = envelope.data("data");
-    envelope.build(
-        Event {
-            id,
-            topic,
-            subject,
-            event_type,
-            event_time,
-            data_version: String::new(),
-            schema: Schema::CloudEvents,
-            data: MlEvent::Other,
-            data_json: String::new(),
-            raw_data: Value::Null,
-            delivery: Default::default(),
-        },
-        data,
-    )
+    envelope.build(Head {
+        id,
+        topic,
+        subject,
+        event_type,
+        event_time,
+        data_version: String::new(),
+        schema: Schema::CloudEvents,
+    })
 }
 
 /// Read a file or body that holds one event or an array of events, in
@@ -177,22 +161,39 @@ impl<'a> Envelope<'a> {
         }
     }
 
-    fn data(&self, field: &str) -> Value {
-        self.map.get(field).cloned().unwrap_or(Value::Null)
-    }
-
-    /// Type the payload and finish the event.
-    fn build(&self, mut event: Event, data: Value) -> Result<Event, EventError> {
-        event.data = MlEvent::from_data(&event.event_type, &data).map_err(|(field, problem)| {
-            EventError {
+    /// Type the payload (`data`) and finish the event.
+    fn build(&self, head: Head) -> Result<Event, EventError> {
+        let data = self.map.get("data").cloned().unwrap_or(Value::Null);
+        let typed =
+            MlEvent::from_data(&head.event_type, &data).map_err(|(field, problem)| EventError {
                 index: self.index,
                 id: self.id.clone(),
                 field: Some(field.clone()),
                 problem: format!("`{field}` {problem}"),
-            }
-        })?;
-        event.data_json = data.to_string();
-        event.raw_data = data;
-        Ok(event)
+            })?;
+        Ok(Event {
+            id: head.id,
+            topic: head.topic,
+            subject: head.subject,
+            event_type: head.event_type,
+            event_time: head.event_time,
+            data_version: head.data_version,
+            schema: head.schema,
+            data: typed,
+            data_json: data.to_string(),
+            raw_data: data,
+            delivery: Default::default(),
+        })
     }
+}
+
+/// The envelope fields, read.
+struct Head {
+    id: String,
+    topic: String,
+    subject: String,
+    event_type: String,
+    event_time: String,
+    data_version: String,
+    schema: Schema,
 }
