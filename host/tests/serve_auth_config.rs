@@ -354,3 +354,12 @@ async fn serve_says_loudly_when_auth_is_off() {
     assert!(log.contains("no plugins in"), "{log}");
     server.start_kill().expect("kill");
 }
+
+#[tokio::test]
+async fn the_example_configuration_is_valid() {
+    let file = ConfigFile::load(&root().join("examples/gridlet.toml"))
+        .expect("examples/gridlet.toml loads");
+    let settings = file.resolve().await.expect("resolves");
+    assert_eq!(settings.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(settings.ingest.allowed_topics.len(), 1);
+}
