@@ -321,11 +321,13 @@ async fn serve_from_env_and_send_in_every_mode() {
 #[tokio::test]
 async fn serve_says_loudly_when_auth_is_off() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // No config at all (only an ephemeral port): the embedded defaults, in an
+    // empty folder with no `plugins/`.
     let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_gridlet"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--plugins-dir"])
-        .arg(dir.path())
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
+        .arg("serve")
+        .env("GRIDLET_LISTEN", "127.0.0.1:0")
+        .env_remove("GRIDLET_PLUGINS_DIR")
+        .env_remove("GRIDLET_STATE_DIR")
         .current_dir(dir.path())
         .env_remove("GRIDLET_SECRET")
         .env_remove("GRIDLET_CONFIG")
@@ -351,7 +353,11 @@ async fn serve_says_loudly_when_auth_is_off() {
         log.contains("gridlet listening on http://127.0.0.1:"),
         "{log}"
     );
-    assert!(log.contains("no plugins in"), "{log}");
+    assert!(log.contains("no plugins in plugins"), "{log}");
+    assert!(
+        dir.path().join("state").is_dir(),
+        "the default state folder is created"
+    );
     server.start_kill().expect("kill");
 }
 

@@ -81,8 +81,13 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
         settings.runtime.clone(),
         Arc::new(MemoryKeyValue::default()),
     )?);
-    let (loaded, failed) = plugin::load_folder(&runtime, &settings.plugins_dir)
-        .map_err(|e| anyhow::anyhow!("plugins_dir {}: {e}", settings.plugins_dir.display()))?;
+    // A missing plugins folder is an empty one: the host still starts (and says so).
+    let (loaded, failed) = if settings.plugins_dir.exists() {
+        plugin::load_folder(&runtime, &settings.plugins_dir)
+            .map_err(|e| anyhow::anyhow!("plugins_dir {}: {e}", settings.plugins_dir.display()))?
+    } else {
+        (Vec::new(), Vec::new())
+    };
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
