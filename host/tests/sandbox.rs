@@ -317,3 +317,45 @@ async fn a_limit_over_the_hosts_maximum_is_refused() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn outbound_responses_are_capped_and_slow_services_time_out() {
+    use gridlet::runtime::{HttpLimits, RuntimeSettings};
+    let runtime = common::runtime_settings(RuntimeSettings {
+        http: HttpLimits {
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_millis(300),
+            max_response_bytes: 1024,
+        },
+        ..RuntimeSettings::default()
+    });
+    let sink = Recorder::start().await;
+    let manifest = format!(
+        "[grants]\nallowed_hosts = [\"{}\"]\n[grants.config]\ndeploy_url = \"{}\"\n",
+        sink.host(),
+        sink.url("/deploy")
+    );
+    let plugin = load(&runtime, "model-promotion", &manifest, &[]);
+
+    // A 4 KiB answer to a plugin allowed 1 KiB: the read fails, the plugin retries.
+    sink.answer_body(vec![b'x'; 4096]);
+    let outcome = runtime.invoke(&plugin.version, &sample(), 1).await.outcome;
+    let Outcome::Retry(why) = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        why,
+        "request failed: reading response: HTTP response body size exceeds limit: 1024 bytes"
+    );
+
+    // A service slower than the response timeout.
+    sink.answer_body(Vec::new());
+    sink.answer_after(Duration::from_secs(3));
+    let invocation = runtime.invoke(&plugin.version, &sample(), 2).await;
+    let Outcome::Retry(why) = &invocation.outcome else {
+        panic!("{:?}", invocation.outcome)
+    };
+    // Had it waited, the service would have answered 200 and the plugin handled the event.
+    assert!(why.contains("Timeout"), "{why}");
+    well_behaved_still_works(&runtime).await;
+}

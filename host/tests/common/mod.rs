@@ -53,6 +53,11 @@ pub fn runtime_with(kv: Arc<dyn KeyValue>) -> Runtime {
     Runtime::new(RuntimeSettings::default(), kv).expect("runtime starts")
 }
 
+/// A runtime with other settings.
+pub fn runtime_settings(settings: RuntimeSettings) -> Runtime {
+    Runtime::new(settings, Arc::new(MemoryKeyValue::default())).expect("runtime starts")
+}
+
 /// Load `name` with manifest text (`${ENV}` looked up in `env`).
 pub fn load(runtime: &Runtime, name: &str, manifest: &str, env: &[(&str, &str)]) -> LoadedPlugin {
     let lookup = |k: &str| {
@@ -87,6 +92,14 @@ pub struct Recorder {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    reply: Arc<Mutex<Reply>>,
+}
+
+/// What the recorder answers besides the status.
+#[derive(Clone, Default)]
+struct Reply {
+    body: Vec<u8>,
+    delay: std::time::Duration,
 }
 
 impl Recorder {
@@ -94,7 +107,8 @@ impl Recorder {
     pub async fn start() -> Self {
         let received = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
-        let state = (received.clone(), status.clone());
+        let reply = Arc::new(Mutex::new(Reply::default()));
+        let state = (received.clone(), status.clone(), reply.clone());
         let app = axum::Router::new().fallback(handle).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -107,7 +121,18 @@ impl Recorder {
             addr,
             received,
             status,
+            reply,
         }
+    }
+
+    /// Answer later requests with this body.
+    pub fn answer_body(&self, body: Vec<u8>) {
+        self.reply.lock().expect("lock").body = body;
+    }
+
+    /// Answer later requests only after this long.
+    pub fn answer_after(&self, delay: std::time::Duration) {
+        self.reply.lock().expect("lock").delay = delay;
     }
 
     /// Answer every later request with `status`.
@@ -131,20 +156,23 @@ impl Recorder {
     }
 }
 
-type RecorderState = (Arc<Mutex<Vec<Received>>>, Arc<AtomicU16>);
+type RecorderState = (Arc<Mutex<Vec<Received>>>, Arc<AtomicU16>, Arc<Mutex<Reply>>);
 
 async fn handle(
-    State((received, status)): State<RecorderState>,
+    State((received, status, reply)): State<RecorderState>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> (StatusCode, Vec<u8>) {
     received.lock().expect("lock").push(Received {
         method: method.to_string(),
         path: uri.to_string(),
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     });
-    StatusCode::from_u16(status.load(Ordering::SeqCst)).expect("status")
+    let reply = reply.lock().expect("lock").clone();
+    tokio::time::sleep(reply.delay).await;
+    let status = StatusCode::from_u16(status.load(Ordering::SeqCst)).expect("status");
+    (status, reply.body)
 }
