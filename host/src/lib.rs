@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod event;
 pub mod filter;
 pub mod ingest;
+pub mod journal;
 pub mod plugin;
 pub mod runtime;
 pub mod serve;

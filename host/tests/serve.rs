@@ -318,12 +318,28 @@ async fn cloudevents_in_all_three_modes() {
         (200, json!(2)),
         "{body}"
     );
-    // Batched.
+    // Batched: the same two events again are duplicates (same source and id),
+    // acknowledged and not delivered twice; with new ids they are delivered.
     let (status, _, body) = host
         .post(
             &q,
             &[("content-type", "application/cloudevents-batch+json")],
             sample("cloudevents/batch.json"),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"accepted": 2, "deliveries": 0}))
+    );
+    let renamed = String::from_utf8(sample("cloudevents/batch.json"))
+        .expect("utf8")
+        .replace("c8b1d3ef-2a45-4b6c-9d7e-8f9a0b1c2d3e", "batched-1")
+        .replace("f1e4a6b2-5d78-4e9f-8a1b-2c3d4e5f6071", "batched-2");
+    let (status, _, body) = host
+        .post(
+            &q,
+            &[("content-type", "application/cloudevents-batch+json")],
+            renamed,
         )
         .await;
     assert_eq!(
@@ -694,7 +710,7 @@ async fn a_full_queue_answers_503_with_retry_after_and_stores_nothing() {
     assert_eq!(answer["retryAfter"], 7);
     assert_eq!(
         answer["detail"],
-        "the delivery queue cannot take 3 more deliveries (capacity 1)"
+        "3 more deliveries would pass the bound of 1 pending (0 pending now)"
     );
     assert_eq!(host.deliveries(), 0);
     assert_eq!(

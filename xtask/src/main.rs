@@ -158,12 +158,15 @@ fn demo(root: &Path, once: bool) -> Result<()> {
     let gridlet = target_dir(root).join("debug/gridlet");
     let (mut sink, sink_addr) = start_sink(&gridlet)?;
     let listen = std::env::var("GRIDLET_DEMO_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    // A fresh journal each run, so the samples are new events, not duplicates.
+    let state = root.join("target/demo-state");
+    let _ = std::fs::remove_dir_all(&state);
     let secret = "demo-secret";
     let mut serve = Command::new(&gridlet)
         .args(["serve", "--listen", &listen, "--plugins-dir"])
         .arg(root.join("target/plugins"))
         .arg("--state-dir")
-        .arg(root.join("target/demo-state"))
+        .arg(&state)
         .env("GRIDLET_SECRET", secret)
         .env("CHAT_WEBHOOK_URL", format!("http://{sink_addr}/chat"))
         .env("CHAT_WEBHOOK_HOST", &sink_addr)

@@ -55,6 +55,15 @@ pub struct ServeArgs {
     /// Deliveries running at once [default: 64].
     #[arg(long, env = "GRIDLET_MAX_IN_FLIGHT")]
     max_in_flight: Option<usize>,
+    /// fsync every journal commit [default: true].
+    #[arg(long, env = "GRIDLET_JOURNAL_FSYNC")]
+    journal_fsync: Option<bool>,
+    /// Waits before retries in ms, comma-separated, the last repeating [default: Event Grid's].
+    #[arg(long, env = "GRIDLET_RETRY_DELAYS_MS", value_delimiter = ',')]
+    retry_delays_ms: Option<Vec<u64>>,
+    /// On shutdown, how long running deliveries may take, in ms [default: 30000].
+    #[arg(long, env = "GRIDLET_SHUTDOWN_GRACE_MS")]
+    shutdown_grace_ms: Option<u64>,
     /// Entra ID: expected token issuer.
     #[arg(long, env = "GRIDLET_ENTRA_ISSUER")]
     entra_issuer: Option<String>,
@@ -108,6 +117,9 @@ impl ServeArgs {
             allowed_rate: self.allowed_rate,
             queue_capacity: self.queue_capacity,
             max_in_flight: self.max_in_flight,
+            journal_fsync: self.journal_fsync,
+            retry_delays_ms: self.retry_delays_ms,
+            shutdown_grace_ms: self.shutdown_grace_ms,
             entra: (entra != EntraConfig::default()).then_some(entra),
         }
     }

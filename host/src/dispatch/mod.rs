@@ -1,20 +1,19 @@
-//! Dispatch: every accepted (event, matching plugin) pair becomes a
-//! [`Delivery`], queued and run with bounded concurrency.
+//! Dispatch: every accepted (event, matching plugin) pair is a delivery in
+//! the journal, committed before the webhook answers 200. A loop claims the
+//! deliveries that are due and runs them; each outcome is recorded: done,
+//! tried again later with backoff, or dead-lettered.
 //!
-//! This stage knows plugins only as [`Target`]s: something with a name, a
-//! filter and a way to deliver. The plugin stage implements it on top of the
-//! runtime, so dispatch never sees wasmtime.
-//!
-//! The queue is in process and bounded: when a batch's deliveries do not all
-//! fit, the whole batch is refused with 503 and Retry-After (Event Grid
-//! retries), rather than dropped. Durable delivery (journal, retries with
-//! backoff, dead letters) replaces this queue.
+//! Dispatch knows plugins only as [`Target`]s (a name, a filter, a policy,
+//! a way to deliver): the plugin stage implements that over the runtime.
 
 use crate::event::Event;
 use crate::ingest::{Busy, Intake};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::{Semaphore, mpsc};
+use crate::journal::{DeadLetterReason, DueDelivery, Journal, JournalError, NewEvent, now_ms};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
 
 /// How a delivery ended, as dispatch needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +26,17 @@ pub enum Verdict {
     DeadLetter(String),
 }
 
+/// A plugin's delivery policy (its manifest's `[retry]` and concurrency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Attempts before dead-lettering.
+    pub max_attempts: u32,
+    /// Age after which the event is dead-lettered instead of attempted.
+    pub time_to_live: Duration,
+    /// Deliveries of this plugin claimed at once.
+    pub max_concurrency: u32,
+}
+
 /// A plugin, as dispatch sees it.
 #[async_trait::async_trait]
 pub trait Target: Send + Sync + 'static {
@@ -34,6 +44,8 @@ pub trait Target: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// Does its filter let `event` through?
     fn accepts(&self, event: &Event) -> bool;
+    /// Its retry and concurrency policy.
+    fn policy(&self) -> Policy;
     /// Deliver one event.
     async fn deliver(&self, event: &Event, attempt: u32) -> Verdict;
 }
@@ -44,26 +56,27 @@ pub trait Targets: Send + Sync + 'static {
     fn current(&self) -> Vec<Arc<dyn Target>>;
 }
 
-/// One event for one plugin.
-pub struct Delivery {
-    /// The event (shared by all its deliveries).
-    pub event: Arc<Event>,
-    /// The plugin.
-    pub target: Arc<dyn Target>,
-    /// 1 for the first attempt.
-    pub attempt: u32,
-}
-
 /// Dispatch settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DispatchSettings {
-    /// Deliveries waiting at most; a batch that does not fit is refused.
+    /// Most deliveries not yet done; a batch that would pass it gets 503.
     pub queue_capacity: usize,
-    /// Deliveries running at once across all plugins (each plugin also has
-    /// its own `max_concurrency`).
+    /// Deliveries running at once across all plugins.
     pub max_in_flight: usize,
     /// Seconds a refused sender is told to wait.
     pub retry_after_secs: u64,
+    /// Wait before attempt 2, 3, ...; the last repeats. Jittered ±10 %.
+    pub retry_delays: Vec<Duration>,
+    /// On shutdown, how long running deliveries may take to finish.
+    pub shutdown_grace: Duration,
+}
+
+/// Event Grid's retry schedule.
+pub fn event_grid_schedule() -> Vec<Duration> {
+    [10, 30, 60, 300, 600, 1800, 3600, 10_800, 21_600, 43_200]
+        .into_iter()
+        .map(Duration::from_secs)
+        .collect()
 }
 
 impl Default for DispatchSettings {
@@ -72,6 +85,8 @@ impl Default for DispatchSettings {
             queue_capacity: 100_000,
             max_in_flight: 64,
             retry_after_secs: 10,
+            retry_delays: event_grid_schedule(),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -79,119 +94,305 @@ impl Default for DispatchSettings {
 /// Counters since start.
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// Events accepted.
+    /// Events accepted (duplicates included).
     pub events: AtomicU64,
-    /// Deliveries made from them.
+    /// Events acknowledged as duplicates and not delivered again.
+    pub duplicates: AtomicU64,
+    /// Deliveries created.
     pub deliveries: AtomicU64,
     /// Deliveries handled.
     pub done: AtomicU64,
-    /// Deliveries that asked for a retry or failed.
+    /// Attempts that failed and were scheduled again.
     pub retry: AtomicU64,
-    /// Deliveries rejected.
+    /// Deliveries dead-lettered.
     pub dead: AtomicU64,
-    /// Batches refused because the queue was full.
+    /// Batches refused (backpressure or journal failure).
     pub refused: AtomicU64,
 }
 
 impl Stats {
-    /// Deliveries that have ended, whichever way.
+    /// Deliveries that have ended for good (handled or dead-lettered).
     pub fn finished(&self) -> u64 {
-        self.done.load(Ordering::Relaxed)
-            + self.retry.load(Ordering::Relaxed)
-            + self.dead.load(Ordering::Relaxed)
+        self.done.load(Ordering::SeqCst) + self.dead.load(Ordering::SeqCst)
     }
 }
 
-/// The queue and its workers.
+/// The durable dispatcher.
 pub struct Dispatcher {
     targets: Arc<dyn Targets>,
-    queue: mpsc::Sender<Delivery>,
+    journal: Arc<dyn Journal>,
     settings: DispatchSettings,
-    stats: Arc<Stats>,
+    stats: Stats,
+    /// Deliveries in the journal not yet done (kept in memory for backpressure).
+    outstanding: AtomicU64,
+    /// Running deliveries per plugin.
+    running: Mutex<HashMap<String, u32>>,
+    wake: Notify,
+    stopping: AtomicBool,
 }
 
 impl Dispatcher {
-    /// Start the worker loop on the current tokio runtime.
-    pub fn start(targets: Arc<dyn Targets>, settings: DispatchSettings) -> Arc<Self> {
-        let (queue, rx) = mpsc::channel(settings.queue_capacity.max(1));
-        let stats = Arc::new(Stats::default());
-        tokio::spawn(run(rx, settings.max_in_flight.max(1), stats.clone()));
-        Arc::new(Self {
+    /// Resume what a previous run left (claimed deliveries go back to
+    /// pending) and start the dispatch loop.
+    pub fn start(
+        targets: Arc<dyn Targets>,
+        journal: Arc<dyn Journal>,
+        settings: DispatchSettings,
+    ) -> Result<Arc<Self>, JournalError> {
+        let recovered = journal.recover()?;
+        let outstanding = journal.pending()?;
+        if outstanding > 0 {
+            tracing::info!(
+                pending = outstanding,
+                recovered,
+                "resuming deliveries from the journal"
+            );
+        }
+        let dispatcher = Arc::new(Self {
             targets,
-            queue,
+            journal,
             settings,
-            stats,
-        })
+            stats: Stats::default(),
+            outstanding: AtomicU64::new(outstanding),
+            running: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            stopping: AtomicBool::new(false),
+        });
+        tokio::spawn(dispatcher.clone().run());
+        Ok(dispatcher)
     }
 
     /// Counters since start.
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
+
+    /// The journal.
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.journal
+    }
+
+    /// Stop claiming deliveries and wait (up to the grace period) for the
+    /// running ones; what is left stays in the journal for the next start.
+    pub async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
+        let deadline = tokio::time::Instant::now() + self.settings.shutdown_grace;
+        while self.running_total() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = self.running_total();
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "shutdown grace ended with deliveries running; they resume on the next start"
+            );
+        }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn running_total(&self) -> u32 {
+        self.running().values().sum()
+    }
+
+    /// The loop: claim what is due and what fits, run it, sleep until the
+    /// next due time or a wake-up (a new batch, a finished delivery).
+    async fn run(self: Arc<Self>) {
+        loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let targets: HashMap<String, Arc<dyn Target>> = self
+                .targets
+                .current()
+                .into_iter()
+                .map(|t| (t.name().to_string(), t))
+                .collect();
+            let (free, full) = {
+                let running = self.running();
+                let total: u32 = running.values().sum();
+                let full: Vec<String> = running
+                    .iter()
+                    .filter(|(name, n)| {
+                        targets
+                            .get(*name)
+                            .is_some_and(|t| **n >= t.policy().max_concurrency)
+                    })
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                (
+                    self.settings.max_in_flight.saturating_sub(total as usize),
+                    full,
+                )
+            };
+            let journal = self.journal.clone();
+            let claimed = blocking(move || journal.claim_due(now_ms(), free, &full)).await;
+            match claimed {
+                Ok(due) if !due.is_empty() => {
+                    for delivery in due {
+                        *self.running().entry(delivery.plugin.clone()).or_default() += 1;
+                        let target = targets.get(&delivery.plugin).cloned();
+                        tokio::spawn(self.clone().attempt(delivery, target));
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("cannot read due deliveries: {e}"),
+            }
+            let journal = self.journal.clone();
+            let next = blocking(move || journal.next_due_ms()).await.ok().flatten();
+            let wait = next.map_or(Duration::from_secs(1), |at| {
+                Duration::from_millis((at - now_ms()).clamp(1, 1000) as u64)
+            });
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One attempt of one delivery, and its record.
+    async fn attempt(self: Arc<Self>, d: DueDelivery, target: Option<Arc<dyn Target>>) {
+        let now = now_ms();
+        let record = match &target {
+            None => Record::Dead(
+                DeadLetterReason::PluginNotFound,
+                format!("plugin `{}` is not loaded", d.plugin),
+            ),
+            Some(t) => {
+                let policy = t.policy();
+                let age = Duration::from_millis((now - d.received_at_ms).max(0) as u64);
+                if age > policy.time_to_live {
+                    Record::Dead(
+                        DeadLetterReason::TimeToLiveExceeded,
+                        format!(
+                            "the event is {}s old; its time-to-live is {}s",
+                            age.as_secs(),
+                            policy.time_to_live.as_secs()
+                        ),
+                    )
+                } else {
+                    match t.deliver(&d.event, d.attempt).await {
+                        Verdict::Done => Record::Done,
+                        Verdict::DeadLetter(why) => Record::Dead(DeadLetterReason::Rejected, why),
+                        Verdict::Retry(why) if d.attempt >= policy.max_attempts => {
+                            Record::Dead(DeadLetterReason::MaxDeliveryAttemptsExceeded, why)
+                        }
+                        Verdict::Retry(why) => Record::Retry(why),
+                    }
+                }
+            }
+        };
+        let journal = self.journal.clone();
+        let id = d.id;
+        let result = match &record {
+            Record::Done => {
+                self.stats.done.fetch_add(1, Ordering::SeqCst);
+                blocking(move || journal.complete(id)).await
+            }
+            Record::Retry(why) => {
+                self.stats.retry.fetch_add(1, Ordering::SeqCst);
+                let due = now_ms() + self.backoff(d.attempt).as_millis() as i64;
+                let why = why.clone();
+                blocking(move || journal.retry_at(id, due, &why)).await
+            }
+            Record::Dead(reason, why) => {
+                self.stats.dead.fetch_add(1, Ordering::SeqCst);
+                tracing::warn!(plugin = %d.plugin, event_id = %d.event.id, attempts = d.attempt, reason = reason.as_str(), why, "dead-lettered");
+                let (reason, why) = (*reason, why.clone());
+                blocking(move || journal.dead_letter(id, reason, &why, now_ms())).await
+            }
+        };
+        if let Err(e) = result {
+            // The delivery stays claimed and resumes on the next start.
+            tracing::error!(delivery = id, "cannot record an outcome: {e}");
+        }
+        if !matches!(record, Record::Retry(_)) {
+            self.outstanding.fetch_sub(1, Ordering::SeqCst);
+        }
+        if let Some(n) = self.running().get_mut(&d.plugin) {
+            *n = n.saturating_sub(1);
+        }
+        self.wake.notify_one();
+    }
+
+    /// The wait before the attempt after `attempt`, with ±10 % jitter.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let delays = &self.settings.retry_delays;
+        let base = delays
+            .get((attempt as usize).saturating_sub(1))
+            .or(delays.last())
+            .copied()
+            .unwrap_or(Duration::from_secs(10));
+        base.mul_f64(rand::random_range(0.9..1.1))
+    }
+}
+
+enum Record {
+    Done,
+    Retry(String),
+    Dead(DeadLetterReason, String),
+}
+
+/// Run blocking journal work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, JournalError> + Send + 'static,
+) -> Result<T, JournalError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(JournalError(format!("journal task failed: {e}"))))
 }
 
 #[async_trait::async_trait]
 impl Intake for Dispatcher {
     async fn accept(&self, events: Vec<Event>) -> Result<usize, Busy> {
         let targets = self.targets.current();
-        let mut deliveries = Vec::new();
-        for event in events {
-            let event = Arc::new(event);
-            for target in targets.iter().filter(|t| t.accepts(&event)) {
-                deliveries.push(Delivery {
-                    event: event.clone(),
-                    target: target.clone(),
-                    attempt: 1,
-                });
-            }
-            self.stats.events.fetch_add(1, Ordering::Relaxed);
-        }
-        if deliveries.is_empty() {
-            return Ok(0);
-        }
-        // All of the batch's deliveries, or none of them.
-        let permits = self.queue.try_reserve_many(deliveries.len()).map_err(|_| {
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            Busy {
+        let batch: Vec<NewEvent> = events
+            .into_iter()
+            .map(|event| {
+                let plugins = targets
+                    .iter()
+                    .filter(|t| t.accepts(&event))
+                    .map(|t| t.name().to_string())
+                    .collect();
+                NewEvent { event, plugins }
+            })
+            .collect();
+        let count = batch.len() as u64;
+        let wanted: u64 = batch.iter().map(|n| n.plugins.len() as u64).sum();
+        let outstanding = self.outstanding.load(Ordering::SeqCst);
+        let cap = self.settings.queue_capacity as u64;
+        if outstanding + wanted > cap {
+            self.stats.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(Busy {
                 reason: format!(
-                    "the delivery queue cannot take {} more deliveries (capacity {})",
-                    deliveries.len(),
-                    self.settings.queue_capacity
+                    "{wanted} more deliveries would pass the bound of {cap} pending ({outstanding} pending now)"
                 ),
+                retry_after: self.settings.retry_after_secs,
+            });
+        }
+        let journal = self.journal.clone();
+        let appended = blocking(move || journal.append(batch)).await.map_err(|e| {
+            self.stats.refused.fetch_add(1, Ordering::SeqCst);
+            tracing::error!("cannot commit a batch, answering 503: {e}");
+            Busy {
+                reason: "the journal cannot store the events now; nothing was stored".into(),
                 retry_after: self.settings.retry_after_secs,
             }
         })?;
-        let count = deliveries.len();
-        for (permit, delivery) in permits.zip(deliveries) {
-            permit.send(delivery);
-        }
+        self.stats.events.fetch_add(count, Ordering::SeqCst);
+        self.stats
+            .duplicates
+            .fetch_add(appended.duplicates as u64, Ordering::SeqCst);
         self.stats
             .deliveries
-            .fetch_add(count as u64, Ordering::Relaxed);
-        Ok(count)
-    }
-}
-
-/// Take deliveries off the queue and run them, `max_in_flight` at a time.
-async fn run(mut rx: mpsc::Receiver<Delivery>, max_in_flight: usize, stats: Arc<Stats>) {
-    let slots = Arc::new(Semaphore::new(max_in_flight));
-    while let Some(delivery) = rx.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let stats = stats.clone();
-        tokio::spawn(async move {
-            let verdict = delivery
-                .target
-                .deliver(&delivery.event, delivery.attempt)
-                .await;
-            let counter = match &verdict {
-                Verdict::Done => &stats.done,
-                Verdict::Retry(_) => &stats.retry,
-                Verdict::DeadLetter(_) => &stats.dead,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            drop(slot);
-        });
+            .fetch_add(appended.deliveries as u64, Ordering::SeqCst);
+        self.outstanding
+            .fetch_add(appended.deliveries as u64, Ordering::SeqCst);
+        self.wake.notify_one();
+        Ok(appended.deliveries)
     }
 }

@@ -2,7 +2,7 @@
 //! the runtime delivers, and the outcome becomes dispatch's verdict.
 
 use super::LoadedPlugin;
-use crate::dispatch::{Target, Targets, Verdict};
+use crate::dispatch::{Policy, Target, Targets, Verdict};
 use crate::event::Event;
 use crate::runtime::{Outcome, Runtime};
 use std::sync::Arc;
@@ -33,6 +33,14 @@ impl Target for PluginTarget {
 
     fn accepts(&self, event: &Event) -> bool {
         self.plugin.filter.matches(event)
+    }
+
+    fn policy(&self) -> Policy {
+        Policy {
+            max_attempts: self.plugin.retry.max_delivery_attempts,
+            time_to_live: self.plugin.retry.event_time_to_live,
+            max_concurrency: self.plugin.version.limits().max_concurrency,
+        }
     }
 
     async fn deliver(&self, event: &Event, attempt: u32) -> Verdict {

@@ -5,7 +5,7 @@
 use super::bindings::wasi::keyvalue::{atomics, store};
 use super::state::PluginState;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use wasmtime::component::Resource;
 
 /// Longest key, in bytes.
@@ -130,6 +130,73 @@ impl KeyValue for MemoryKeyValue {
         *slot = value.to_le_bytes().to_vec();
         Ok(value)
     }
+}
+
+/// State in the journal: kept across restarts and plugin reloads.
+pub struct JournalKeyValue(pub Arc<crate::journal::SqliteJournal>);
+
+impl KeyValue for JournalKeyValue {
+    fn get(&self, namespace: &str, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.0.kv_get(namespace, bucket, key).map_err(backend)
+    }
+
+    fn set(&self, namespace: &str, bucket: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.0
+            .kv_set(namespace, bucket, key, value)
+            .map_err(backend)
+    }
+
+    fn delete(&self, namespace: &str, bucket: &str, key: &str) -> Result<(), KvError> {
+        self.0.kv_delete(namespace, bucket, key).map_err(backend)
+    }
+
+    fn list_keys(
+        &self,
+        namespace: &str,
+        bucket: &str,
+        cursor: u64,
+    ) -> Result<(Vec<String>, Option<u64>), KvError> {
+        // One more than a page tells whether there is a next page.
+        let mut keys = self
+            .0
+            .kv_keys(namespace, bucket, cursor, LIST_PAGE + 1)
+            .map_err(backend)?;
+        let next = (keys.len() > LIST_PAGE).then(|| cursor + LIST_PAGE as u64);
+        keys.truncate(LIST_PAGE);
+        Ok((keys, next))
+    }
+
+    fn increment(
+        &self,
+        namespace: &str,
+        bucket: &str,
+        key: &str,
+        delta: u64,
+    ) -> Result<u64, KvError> {
+        let mut counter_error = None;
+        let result = self.0.kv_update(namespace, bucket, key, |old| {
+            let value = match old {
+                None => 0,
+                Some(bytes) => match decode_counter(key, &bytes) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        counter_error = Some(e);
+                        return Err(crate::journal::JournalError("not a counter".into()));
+                    }
+                },
+            }
+            .wrapping_add(delta);
+            Ok((value.to_le_bytes().to_vec(), value))
+        });
+        match (result, counter_error) {
+            (_, Some(e)) => Err(e),
+            (r, None) => r.map_err(backend),
+        }
+    }
+}
+
+fn backend(e: crate::journal::JournalError) -> KvError {
+    KvError::Backend(e.to_string())
 }
 
 /// The host side of a `bucket` resource: just its name; the namespace comes

@@ -23,7 +23,7 @@ mod state;
 pub use activity::{Entry, Level, LogLimits};
 pub use config::ConfigValues;
 pub use http::{AllowList, HttpLimits};
-pub use keyvalue::{KeyValue, MemoryKeyValue};
+pub use keyvalue::{JournalKeyValue, KeyValue, MemoryKeyValue};
 pub use limits::Limits;
 pub use outcome::{Failure, FailureKind, Outcome};
 pub use reuse::WarmInstance;

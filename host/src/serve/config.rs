@@ -42,6 +42,13 @@ pub struct ConfigFile {
     pub queue_capacity: Option<usize>,
     /// Deliveries running at once across plugins (default 64).
     pub max_in_flight: Option<usize>,
+    /// fsync every journal commit (default true).
+    pub journal_fsync: Option<bool>,
+    /// Waits before retries in ms, the last repeating (default Event Grid's
+    /// 10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, 3 h, 6 h, 12 h).
+    pub retry_delays_ms: Option<Vec<u64>>,
+    /// On shutdown, how long running deliveries may take, in ms (default 30000).
+    pub shutdown_grace_ms: Option<u64>,
     /// Microsoft Entra ID bearer-token validation.
     pub entra: Option<EntraConfig>,
 }
@@ -104,6 +111,9 @@ impl ConfigFile {
             allowed_rate: over.allowed_rate.or(self.allowed_rate),
             queue_capacity: over.queue_capacity.or(self.queue_capacity),
             max_in_flight: over.max_in_flight.or(self.max_in_flight),
+            journal_fsync: over.journal_fsync.or(self.journal_fsync),
+            retry_delays_ms: over.retry_delays_ms.or(self.retry_delays_ms),
+            shutdown_grace_ms: over.shutdown_grace_ms.or(self.shutdown_grace_ms),
             entra,
         }
     }
@@ -143,6 +153,18 @@ impl ConfigFile {
         }
         if let Some(n) = self.max_in_flight {
             s.dispatch.max_in_flight = n;
+        }
+        if let Some(fsync) = self.journal_fsync {
+            s.journal_fsync = fsync;
+        }
+        if let Some(delays) = self.retry_delays_ms {
+            if delays.is_empty() {
+                bail!("retry_delays_ms: give at least one delay");
+            }
+            s.dispatch.retry_delays = delays.into_iter().map(Duration::from_millis).collect();
+        }
+        if let Some(ms) = self.shutdown_grace_ms {
+            s.dispatch.shutdown_grace = Duration::from_millis(ms);
         }
         let secrets: Vec<String> = [self.secret, self.secondary_secret]
             .into_iter()

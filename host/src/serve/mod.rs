@@ -6,8 +6,9 @@ pub mod config;
 
 use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::ingest::{self, IngestSettings};
+use crate::journal::SqliteJournal;
 use crate::plugin::{self, PluginSet, PluginTarget};
-use crate::runtime::{MemoryKeyValue, Runtime, RuntimeSettings};
+use crate::runtime::{JournalKeyValue, Runtime, RuntimeSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,8 +22,11 @@ pub struct ServeSettings {
     pub listen: SocketAddr,
     /// The plugins folder.
     pub plugins_dir: PathBuf,
-    /// gridlet's own state folder (created if missing).
+    /// gridlet's own state folder (created if missing): the journal.
     pub state_dir: PathBuf,
+    /// fsync every journal commit (durable against power loss); off keeps
+    /// commits safe from a process crash only.
+    pub journal_fsync: bool,
     /// The webhook.
     pub ingest: IngestSettings,
     /// The delivery queue.
@@ -37,6 +41,7 @@ impl Default for ServeSettings {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             plugins_dir: "plugins".into(),
             state_dir: "state".into(),
+            journal_fsync: true,
             ingest: IngestSettings::default(),
             dispatch: DispatchSettings::default(),
             runtime: RuntimeSettings::default(),
@@ -75,11 +80,13 @@ impl Server {
 /// listens, which plugins loaded (and which did not, and why) and whether
 /// auth is off.
 pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
-    std::fs::create_dir_all(&settings.state_dir)
-        .map_err(|e| anyhow::anyhow!("state_dir {}: {e}", settings.state_dir.display()))?;
+    let journal = Arc::new(
+        SqliteJournal::open(&settings.state_dir, settings.journal_fsync)
+            .map_err(|e| anyhow::anyhow!("state_dir {}: {e}", settings.state_dir.display()))?,
+    );
     let runtime = Arc::new(Runtime::new(
         settings.runtime.clone(),
-        Arc::new(MemoryKeyValue::default()),
+        Arc::new(JournalKeyValue(journal.clone())),
     )?);
     // A missing plugins folder is an empty one: the host still starts (and says so).
     let (loaded, failed) = if settings.plugins_dir.exists() {
@@ -131,18 +138,23 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
             .map(|p| Arc::new(PluginTarget::new(runtime.clone(), p)))
             .collect(),
     ));
-    let dispatcher = Dispatcher::start(plugins.clone(), settings.dispatch);
+    let dispatcher = Dispatcher::start(plugins.clone(), journal, settings.dispatch.clone())?;
     let app = ingest::router(settings.ingest.clone(), dispatcher.clone());
     let (stop, stopped) = oneshot::channel::<()>();
+    let draining = dispatcher.clone();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
+        // Stop accepting first; then let running deliveries finish within
+        // the grace period; the rest stay pending in the journal.
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 tokio::select! {
                     _ = stopped => {}
                     _ = shutdown_signal() => {}
                 }
             })
-            .await
+            .await;
+        draining.shutdown().await;
+        served
     });
     Ok(Server {
         addr,

@@ -1,0 +1,153 @@
+//! The journal: where accepted events and their deliveries live until every
+//! matching plugin has handled them, and where dead letters and plugin state
+//! are kept. A trait, so that a distributed engine can stand in for the
+//! embedded SQLite one when gridlet runs on many hosts.
+
+mod sqlite;
+
+pub use sqlite::SqliteJournal;
+
+use crate::event::Event;
+
+/// One accepted event and the plugins whose filters matched it.
+pub struct NewEvent {
+    /// The event.
+    pub event: Event,
+    /// The plugins it is for, one delivery each.
+    pub plugins: Vec<String>,
+}
+
+/// What an append stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Appended {
+    /// New events stored.
+    pub events: usize,
+    /// Events already seen (same topic and id within the dedup window):
+    /// acknowledged, not stored again.
+    pub duplicates: usize,
+    /// Deliveries created.
+    pub deliveries: usize,
+}
+
+/// A delivery that is due, claimed for one attempt.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    /// The delivery's id.
+    pub id: i64,
+    /// The event.
+    pub event: Event,
+    /// The plugin's name.
+    pub plugin: String,
+    /// This attempt's number (1 for the first).
+    pub attempt: u32,
+    /// When gridlet accepted the event (ms since the Unix epoch).
+    pub received_at_ms: i64,
+}
+
+/// Why a delivery was given up, in Event Grid's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    /// Every allowed attempt failed.
+    MaxDeliveryAttemptsExceeded,
+    /// The event outlived its time-to-live.
+    TimeToLiveExceeded,
+    /// The plugin answered `reject`.
+    Rejected,
+    /// The plugin is no longer loaded.
+    PluginNotFound,
+}
+
+impl DeadLetterReason {
+    /// The name as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxDeliveryAttemptsExceeded => "MaxDeliveryAttemptsExceeded",
+            Self::TimeToLiveExceeded => "TimeToLiveExceeded",
+            Self::Rejected => "Rejected",
+            Self::PluginNotFound => "PluginNotFound",
+        }
+    }
+}
+
+/// A delivery that was given up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The dead letter's id.
+    pub id: i64,
+    /// The event's id.
+    pub event_id: String,
+    /// The event's topic.
+    pub topic: String,
+    /// The event's type.
+    pub event_type: String,
+    /// The plugin.
+    pub plugin: String,
+    /// `deadLetterReason`.
+    pub reason: String,
+    /// `deliveryAttempts`.
+    pub delivery_attempts: u32,
+    /// The last attempt's error.
+    pub last_error: String,
+    /// When the event was accepted (ms since the epoch): Event Grid's `publishTime`.
+    pub publish_time_ms: i64,
+    /// When it was dead-lettered (ms since the epoch).
+    pub dead_lettered_ms: i64,
+    /// When it was replayed, if it was.
+    pub replayed_ms: Option<i64>,
+}
+
+/// A journal failure. Ingest answers 503 for it: nothing was stored.
+#[derive(Debug, thiserror::Error)]
+#[error("journal: {0}")]
+pub struct JournalError(pub String);
+
+impl From<rusqlite::Error> for JournalError {
+    fn from(e: rusqlite::Error) -> Self {
+        JournalError(e.to_string())
+    }
+}
+
+/// The durable store of events, deliveries, dead letters and plugin state.
+pub trait Journal: Send + Sync + 'static {
+    /// Store the batch in one transaction (committed before this returns),
+    /// skipping events already seen.
+    fn append(&self, batch: Vec<NewEvent>) -> Result<Appended, JournalError>;
+    /// Claim up to `limit` deliveries due at `now_ms`, for plugins not in
+    /// `skip`, oldest first; they stay claimed until recorded or recovered.
+    fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<DueDelivery>, JournalError>;
+    /// When the next pending delivery is due, if any.
+    fn next_due_ms(&self) -> Result<Option<i64>, JournalError>;
+    /// The delivery was handled.
+    fn complete(&self, id: i64) -> Result<(), JournalError>;
+    /// The delivery failed; try again at `due_ms`.
+    fn retry_at(&self, id: i64, due_ms: i64, error: &str) -> Result<(), JournalError>;
+    /// Give the delivery up.
+    fn dead_letter(
+        &self,
+        id: i64,
+        reason: DeadLetterReason,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), JournalError>;
+    /// Put claimed deliveries back to pending (after a crash or shutdown).
+    fn recover(&self) -> Result<u64, JournalError>;
+    /// Deliveries not yet done (pending or claimed).
+    fn pending(&self) -> Result<u64, JournalError>;
+    /// Dead letters, newest first, optionally for one plugin.
+    fn dead_letters(&self, plugin: Option<&str>) -> Result<Vec<DeadLetter>, JournalError>;
+    /// Deliver dead letters again (a new delivery each); returns how many.
+    fn replay(&self, ids: &[i64], now_ms: i64) -> Result<u64, JournalError>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

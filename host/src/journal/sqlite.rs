@@ -1,0 +1,496 @@
+//! The embedded journal: one SQLite file (WAL) in the state folder.
+//!
+//! Appends go through one writer thread that commits everything queued at
+//! that moment in one transaction (group commit): concurrent webhook requests
+//! share an fsync instead of queueing for one each.
+
+use super::{
+    Appended, DeadLetter, DeadLetterReason, DueDelivery, Journal, JournalError, NewEvent, now_ms,
+};
+use crate::event::{DeliveryHeaders, Event, Schema, parse_cloud_event, parse_event_grid};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// How long an event id is remembered for dedup: Event Grid's longest TTL.
+const DEDUP_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+/// Most append requests folded into one transaction.
+const MAX_GROUP: usize = 256;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    seq         INTEGER PRIMARY KEY,
+    topic_key   TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_identity ON events (topic_key, event_id);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id          INTEGER PRIMARY KEY,
+    event_seq   INTEGER NOT NULL REFERENCES events (seq),
+    plugin      TEXT NOT NULL,
+    state       TEXT NOT NULL,          -- pending | claimed
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    due_at      INTEGER NOT NULL,
+    last_error  TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, due_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id          INTEGER PRIMARY KEY,
+    event_seq   INTEGER NOT NULL REFERENCES events (seq),
+    plugin      TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    attempts    INTEGER NOT NULL,
+    last_error  TEXT NOT NULL,
+    dead_at     INTEGER NOT NULL,
+    replayed_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS kv (
+    namespace TEXT NOT NULL,
+    bucket    TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    value     BLOB NOT NULL,
+    PRIMARY KEY (namespace, bucket, key)
+) WITHOUT ROWID;
+";
+
+type AppendJob = (Vec<NewEvent>, mpsc::Sender<Result<Appended, JournalError>>);
+
+/// The SQLite journal.
+pub struct SqliteJournal {
+    conn: Arc<Mutex<Connection>>,
+    appends: Mutex<mpsc::Sender<AppendJob>>,
+}
+
+impl SqliteJournal {
+    /// Open (or create) `dir/journal.sqlite3`. With `durable`, every commit
+    /// is fsynced (`synchronous=FULL`); without, only WAL checkpoints are
+    /// (`NORMAL`: a power loss may lose the last commits, a process crash not).
+    pub fn open(dir: &Path, durable: bool) -> Result<Self, JournalError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| JournalError(format!("{}: {e}", dir.display())))?;
+        let conn = Connection::open(dir.join("journal.sqlite3"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        let conn = Arc::new(Mutex::new(conn));
+        let (tx, rx) = mpsc::channel::<AppendJob>();
+        let writer = conn.clone();
+        std::thread::Builder::new()
+            .name("gridlet-journal".into())
+            .spawn(move || group_commit(&writer, &rx))
+            .map_err(|e| JournalError(format!("cannot start the journal writer: {e}")))?;
+        Ok(Self {
+            conn,
+            appends: Mutex::new(tx),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Read a key-value entry.
+    pub fn kv_get(
+        &self,
+        ns: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, JournalError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT value FROM kv WHERE namespace = ?1 AND bucket = ?2 AND key = ?3",
+                params![ns, bucket, key],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Write a key-value entry.
+    pub fn kv_set(
+        &self,
+        ns: &str,
+        bucket: &str,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), JournalError> {
+        self.conn().execute(
+            "INSERT INTO kv (namespace, bucket, key, value) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (namespace, bucket, key) DO UPDATE SET value = excluded.value",
+            params![ns, bucket, key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Remove a key-value entry.
+    pub fn kv_delete(&self, ns: &str, bucket: &str, key: &str) -> Result<(), JournalError> {
+        self.conn().execute(
+            "DELETE FROM kv WHERE namespace = ?1 AND bucket = ?2 AND key = ?3",
+            params![ns, bucket, key],
+        )?;
+        Ok(())
+    }
+
+    /// Keys of a bucket in order, `limit` from `offset`.
+    pub fn kv_keys(
+        &self,
+        ns: &str,
+        bucket: &str,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<String>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT key FROM kv WHERE namespace = ?1 AND bucket = ?2 ORDER BY key LIMIT ?3 OFFSET ?4",
+        )?;
+        let keys = stmt
+            .query_map(params![ns, bucket, limit as i64, offset as i64], |r| {
+                r.get(0)
+            })?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(keys)
+    }
+
+    /// Apply `f` to a value inside one transaction (read-modify-write).
+    pub fn kv_update<T>(
+        &self,
+        ns: &str,
+        bucket: &str,
+        key: &str,
+        f: impl FnOnce(Option<Vec<u8>>) -> Result<(Vec<u8>, T), JournalError>,
+    ) -> Result<T, JournalError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let old: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT value FROM kv WHERE namespace = ?1 AND bucket = ?2 AND key = ?3",
+                params![ns, bucket, key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let (new, out) = f(old)?;
+        tx.execute(
+            "INSERT INTO kv (namespace, bucket, key, value) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (namespace, bucket, key) DO UPDATE SET value = excluded.value",
+            params![ns, bucket, key, new],
+        )?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+/// The writer thread: take one append, fold in whatever else is queued,
+/// commit them together, answer each.
+fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<AppendJob>) {
+    let mut last_purge = 0;
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+        let now = now_ms();
+        let result = (|| -> Result<Vec<Appended>, JournalError> {
+            let tx = conn.transaction()?;
+            let mut results = Vec::with_capacity(jobs.len());
+            for (batch, _) in &jobs {
+                results.push(insert(&tx, batch, now)?);
+            }
+            tx.commit()?;
+            Ok(results)
+        })();
+        match result {
+            Ok(results) => {
+                for ((_, reply), appended) in jobs.into_iter().zip(results) {
+                    let _ = reply.send(Ok(appended));
+                }
+            }
+            Err(e) => {
+                for (_, reply) in jobs {
+                    let _ = reply.send(Err(JournalError(e.0.clone())));
+                }
+            }
+        }
+        // Forget events past the dedup window once nothing refers to them.
+        if now - last_purge > 60_000 {
+            last_purge = now;
+            let _ = conn.execute(
+                "DELETE FROM events WHERE received_at < ?1
+                 AND seq NOT IN (SELECT event_seq FROM deliveries)
+                 AND seq NOT IN (SELECT event_seq FROM dead_letters)",
+                params![now - DEDUP_WINDOW_MS],
+            );
+        }
+    }
+}
+
+fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    batch: &[NewEvent],
+    now: i64,
+) -> Result<Appended, JournalError> {
+    let mut appended = Appended::default();
+    let mut add_event = tx.prepare_cached(
+        "INSERT INTO events (topic_key, event_id, body, received_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (topic_key, event_id) DO NOTHING",
+    )?;
+    let mut add_delivery = tx.prepare_cached(
+        "INSERT INTO deliveries (event_seq, plugin, state, due_at) VALUES (?1, ?2, 'pending', ?3)",
+    )?;
+    for new in batch {
+        let e = &new.event;
+        let inserted = add_event.execute(params![e.topic.to_lowercase(), e.id, stored(e), now])?;
+        if inserted == 0 {
+            appended.duplicates += 1;
+            continue;
+        }
+        appended.events += 1;
+        let seq = tx.last_insert_rowid();
+        for plugin in &new.plugins {
+            add_delivery.execute(params![seq, plugin, now])?;
+            appended.deliveries += 1;
+        }
+    }
+    Ok(appended)
+}
+
+/// The event in its own schema, plus the `aeg-*` headers, as stored.
+fn stored(e: &Event) -> String {
+    let envelope = match e.schema {
+        Schema::EventGrid => json!({
+            "id": e.id, "topic": e.topic, "subject": e.subject, "eventType": e.event_type,
+            "eventTime": e.event_time, "dataVersion": e.data_version, "data": e.raw_data,
+        }),
+        Schema::CloudEvents => json!({
+            "specversion": "1.0", "id": e.id, "source": e.topic, "subject": e.subject,
+            "type": e.event_type, "time": e.event_time, "data": e.raw_data,
+        }),
+    };
+    json!({
+        "event": envelope,
+        "subscription": e.delivery.subscription_name,
+        "deliveryCount": e.delivery.delivery_count,
+        "dataVersionHeader": e.delivery.data_version,
+    })
+    .to_string()
+}
+
+fn restore(body: &str) -> Result<Event, JournalError> {
+    let v: Value =
+        serde_json::from_str(body).map_err(|e| JournalError(format!("stored event: {e}")))?;
+    let envelope = &v["event"];
+    let mut event = if envelope.get("specversion").is_some() {
+        parse_cloud_event(envelope, 0)
+    } else {
+        parse_event_grid(envelope, 0)
+    }
+    .map_err(|e| JournalError(format!("stored event: {e}")))?;
+    event.delivery = DeliveryHeaders {
+        subscription_name: v["subscription"].as_str().map(str::to_string),
+        delivery_count: v["deliveryCount"].as_u64().map(|n| n as u32),
+        data_version: v["dataVersionHeader"].as_str().map(str::to_string),
+    };
+    Ok(event)
+}
+
+impl Journal for SqliteJournal {
+    fn append(&self, batch: Vec<NewEvent>) -> Result<Appended, JournalError> {
+        let (reply, answer) = mpsc::channel();
+        self.appends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send((batch, reply))
+            .map_err(|_| JournalError("the journal writer has stopped".into()))?;
+        answer
+            .recv()
+            .map_err(|_| JournalError("the journal writer has stopped".into()))?
+    }
+
+    fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<DueDelivery>, JournalError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let placeholders = vec!["?"; skip.len()].join(",");
+        let sql = format!(
+            "UPDATE deliveries SET state = 'claimed', attempts = attempts + 1
+             WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' AND due_at <= ?
+                          AND plugin NOT IN ({placeholders}) ORDER BY due_at, id LIMIT ?)
+             RETURNING id, event_seq, plugin, attempts"
+        );
+        let mut args: Vec<rusqlite::types::Value> = vec![now_ms.into()];
+        args.extend(skip.iter().map(|p| rusqlite::types::Value::Text(p.clone())));
+        args.push((limit as i64).into());
+        let claimed: Vec<(i64, i64, String, u32)> = {
+            let mut stmt = tx.prepare(&sql)?;
+            stmt.query_map(params_from_iter(args), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<Result<_, _>>()?
+        };
+        let mut due = Vec::with_capacity(claimed.len());
+        {
+            let mut event =
+                tx.prepare_cached("SELECT body, received_at FROM events WHERE seq = ?1")?;
+            for (id, seq, plugin, attempt) in claimed {
+                let (body, received_at_ms): (String, i64) =
+                    event.query_row(params![seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                due.push(DueDelivery {
+                    id,
+                    event: restore(&body)?,
+                    plugin,
+                    attempt,
+                    received_at_ms,
+                });
+            }
+        }
+        tx.commit()?;
+        due.sort_by_key(|d| d.id);
+        Ok(due)
+    }
+
+    fn next_due_ms(&self) -> Result<Option<i64>, JournalError> {
+        Ok(self.conn().query_row(
+            "SELECT MIN(due_at) FROM deliveries WHERE state = 'pending'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn complete(&self, id: i64) -> Result<(), JournalError> {
+        self.conn()
+            .execute("DELETE FROM deliveries WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+
+    fn retry_at(&self, id: i64, due_ms: i64, error: &str) -> Result<(), JournalError> {
+        self.conn().execute(
+            "UPDATE deliveries SET state = 'pending', due_at = ?2, last_error = ?3 WHERE id = ?1",
+            params![id, due_ms, error],
+        )?;
+        Ok(())
+    }
+
+    fn dead_letter(
+        &self,
+        id: i64,
+        reason: DeadLetterReason,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), JournalError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO dead_letters (event_seq, plugin, reason, attempts, last_error, dead_at)
+             SELECT event_seq, plugin, ?2, attempts, ?3, ?4 FROM deliveries WHERE id = ?1",
+            params![id, reason.as_str(), error, now_ms],
+        )?;
+        tx.execute("DELETE FROM deliveries WHERE id = ?1", params![id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn recover(&self) -> Result<u64, JournalError> {
+        // A claimed delivery whose attempt never recorded an outcome did not
+        // count: give the attempt back.
+        let n = self.conn().execute(
+            "UPDATE deliveries SET state = 'pending', attempts = attempts - 1 WHERE state = 'claimed'",
+            [],
+        )?;
+        Ok(n as u64)
+    }
+
+    fn pending(&self) -> Result<u64, JournalError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM deliveries", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    fn dead_letters(&self, plugin: Option<&str>) -> Result<Vec<DeadLetter>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT d.id, d.plugin, d.reason, d.attempts, d.last_error, d.dead_at, d.replayed_at,
+                    e.body, e.received_at
+             FROM dead_letters d JOIN events e ON e.seq = d.event_seq
+             WHERE ?1 IS NULL OR d.plugin = ?1 ORDER BY d.id DESC",
+        )?;
+        let rows = stmt.query_map(params![plugin], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, u32>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, i64>(8)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (
+                id,
+                plugin,
+                reason,
+                delivery_attempts,
+                last_error,
+                dead_lettered_ms,
+                replayed_ms,
+                body,
+                publish_time_ms,
+            ) = row?;
+            let event = restore(&body)?;
+            out.push(DeadLetter {
+                id,
+                event_id: event.id,
+                topic: event.topic,
+                event_type: event.event_type,
+                plugin,
+                reason,
+                delivery_attempts,
+                last_error,
+                publish_time_ms,
+                dead_lettered_ms,
+                replayed_ms,
+            });
+        }
+        Ok(out)
+    }
+
+    fn replay(&self, ids: &[i64], now_ms: i64) -> Result<u64, JournalError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut n = 0;
+        for id in ids {
+            n += tx.execute(
+                "INSERT INTO deliveries (event_seq, plugin, state, due_at)
+                 SELECT event_seq, plugin, 'pending', ?2 FROM dead_letters WHERE id = ?1",
+                params![id, now_ms],
+            )? as u64;
+            tx.execute(
+                "UPDATE dead_letters SET replayed_at = ?2 WHERE id = ?1",
+                params![id, now_ms],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+}
