@@ -172,6 +172,15 @@ impl Dispatcher {
         &self.journal
     }
 
+    /// Deliver dead letters again: a new delivery each, due now.
+    pub async fn replay(&self, ids: Vec<i64>) -> Result<u64, JournalError> {
+        let journal = self.journal.clone();
+        let n = blocking(move || journal.replay(&ids, now_ms())).await?;
+        self.outstanding.fetch_add(n, Ordering::SeqCst);
+        self.wake.notify_one();
+        Ok(n)
+    }
+
     /// Stop claiming deliveries and wait (up to the grace period) for the
     /// running ones; what is left stays in the journal for the next start.
     pub async fn shutdown(&self) {
@@ -211,25 +220,28 @@ impl Dispatcher {
                 .into_iter()
                 .map(|t| (t.name().to_string(), t))
                 .collect();
-            let (free, full) = {
+            let (free, slots) = {
                 let running = self.running();
                 let total: u32 = running.values().sum();
-                let full: Vec<String> = running
+                let slots: Vec<(String, u32)> = targets
                     .iter()
-                    .filter(|(name, n)| {
-                        targets
-                            .get(*name)
-                            .is_some_and(|t| **n >= t.policy().max_concurrency)
+                    .map(|(name, t)| {
+                        let busy = running.get(name).copied().unwrap_or(0);
+                        (
+                            name.clone(),
+                            t.policy().max_concurrency.saturating_sub(busy),
+                        )
                     })
-                    .map(|(name, _)| name.clone())
                     .collect();
                 (
                     self.settings.max_in_flight.saturating_sub(total as usize),
-                    full,
+                    slots,
                 )
             };
             let journal = self.journal.clone();
-            let claimed = blocking(move || journal.claim_due(now_ms(), free, &full)).await;
+            // Plugins that are not loaded get slots too: their deliveries are
+            // dead-lettered straight away.
+            let claimed = blocking(move || journal.claim_due(now_ms(), free, &slots, 16)).await;
             match claimed {
                 Ok(due) if !due.is_empty() => {
                     for delivery in due {
@@ -311,7 +323,13 @@ impl Dispatcher {
             tracing::error!(delivery = id, "cannot record an outcome: {e}");
         }
         if !matches!(record, Record::Retry(_)) {
-            self.outstanding.fetch_sub(1, Ordering::SeqCst);
+            // Saturating: deliveries also arrive by replay and from a journal
+            // written before this start.
+            let _ = self
+                .outstanding
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    Some(n.saturating_sub(1))
+                });
         }
         if let Some(n) = self.running().get_mut(&d.plugin) {
             *n = n.saturating_sub(1);

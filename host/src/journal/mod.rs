@@ -112,13 +112,15 @@ pub trait Journal: Send + Sync + 'static {
     /// Store the batch in one transaction (committed before this returns),
     /// skipping events already seen.
     fn append(&self, batch: Vec<NewEvent>) -> Result<Appended, JournalError>;
-    /// Claim up to `limit` deliveries due at `now_ms`, for plugins not in
-    /// `skip`, oldest first; they stay claimed until recorded or recovered.
+    /// Claim up to `limit` deliveries due at `now_ms`, oldest first, at most
+    /// `slots` for each named plugin (`other_slots` for plugins not named);
+    /// they stay claimed until an outcome is recorded or they are recovered.
     fn claim_due(
         &self,
         now_ms: i64,
         limit: usize,
-        skip: &[String],
+        slots: &[(String, u32)],
+        other_slots: u32,
     ) -> Result<Vec<DueDelivery>, JournalError>;
     /// When the next pending delivery is due, if any.
     fn next_due_ms(&self) -> Result<Option<i64>, JournalError>;

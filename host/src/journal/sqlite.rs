@@ -319,22 +319,37 @@ impl Journal for SqliteJournal {
         &self,
         now_ms: i64,
         limit: usize,
-        skip: &[String],
+        slots: &[(String, u32)],
+        other_slots: u32,
     ) -> Result<Vec<DueDelivery>, JournalError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let placeholders = vec!["?"; skip.len()].join(",");
+        // Rank each plugin's due deliveries and take as many as it has slots.
+        let caps = std::iter::once("('', 0)")
+            .chain(slots.iter().map(|_| "(?, ?)"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
-            "UPDATE deliveries SET state = 'claimed', attempts = attempts + 1
-             WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' AND due_at <= ?
-                          AND plugin NOT IN ({placeholders}) ORDER BY due_at, id LIMIT ?)
+            "WITH caps (plugin, slots) AS (VALUES {caps}),
+             ranked AS (
+                 SELECT d.id, d.due_at,
+                        ROW_NUMBER() OVER (PARTITION BY d.plugin ORDER BY d.due_at, d.id) AS rn,
+                        COALESCE((SELECT slots FROM caps WHERE caps.plugin = d.plugin), ?) AS slots
+                 FROM deliveries d WHERE d.state = 'pending' AND d.due_at <= ?)
+             UPDATE deliveries SET state = 'claimed', attempts = attempts + 1
+             WHERE id IN (SELECT id FROM ranked WHERE rn <= slots ORDER BY due_at, id LIMIT ?)
              RETURNING id, event_seq, plugin, attempts"
         );
-        let mut args: Vec<rusqlite::types::Value> = vec![now_ms.into()];
-        args.extend(skip.iter().map(|p| rusqlite::types::Value::Text(p.clone())));
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        for (plugin, n) in slots {
+            args.push(rusqlite::types::Value::Text(plugin.clone()));
+            args.push(i64::from(*n).into());
+        }
+        args.push(i64::from(other_slots).into());
+        args.push(now_ms.into());
         args.push((limit as i64).into());
         let claimed: Vec<(i64, i64, String, u32)> = {
             let mut stmt = tx.prepare(&sql)?;

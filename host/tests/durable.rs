@@ -1,0 +1,390 @@
+//! Durable delivery with a compressed retry schedule: retries, dead letters
+//! (attempts, TTL, reject, plugin gone), replay, dedup, recovery, graceful
+//! shutdown, isolation between plugins, and plugin state across restarts.
+
+use gridlet::dispatch::{DispatchSettings, Dispatcher, Policy, Target, Targets, Verdict};
+use gridlet::event::{Event, parse_event_grid};
+use gridlet::ingest::Intake;
+use gridlet::journal::{Journal, NewEvent, SqliteJournal, now_ms};
+use gridlet::runtime::{JournalKeyValue, KeyValue};
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A plugin stand-in that answers from a script and records its calls.
+struct Scripted {
+    name: String,
+    policy: Policy,
+    answer: Box<dyn Fn(u32) -> Verdict + Send + Sync>,
+    delay: Duration,
+    calls: Mutex<Vec<(String, u32)>>,
+}
+
+impl Scripted {
+    fn new(
+        name: &str,
+        max_attempts: u32,
+        answer: impl Fn(u32) -> Verdict + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.into(),
+            policy: Policy {
+                max_attempts,
+                time_to_live: Duration::from_secs(3600),
+                max_concurrency: 4,
+            },
+            answer: Box::new(answer),
+            delay: Duration::ZERO,
+            calls: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn calls(&self) -> Vec<(String, u32)> {
+        self.calls.lock().expect("lock").clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl Target for Scripted {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn accepts(&self, _: &Event) -> bool {
+        true
+    }
+    fn policy(&self) -> Policy {
+        self.policy
+    }
+    async fn deliver(&self, event: &Event, attempt: u32) -> Verdict {
+        self.calls
+            .lock()
+            .expect("lock")
+            .push((event.id.clone(), attempt));
+        tokio::time::sleep(self.delay).await;
+        (self.answer)(attempt)
+    }
+}
+
+struct Set(Vec<Arc<Scripted>>);
+
+impl Targets for Set {
+    fn current(&self) -> Vec<Arc<dyn Target>> {
+        self.0
+            .iter()
+            .map(|t| t.clone() as Arc<dyn Target>)
+            .collect()
+    }
+}
+
+fn events(n: usize) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            parse_event_grid(
+                &json!({"id": format!("evt-{i}"), "topic": "/ws", "subject": "s", "eventType": "Custom.Thing", "data": {"i": i}}),
+                i,
+            )
+            .expect("event")
+        })
+        .collect()
+}
+
+fn settings() -> DispatchSettings {
+    DispatchSettings {
+        retry_delays: vec![Duration::from_millis(5), Duration::from_millis(10)],
+        shutdown_grace: Duration::from_secs(5),
+        ..DispatchSettings::default()
+    }
+}
+
+fn journal(dir: &tempfile::TempDir) -> Arc<SqliteJournal> {
+    Arc::new(SqliteJournal::open(dir.path(), false).expect("journal"))
+}
+
+/// Wait until no delivery is left in the journal.
+async fn drained(journal: &dyn Journal) {
+    let started = Instant::now();
+    while journal.pending().expect("pending") > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "deliveries did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn retries_follow_the_schedule_until_the_plugin_succeeds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = journal(&dir);
+    let flaky = Scripted::new("flaky", 30, |attempt| {
+        if attempt < 3 {
+            Verdict::Retry(format!("not yet ({attempt})"))
+        } else {
+            Verdict::Done
+        }
+    });
+    let d = Dispatcher::start(
+        Arc::new(Set(vec![flaky.clone()])),
+        journal.clone(),
+        settings(),
+    )
+    .expect("start");
+    assert_eq!(d.accept(events(1)).await, Ok(1));
+    drained(journal.as_ref()).await;
+    assert_eq!(
+        flaky.calls(),
+        vec![
+            ("evt-0".into(), 1),
+            ("evt-0".into(), 2),
+            ("evt-0".into(), 3)
+        ]
+    );
+    assert_eq!(d.stats().retry.load(Ordering::SeqCst), 2);
+    assert_eq!(d.stats().done.load(Ordering::SeqCst), 1);
+    assert!(journal.dead_letters(None).expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn dead_letters_for_attempts_reject_ttl_and_missing_plugins_then_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = journal(&dir);
+    let failing = Scripted::new("failing", 3, |_| Verdict::Retry("service down".into()));
+    let rejecting = Scripted::new("rejecting", 30, |_| Verdict::DeadLetter("bad event".into()));
+    let mut short = Scripted::new("short-lived", 30, |_| Verdict::Retry("slow".into()));
+    Arc::get_mut(&mut short)
+        .expect("unique")
+        .policy
+        .time_to_live = Duration::from_millis(1);
+    let d = Dispatcher::start(
+        Arc::new(Set(vec![failing.clone(), rejecting.clone(), short.clone()])),
+        journal.clone(),
+        DispatchSettings {
+            retry_delays: vec![Duration::from_millis(20)],
+            ..settings()
+        },
+    )
+    .expect("start");
+    assert_eq!(d.accept(events(1)).await, Ok(3));
+    // A delivery for a plugin that is gone.
+    journal
+        .append(vec![NewEvent {
+            event: events(2).remove(1),
+            plugins: vec!["removed".into()],
+        }])
+        .expect("append");
+    drained(journal.as_ref()).await;
+
+    assert_eq!(failing.calls().len(), 3, "max attempts");
+    assert_eq!(rejecting.calls().len(), 1, "a reject is final");
+    assert!(short.calls().len() <= 1, "the TTL stops further attempts");
+    let mut letters = journal.dead_letters(None).expect("list");
+    letters.sort_by(|a, b| a.plugin.cmp(&b.plugin));
+    let summary: Vec<(&str, &str, u32, &str)> = letters
+        .iter()
+        .map(|l| {
+            (
+                l.plugin.as_str(),
+                l.reason.as_str(),
+                l.delivery_attempts,
+                l.event_id.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary[0],
+        ("failing", "MaxDeliveryAttemptsExceeded", 3, "evt-0")
+    );
+    assert_eq!(summary[1], ("rejecting", "Rejected", 1, "evt-0"));
+    assert_eq!(
+        (summary[2].0, summary[2].1, summary[2].3),
+        ("removed", "PluginNotFound", "evt-1")
+    );
+    assert_eq!(
+        (summary[3].0, summary[3].1),
+        ("short-lived", "TimeToLiveExceeded")
+    );
+    assert_eq!(letters[0].last_error, "service down");
+    assert_eq!(letters[1].last_error, "bad event");
+    assert_eq!(letters[2].last_error, "plugin `removed` is not loaded");
+    assert!(
+        letters
+            .iter()
+            .all(|l| l.replayed_ms.is_none() && l.topic == "/ws")
+    );
+
+    // Replay makes a new delivery and marks the dead letter.
+    let rejected = letters[1].id;
+    assert_eq!(d.replay(vec![rejected]).await.expect("replay"), 1);
+    drained(journal.as_ref()).await;
+    assert_eq!(rejecting.calls().len(), 2, "replayed once");
+    let after = journal.dead_letters(Some("rejecting")).expect("list");
+    assert!(
+        after
+            .iter()
+            .any(|l| l.id == rejected && l.replayed_ms.is_some())
+    );
+}
+
+#[tokio::test]
+async fn one_failing_plugin_neither_delays_nor_repeats_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = journal(&dir);
+    let good = Scripted::new("good", 30, |_| Verdict::Done);
+    let bad = Scripted::new("bad", 5, |_| Verdict::Retry("always failing".into()));
+    let d = Dispatcher::start(
+        Arc::new(Set(vec![good.clone(), bad.clone()])),
+        journal.clone(),
+        settings(),
+    )
+    .expect("start");
+    for chunk in events(40).chunks(8) {
+        assert_eq!(d.accept(chunk.to_vec()).await, Ok(16));
+    }
+    drained(journal.as_ref()).await;
+    let mut ids: Vec<String> = good
+        .calls()
+        .into_iter()
+        .map(|(id, attempt)| {
+            assert_eq!(attempt, 1);
+            id
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40);
+    assert_eq!(
+        good.calls().len(),
+        40,
+        "each event exactly once to the good plugin"
+    );
+    assert_eq!(bad.calls().len(), 200, "5 attempts each for the bad one");
+    assert_eq!(journal.dead_letters(Some("bad")).expect("list").len(), 40);
+}
+
+#[tokio::test]
+async fn duplicates_are_acknowledged_and_not_delivered_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = journal(&dir);
+    let p = Scripted::new("p", 30, |_| Verdict::Done);
+    let d = Dispatcher::start(Arc::new(Set(vec![p.clone()])), journal.clone(), settings())
+        .expect("start");
+    assert_eq!(d.accept(events(3)).await, Ok(3));
+    assert_eq!(d.accept(events(3)).await, Ok(0), "same topic and ids");
+    // Topics compare without case, as Event Grid's resource ids do.
+    let mut shouting = events(1);
+    shouting[0].topic = "/WS".into();
+    assert_eq!(d.accept(shouting).await, Ok(0));
+    drained(journal.as_ref()).await;
+    assert_eq!(p.calls().len(), 3);
+    assert_eq!(d.stats().duplicates.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn claimed_deliveries_resume_after_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let journal = journal(&dir);
+        journal
+            .append(
+                events(5)
+                    .into_iter()
+                    .map(|event| NewEvent {
+                        event,
+                        plugins: vec!["p".into()],
+                    })
+                    .collect(),
+            )
+            .expect("append");
+        // Two attempts were running when the process died.
+        assert_eq!(
+            journal
+                .claim_due(now_ms(), 2, &[], 16)
+                .expect("claim")
+                .len(),
+            2
+        );
+    }
+    let journal = journal(&dir);
+    let p = Scripted::new("p", 30, |_| Verdict::Done);
+    let _d = Dispatcher::start(Arc::new(Set(vec![p.clone()])), journal.clone(), settings())
+        .expect("start");
+    drained(journal.as_ref()).await;
+    let mut calls = p.calls();
+    calls.sort();
+    assert_eq!(calls.len(), 5, "every delivery, once");
+    assert!(
+        calls.iter().all(|(_, attempt)| *attempt == 1),
+        "an interrupted attempt does not count: {calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_lets_running_deliveries_finish_and_leaves_the_rest_pending() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = journal(&dir);
+    let mut slow = Scripted::new("slow", 30, |_| Verdict::Done);
+    Arc::get_mut(&mut slow).expect("unique").delay = Duration::from_millis(300);
+    Arc::get_mut(&mut slow)
+        .expect("unique")
+        .policy
+        .max_concurrency = 1;
+    let d = Dispatcher::start(
+        Arc::new(Set(vec![slow.clone()])),
+        journal.clone(),
+        settings(),
+    )
+    .expect("start");
+    assert_eq!(d.accept(events(3)).await, Ok(3));
+    while slow.calls().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    d.shutdown().await;
+    assert_eq!(
+        slow.calls().len(),
+        1,
+        "no new delivery starts during shutdown"
+    );
+    assert_eq!(
+        journal.pending().expect("pending"),
+        2,
+        "the running one finished; two wait for the next start"
+    );
+}
+
+#[tokio::test]
+async fn plugin_state_survives_a_restart_and_stays_in_its_namespace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let kv = JournalKeyValue(journal(&dir));
+        kv.set("team-a", "default", "promoted/m:1", b"evt-9")
+            .expect("set");
+        assert_eq!(
+            kv.increment("team-a", "default", "count", 2).expect("inc"),
+            2
+        );
+    }
+    let kv = JournalKeyValue(journal(&dir));
+    assert_eq!(
+        kv.get("team-a", "default", "promoted/m:1").expect("get"),
+        Some(b"evt-9".to_vec())
+    );
+    assert_eq!(
+        kv.increment("team-a", "default", "count", 3).expect("inc"),
+        5
+    );
+    assert_eq!(
+        kv.get("team-b", "default", "promoted/m:1").expect("get"),
+        None,
+        "another plugin's namespace"
+    );
+    assert_eq!(
+        kv.list_keys("team-a", "default", 0).expect("keys"),
+        (vec!["count".to_string(), "promoted/m:1".to_string()], None)
+    );
+    assert!(
+        kv.increment("team-a", "default", "promoted/m:1", 1)
+            .is_err(),
+        "not a counter"
+    );
+}
