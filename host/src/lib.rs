@@ -6,6 +6,7 @@
 //! (wasmtime sandbox, one module per WIT import) → `plugin` (manifests,
 //! loading). A stage uses only the stages to its left.
 
+pub mod admin;
 pub mod dispatch;
 pub mod event;
 pub mod filter;

@@ -20,6 +20,8 @@ enum Command {
     Serve(Box<cli::serve::ServeArgs>),
     /// Act like Event Grid toward a webhook: handshake, then deliver events.
     Send(cli::send::SendArgs),
+    /// List, show, replay or purge dead letters (through the admin API).
+    DeadLetters(cli::dead_letters::DeadLetterArgs),
     /// Run a plugin on the events in a file and show what it did.
     Run(cli::run::RunArgs),
     /// A local HTTP endpoint that prints every request it receives: a
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => cli::serve::serve(*args).await,
             Command::Send(args) => cli::send::send(args).await,
+            Command::DeadLetters(args) => cli::dead_letters::dead_letters(args).await,
             Command::Run(args) => cli::run::run(args).await,
             Command::Sink(args) => cli::sink::sink(args).await,
         }

@@ -1,6 +1,7 @@
 //! Subcommands: each turns its arguments into calls on the library and
 //! prints for people.
 
+pub mod dead_letters;
 pub mod run;
 pub mod send;
 pub mod serve;

@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// On shutdown, how long running deliveries may take, in ms [default: 30000].
     #[arg(long, env = "GRIDLET_SHUTDOWN_GRACE_MS")]
     shutdown_grace_ms: Option<u64>,
+    /// Bearer token for the admin API (off without one).
+    #[arg(long, env = "GRIDLET_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// Entra ID: expected token issuer.
     #[arg(long, env = "GRIDLET_ENTRA_ISSUER")]
     entra_issuer: Option<String>,
@@ -120,6 +123,7 @@ impl ServeArgs {
             journal_fsync: self.journal_fsync,
             retry_delays_ms: self.retry_delays_ms,
             shutdown_grace_ms: self.shutdown_grace_ms,
+            admin_token: self.admin_token,
             entra: (entra != EntraConfig::default()).then_some(entra),
         }
     }

@@ -142,6 +142,13 @@ pub trait Journal: Send + Sync + 'static {
     fn pending(&self) -> Result<u64, JournalError>;
     /// Dead letters, newest first, optionally for one plugin.
     fn dead_letters(&self, plugin: Option<&str>) -> Result<Vec<DeadLetter>, JournalError>;
+    /// One dead letter and its event as stored (JSON), if it exists.
+    fn dead_letter_event(
+        &self,
+        id: i64,
+    ) -> Result<Option<(DeadLetter, serde_json::Value)>, JournalError>;
+    /// Forget dead letters; returns how many.
+    fn purge(&self, ids: &[i64]) -> Result<u64, JournalError>;
     /// Deliver dead letters again (a new delivery each); returns how many.
     fn replay(&self, ids: &[i64], now_ms: i64) -> Result<u64, JournalError>;
 }

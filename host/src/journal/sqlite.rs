@@ -284,6 +284,51 @@ fn stored(e: &Event) -> String {
     .to_string()
 }
 
+impl SqliteJournal {
+    /// Dead letters matching `filter` (one `?1` parameter), newest first,
+    /// with their stored event bodies.
+    fn letters(
+        &self,
+        filter: &str,
+        arg: rusqlite::types::Value,
+    ) -> Result<Vec<(DeadLetter, String)>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT d.id, d.plugin, d.reason, d.attempts, d.last_error, d.dead_at, d.replayed_at,
+                    e.body, e.received_at
+             FROM dead_letters d JOIN events e ON e.seq = d.event_seq {filter} ORDER BY d.id DESC"
+        ))?;
+        let rows = stmt.query_map(params![arg], |r| {
+            Ok((
+                DeadLetter {
+                    id: r.get(0)?,
+                    event_id: String::new(),
+                    topic: String::new(),
+                    event_type: String::new(),
+                    plugin: r.get(1)?,
+                    reason: r.get(2)?,
+                    delivery_attempts: r.get(3)?,
+                    last_error: r.get(4)?,
+                    publish_time_ms: r.get(8)?,
+                    dead_lettered_ms: r.get(5)?,
+                    replayed_ms: r.get(6)?,
+                },
+                r.get::<_, String>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut letter, body) = row?;
+            let event = restore(&body)?;
+            letter.event_id = event.id;
+            letter.topic = event.topic;
+            letter.event_type = event.event_type;
+            out.push((letter, body));
+        }
+        Ok(out)
+    }
+}
+
 fn restore(body: &str) -> Result<Event, JournalError> {
     let v: Value =
         serde_json::from_str(body).map_err(|e| JournalError(format!("stored event: {e}")))?;
@@ -439,55 +484,36 @@ impl Journal for SqliteJournal {
     }
 
     fn dead_letters(&self, plugin: Option<&str>) -> Result<Vec<DeadLetter>, JournalError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT d.id, d.plugin, d.reason, d.attempts, d.last_error, d.dead_at, d.replayed_at,
-                    e.body, e.received_at
-             FROM dead_letters d JOIN events e ON e.seq = d.event_seq
-             WHERE ?1 IS NULL OR d.plugin = ?1 ORDER BY d.id DESC",
-        )?;
-        let rows = stmt.query_map(params![plugin], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, u32>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, Option<i64>>(6)?,
-                r.get::<_, String>(7)?,
-                r.get::<_, i64>(8)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (
-                id,
-                plugin,
-                reason,
-                delivery_attempts,
-                last_error,
-                dead_lettered_ms,
-                replayed_ms,
-                body,
-                publish_time_ms,
-            ) = row?;
-            let event = restore(&body)?;
-            out.push(DeadLetter {
-                id,
-                event_id: event.id,
-                topic: event.topic,
-                event_type: event.event_type,
-                plugin,
-                reason,
-                delivery_attempts,
-                last_error,
-                publish_time_ms,
-                dead_lettered_ms,
-                replayed_ms,
-            });
+        Ok(self
+            .letters(
+                "WHERE ?1 IS NULL OR d.plugin = ?1",
+                plugin.map(str::to_string).into(),
+            )?
+            .into_iter()
+            .map(|(letter, _)| letter)
+            .collect())
+    }
+
+    fn dead_letter_event(&self, id: i64) -> Result<Option<(DeadLetter, Value)>, JournalError> {
+        let found = self
+            .letters("WHERE d.id = ?1", id.into())?
+            .into_iter()
+            .next();
+        Ok(found.map(|(letter, body)| {
+            let stored: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            (letter, stored["event"].clone())
+        }))
+    }
+
+    fn purge(&self, ids: &[i64]) -> Result<u64, JournalError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut n = 0;
+        for id in ids {
+            n += tx.execute("DELETE FROM dead_letters WHERE id = ?1", params![id])? as u64;
         }
-        Ok(out)
+        tx.commit()?;
+        Ok(n)
     }
 
     fn replay(&self, ids: &[i64], now_ms: i64) -> Result<u64, JournalError> {

@@ -49,6 +49,8 @@ pub struct ConfigFile {
     pub retry_delays_ms: Option<Vec<u64>>,
     /// On shutdown, how long running deliveries may take, in ms (default 30000).
     pub shutdown_grace_ms: Option<u64>,
+    /// Bearer token for the admin API under `/admin` (default: none, API off).
+    pub admin_token: Option<String>,
     /// Microsoft Entra ID bearer-token validation.
     pub entra: Option<EntraConfig>,
 }
@@ -114,6 +116,7 @@ impl ConfigFile {
             journal_fsync: over.journal_fsync.or(self.journal_fsync),
             retry_delays_ms: over.retry_delays_ms.or(self.retry_delays_ms),
             shutdown_grace_ms: over.shutdown_grace_ms.or(self.shutdown_grace_ms),
+            admin_token: over.admin_token.or(self.admin_token),
             entra,
         }
     }
@@ -163,6 +166,7 @@ impl ConfigFile {
             }
             s.dispatch.retry_delays = delays.into_iter().map(Duration::from_millis).collect();
         }
+        s.admin_token = self.admin_token.filter(|t| !t.is_empty());
         if let Some(ms) = self.shutdown_grace_ms {
             s.dispatch.shutdown_grace = Duration::from_millis(ms);
         }

@@ -33,6 +33,8 @@ pub struct ServeSettings {
     pub dispatch: DispatchSettings,
     /// The sandbox.
     pub runtime: RuntimeSettings,
+    /// The admin API's bearer token; without one the admin API is off.
+    pub admin_token: Option<String>,
 }
 
 impl Default for ServeSettings {
@@ -45,6 +47,7 @@ impl Default for ServeSettings {
             ingest: IngestSettings::default(),
             dispatch: DispatchSettings::default(),
             runtime: RuntimeSettings::default(),
+            admin_token: None,
         }
     }
 }
@@ -139,7 +142,11 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
             .collect(),
     ));
     let dispatcher = Dispatcher::start(plugins.clone(), journal, settings.dispatch.clone())?;
-    let app = ingest::router(settings.ingest.clone(), dispatcher.clone());
+    let mut app = ingest::router(settings.ingest.clone(), dispatcher.clone());
+    match settings.admin_token.as_deref().filter(|t| !t.is_empty()) {
+        Some(token) => app = app.merge(crate::admin::router(token, dispatcher.clone())),
+        None => tracing::info!("admin API off: set GRIDLET_ADMIN_TOKEN to turn it on"),
+    }
     let (stop, stopped) = oneshot::channel::<()>();
     let draining = dispatcher.clone();
     let task = tokio::spawn(async move {

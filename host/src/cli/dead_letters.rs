@@ -1,0 +1,186 @@
+//! `gridlet dead-letters list|show|replay|purge`: the admin API from the
+//! command line.
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use std::process::ExitCode;
+
+/// Arguments of `gridlet dead-letters`.
+#[derive(Args, Debug)]
+pub struct DeadLetterArgs {
+    #[command(subcommand)]
+    action: Action,
+    /// The gridlet host.
+    #[arg(
+        long,
+        global = true,
+        env = "GRIDLET_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    url: String,
+    /// The admin API token.
+    #[arg(
+        long,
+        global = true,
+        env = "GRIDLET_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Action {
+    /// List dead letters, newest first.
+    List(Filter),
+    /// Show one dead letter with its event.
+    Show {
+        /// The dead letter's id.
+        id: i64,
+    },
+    /// Deliver dead letters again (a new delivery each).
+    Replay(Choice),
+    /// Forget dead letters.
+    Purge(Choice),
+}
+
+#[derive(Args, Debug)]
+struct Filter {
+    /// Only this plugin's.
+    #[arg(long)]
+    plugin: Option<String>,
+    /// Only those dead-lettered within this long (`90s`, `30m`, `12h`, `7d`).
+    #[arg(long)]
+    since: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct Choice {
+    /// These ids.
+    ids: Vec<i64>,
+    /// Every dead letter the filter selects.
+    #[arg(long, conflicts_with = "ids")]
+    all: bool,
+    #[command(flatten)]
+    filter: Filter,
+}
+
+/// Run the action.
+pub async fn dead_letters(args: DeadLetterArgs) -> anyhow::Result<ExitCode> {
+    super::init_logging("warn");
+    let token = args
+        .token
+        .context("the admin API needs a token: --token or GRIDLET_ADMIN_TOKEN")?;
+    let base = format!("{}/admin/dead-letters", args.url.trim_end_matches('/'));
+    let client = reqwest::Client::new();
+    let request = match &args.action {
+        Action::List(filter) => client.get(&base).query(&query(filter)?),
+        Action::Show { id } => client.get(format!("{base}/{id}")),
+        Action::Replay(choice) => client
+            .post(format!("{base}/replay"))
+            .body(body(choice)?.to_string()),
+        Action::Purge(choice) => client
+            .post(format!("{base}/purge"))
+            .body(body(choice)?.to_string()),
+    };
+    let response = request
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", args.url))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if !status.is_success() {
+        bail!(
+            "{status}: {}",
+            value
+                .get("detail")
+                .and_then(Value::as_str)
+                .unwrap_or(&value.to_string())
+        );
+    }
+    match &args.action {
+        Action::List(_) => print_list(&value),
+        _ => println!("{}", serde_json::to_string_pretty(&value)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_list(value: &Value) {
+    let letters = value["deadLetters"].as_array().cloned().unwrap_or_default();
+    if letters.is_empty() {
+        println!("no dead letters");
+        return;
+    }
+    println!(
+        "{:>6}  {:<24}  {:<20}  {:<28}  {:>8}  {}",
+        "id", "dead-lettered", "plugin", "reason", "attempts", "event"
+    );
+    for d in letters {
+        let replayed = if d["replayedTime"].is_string() {
+            "  (replayed)"
+        } else {
+            ""
+        };
+        println!(
+            "{:>6}  {:<24}  {:<20}  {:<28}  {:>8}  {} {}{replayed}",
+            d["id"],
+            d["deadLetteredTime"].as_str().unwrap_or(""),
+            d["plugin"].as_str().unwrap_or(""),
+            d["deadLetterReason"].as_str().unwrap_or(""),
+            d["deliveryAttempts"],
+            d["eventType"]
+                .as_str()
+                .unwrap_or("")
+                .rsplit('.')
+                .next()
+                .unwrap_or(""),
+            d["eventId"].as_str().unwrap_or(""),
+        );
+    }
+}
+
+fn query(filter: &Filter) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let mut q = Vec::new();
+    if let Some(plugin) = &filter.plugin {
+        q.push(("plugin", plugin.clone()));
+    }
+    if let Some(since) = &filter.since {
+        q.push((
+            "since",
+            (gridlet::journal::now_ms() - ago_ms(since)?).to_string(),
+        ));
+    }
+    Ok(q)
+}
+
+fn body(choice: &Choice) -> anyhow::Result<Value> {
+    if choice.ids.is_empty() && !choice.all {
+        bail!("give dead letter ids, or --all (with --plugin / --since to narrow it)");
+    }
+    let since = match &choice.filter.since {
+        Some(s) => Some(gridlet::journal::now_ms() - ago_ms(s)?),
+        None => None,
+    };
+    Ok(
+        json!({ "ids": choice.ids, "all": choice.all, "plugin": choice.filter.plugin, "since": since }),
+    )
+}
+
+/// `90s`, `30m`, `12h`, `7d` → milliseconds.
+fn ago_ms(text: &str) -> anyhow::Result<i64> {
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: i64 = number
+        .parse()
+        .with_context(|| format!("--since {text}: expected a number and s, m, h or d"))?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => bail!("--since {text}: expected a number and s, m, h or d"),
+    };
+    Ok(n * unit_ms)
+}

@@ -1,0 +1,371 @@
+//! Durable delivery through the `gridlet` process: a crash test (kill -9 in
+//! the middle of concurrent senders, restart, every acknowledged event is
+//! delivered), and the dead-letter admin API and CLI.
+
+mod common;
+
+use common::{Recorder, plugin_path, root};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+/// Start `gridlet serve` on `port` over `dir` (plugins in `dir/plugins`, journal in `dir/state`).
+async fn serve(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gridlet"));
+    command
+        .arg("serve")
+        .current_dir(dir)
+        .env("GRIDLET_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GRIDLET_PLUGINS_DIR", dir.join("plugins"))
+        .env("GRIDLET_STATE_DIR", dir.join("state"))
+        .env("GRIDLET_SECRET", "crash-secret")
+        .env("GRIDLET_RETRY_DELAYS_MS", "20,50")
+        .env_remove("GRIDLET_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    let child = command.spawn().expect("serve starts");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while client
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child
+}
+
+fn install(dir: &Path, name: &str, wasm: &str, manifest: String) {
+    std::fs::create_dir_all(dir.join("plugins")).expect("plugins dir");
+    std::fs::copy(
+        plugin_path(wasm),
+        dir.join("plugins").join(format!("{name}.wasm")),
+    )
+    .expect("copy");
+    std::fs::write(dir.join("plugins").join(format!("{name}.toml")), manifest).expect("manifest");
+}
+
+fn batch(sender: usize, n: usize) -> Value {
+    Value::Array(
+        (0..10)
+            .map(|i| {
+                json!({
+                    "id": format!("s{sender}-b{n}-e{i}"),
+                    "topic": "/subscriptions/x/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/w",
+                    "subject": "models/m:1",
+                    "eventType": "Microsoft.MachineLearningServices.ModelRegistered",
+                    "eventTime": "2026-11-28T00:00:00Z",
+                    "data": {"modelName": "m", "modelVersion": n}
+                })
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_event_is_delivered_after_kill_9() {
+    let sink = Recorder::start().await;
+    // A slow service: deliveries back up behind ingest, so many are pending at the kill.
+    sink.answer_after(Duration::from_millis(20));
+    let dir = tempfile::tempdir().expect("tempdir");
+    install(
+        dir.path(),
+        "echo",
+        "echo",
+        format!(
+            "[limits]\nmax_concurrency = 4\n[grants]\nallowed_hosts = [\"{}\"]\n[grants.config]\nname = \"echo\"\nsink_url = \"{}\"\n",
+            sink.host(),
+            sink.url("/echo")
+        ),
+    );
+    let port = free_port();
+    let mut server = serve(dir.path(), port, &[]).await;
+
+    // Four senders post batches of 10 until the server dies.
+    let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let url = format!("http://127.0.0.1:{port}/api/events?code=crash-secret");
+    let mut senders = Vec::new();
+    for sender in 0..4 {
+        let (acked, url) = (acked.clone(), url.clone());
+        senders.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for n in 0..200 {
+                let body = batch(sender, n);
+                let response = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status() == 200 => {
+                        let mut acked = acked.lock().expect("lock");
+                        for e in body.as_array().expect("array") {
+                            acked.insert(e["id"].as_str().expect("id").to_string());
+                        }
+                    }
+                    // Not acknowledged: Event Grid would send it again.
+                    Ok(_) | Err(_) => return,
+                }
+            }
+        }));
+    }
+    // Kill -9 mid-stream.
+    while acked.lock().expect("lock").len() < 300 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.start_kill().expect("SIGKILL");
+    server.wait().await.expect("dead");
+    for s in senders {
+        let _ = s.await;
+    }
+    let acked = acked.lock().expect("lock").clone();
+    let delivered_before: HashSet<String> = delivered(&sink);
+    assert!(acked.len() >= 300);
+    assert!(
+        delivered_before.len() < acked.len(),
+        "the kill left deliveries pending ({} of {})",
+        delivered_before.len(),
+        acked.len()
+    );
+
+    // Restart on the same journal: the rest are delivered.
+    sink.answer_after(Duration::ZERO);
+    let _server = serve(dir.path(), free_port(), &[]).await;
+    let started = Instant::now();
+    loop {
+        let got = delivered(&sink);
+        let missing: Vec<&String> = acked.iter().filter(|id| !got.contains(*id)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} acknowledged events never delivered, e.g. {:?}",
+            missing.len(),
+            missing.iter().take(3).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn delivered(sink: &Recorder) -> HashSet<String> {
+    sink.received()
+        .iter()
+        .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok())
+        .filter_map(|j| j["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+async fn gridlet(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gridlet"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("GRIDLET_ADMIN_TOKEN")
+        .output()
+        .await
+        .expect("runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn dead_letters_through_the_admin_api_and_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A plugin that rejects every event.
+    install(
+        dir.path(),
+        "strict",
+        "hostile",
+        "[grants.config]\nbehaviour = \"refuse\"\n".into(),
+    );
+    let port = free_port();
+    let _server = serve(
+        dir.path(),
+        port,
+        &[("GRIDLET_ADMIN_TOKEN", "admin-token-1")],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let response = client
+        .post(format!("{base}/api/events?code=crash-secret"))
+        .body(
+            std::fs::read(root().join("examples/events/eventgrid/model-registered.json"))
+                .expect("sample"),
+        )
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 200);
+
+    let list = |token: &'static str| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let r = client
+                .get(format!("{base}/admin/dead-letters"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("get");
+            let status = r.status().as_u16();
+            (
+                status,
+                serde_json::from_str::<Value>(&r.text().await.expect("body"))
+                    .unwrap_or(Value::Null),
+            )
+        }
+    };
+    assert_eq!(list("wrong").await.0, 401);
+    let started = Instant::now();
+    let letters = loop {
+        let (status, body) = list("admin-token-1").await;
+        assert_eq!(status, 200);
+        if body["deadLetters"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            break body["deadLetters"].clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no dead letter"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let letter = &letters[0];
+    assert_eq!(letter["plugin"], "strict");
+    assert_eq!(letter["deadLetterReason"], "Rejected");
+    assert_eq!(letter["deliveryAttempts"], 1);
+    assert_eq!(letter["eventId"], "d9c2e4f0-3b56-4c7d-8e9f-0a1b2c3d4e5f");
+    assert_eq!(
+        letter["lastError"], "unknown behaviour Some(\"<config:behaviour>\")",
+        "config values stay redacted"
+    );
+    assert!(
+        letter["deadLetteredTime"]
+            .as_str()
+            .expect("time")
+            .ends_with('Z')
+    );
+    let id = letter["id"].as_i64().expect("id").to_string();
+
+    let token = "admin-token-1";
+    let url = base.as_str();
+    let (code, out, err) = gridlet(&["dead-letters", "list", "--url", url, "--token", token]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("strict")
+            && out.contains("Rejected")
+            && out.contains("ModelRegistered d9c2e4f0"),
+        "{out}"
+    );
+    let (code, out, _) =
+        gridlet(&["dead-letters", "show", &id, "--url", url, "--token", token]).await;
+    assert_eq!(code, Some(0));
+    let shown: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(shown["event"]["data"]["modelName"], "fraud-gbm");
+
+    let (code, out, _) = gridlet(&[
+        "dead-letters",
+        "replay",
+        &id,
+        "--url",
+        url,
+        "--token",
+        token,
+    ])
+    .await;
+    assert_eq!(code, Some(0));
+    assert!(out.contains("\"replayed\": 1"), "{out}");
+    // The replay is rejected again: a second dead letter; the first says it was replayed.
+    let started = Instant::now();
+    loop {
+        let (_, body) = list(token).await;
+        let all = body["deadLetters"].as_array().cloned().unwrap_or_default();
+        if all.len() == 2 {
+            assert!(
+                all.iter()
+                    .any(|d| d["id"].to_string() == id && d["replayedTime"].is_string())
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no second dead letter"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (code, _, err) = gridlet(&["dead-letters", "purge", "--url", url, "--token", token]).await;
+    assert_eq!(code, Some(2), "purge needs a choice");
+    assert!(err.contains("give dead letter ids, or --all"), "{err}");
+    let (code, out, _) = gridlet(&[
+        "dead-letters",
+        "purge",
+        "--all",
+        "--plugin",
+        "strict",
+        "--url",
+        url,
+        "--token",
+        token,
+    ])
+    .await;
+    assert_eq!(code, Some(0));
+    assert!(out.contains("\"purged\": 2"), "{out}");
+    let (code, out, _) = gridlet(&[
+        "dead-letters",
+        "list",
+        "--since",
+        "1h",
+        "--url",
+        url,
+        "--token",
+        token,
+    ])
+    .await;
+    assert_eq!((code, out.trim()), (Some(0), "no dead letters"));
+    let (code, _, err) = gridlet(&["dead-letters", "list", "--url", url, "--token", "nope"]).await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("401"), "{err}");
+}
+
+#[tokio::test]
+async fn without_a_token_the_admin_api_is_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("plugins")).expect("dir");
+    let port = free_port();
+    let _server = serve(dir.path(), port, &[]).await;
+    let r = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/admin/dead-letters"))
+        .bearer_auth("")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 404);
+}
