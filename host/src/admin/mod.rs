@@ -173,14 +173,11 @@ async fn show(
 }
 
 /// Replay or purge need an explicit choice: ids, or `all` (narrowed by
-/// plugin and time).
-fn chosen(s: &Selection) -> Result<(), Response> {
-    if s.ids.is_empty() && !s.all {
-        return Err(
-            Problem::bad_request("empty-selection", "give `ids` or `all: true`").into_response(),
-        );
-    }
-    Ok(())
+/// plugin and time). The refusal when there is none.
+fn unchosen(s: &Selection) -> Option<Response> {
+    (s.ids.is_empty() && !s.all).then(|| {
+        Problem::bad_request("empty-selection", "give `ids` or `all: true`").into_response()
+    })
 }
 
 async fn replay(
