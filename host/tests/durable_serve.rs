@@ -311,7 +311,9 @@ async fn dead_letters_through_the_admin_api_and_cli() {
         if all.len() == 2 {
             assert!(
                 all.iter()
-                    .any(|d| d["id"].to_string() == id && d["replayedTime"].is_string())
+                    .any(|d| d["id"].as_i64().map(|i| i.to_string()).as_deref()
+                        == Some(id.as_str())
+                        && d["replayedTime"].is_string())
             );
             break;
         }
