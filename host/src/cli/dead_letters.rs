@@ -115,8 +115,8 @@ fn print_list(value: &Value) {
         return;
     }
     println!(
-        "{:>6}  {:<24}  {:<20}  {:<28}  {:>8}  {}",
-        "id", "dead-lettered", "plugin", "reason", "attempts", "event"
+        "{:>6}  {:<24}  {:<20}  {:<28}  {:>8}  event",
+        "id", "dead-lettered", "plugin", "reason", "attempts"
     );
     for d in letters {
         let replayed = if d["replayedTime"].is_string() {
