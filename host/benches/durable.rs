@@ -35,7 +35,12 @@ async fn start(dir: &Path, port: u16, fsync: bool) -> Child {
         .spawn()
         .expect("gridlet serve");
     let client = reqwest::Client::new();
-    while client.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_err() {
+    while client
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child
@@ -62,7 +67,8 @@ fn batch(sender: usize, n: usize, size: usize) -> String {
 
 fn pending(dir: &Path) -> i64 {
     let conn = rusqlite::Connection::open(dir.join("state/journal.sqlite3")).expect("journal");
-    conn.query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0)).unwrap_or(i64::MAX)
+    conn.query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))
+        .unwrap_or(i64::MAX)
 }
 
 /// (events/s acknowledged, events/s delivered end to end, p50 ms, p99 ms per request).
@@ -75,7 +81,10 @@ async fn run(size: usize, events: usize, fsync: bool) -> (f64, f64, f64, f64) {
         dir.path().join("plugins/trivial.wasm"),
     )
     .expect("run `cargo xtask plugins` first");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
     let mut server = start(dir.path(), port, fsync).await;
     let url = format!("http://127.0.0.1:{port}/api/events?code=bench");
     let per_sender = events / size / SENDERS;
@@ -132,8 +141,12 @@ fn main() {
         .build()
         .expect("tokio");
     let scale = if quick { 1 } else { 4 };
-    println!("gridlet serve (own process) ← {SENDERS} concurrent senders; plugin: trivial Rust (ok at once)\n");
-    println!("| batch | fsync | events | acknowledged events/s | delivered events/s (end to end) | request p50 ms | request p99 ms |");
+    println!(
+        "gridlet serve (own process) ← {SENDERS} concurrent senders; plugin: trivial Rust (ok at once)\n"
+    );
+    println!(
+        "| batch | fsync | events | acknowledged events/s | delivered events/s (end to end) | request p50 ms | request p99 ms |"
+    );
     println!("|---:|---|---:|---:|---:|---:|---:|");
     for (size, events) in [(1, 2_000 * scale), (64, 16_384 * scale)] {
         let mut rows = Vec::new();

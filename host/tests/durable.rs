@@ -388,3 +388,87 @@ async fn plugin_state_survives_a_restart_and_stays_in_its_namespace() {
         "not a counter"
     );
 }
+
+/// A journal that cannot commit: the disk is full, the file is locked.
+struct Broken(Arc<SqliteJournal>);
+
+impl Journal for Broken {
+    fn append(
+        &self,
+        _: Vec<NewEvent>,
+    ) -> Result<gridlet::journal::Appended, gridlet::journal::JournalError> {
+        Err(gridlet::journal::JournalError("disk I/O error".into()))
+    }
+    fn claim_due(
+        &self,
+        now: i64,
+        limit: usize,
+        slots: &[(String, u32)],
+        other: u32,
+    ) -> Result<Vec<gridlet::journal::DueDelivery>, gridlet::journal::JournalError> {
+        self.0.claim_due(now, limit, slots, other)
+    }
+    fn next_due_ms(&self) -> Result<Option<i64>, gridlet::journal::JournalError> {
+        self.0.next_due_ms()
+    }
+    fn complete(&self, id: i64) -> Result<(), gridlet::journal::JournalError> {
+        self.0.complete(id)
+    }
+    fn retry_at(&self, id: i64, due: i64, e: &str) -> Result<(), gridlet::journal::JournalError> {
+        self.0.retry_at(id, due, e)
+    }
+    fn dead_letter(
+        &self,
+        id: i64,
+        r: gridlet::journal::DeadLetterReason,
+        e: &str,
+        now: i64,
+    ) -> Result<(), gridlet::journal::JournalError> {
+        self.0.dead_letter(id, r, e, now)
+    }
+    fn recover(&self) -> Result<u64, gridlet::journal::JournalError> {
+        self.0.recover()
+    }
+    fn pending(&self) -> Result<u64, gridlet::journal::JournalError> {
+        self.0.pending()
+    }
+    fn dead_letters(
+        &self,
+        p: Option<&str>,
+    ) -> Result<Vec<gridlet::journal::DeadLetter>, gridlet::journal::JournalError> {
+        self.0.dead_letters(p)
+    }
+    fn dead_letter_event(
+        &self,
+        id: i64,
+    ) -> Result<
+        Option<(gridlet::journal::DeadLetter, serde_json::Value)>,
+        gridlet::journal::JournalError,
+    > {
+        self.0.dead_letter_event(id)
+    }
+    fn purge(&self, ids: &[i64]) -> Result<u64, gridlet::journal::JournalError> {
+        self.0.purge(ids)
+    }
+    fn replay(&self, ids: &[i64], now: i64) -> Result<u64, gridlet::journal::JournalError> {
+        self.0.replay(ids, now)
+    }
+}
+
+#[tokio::test]
+async fn a_journal_that_cannot_commit_means_503_and_nothing_delivered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = Arc::new(Broken(journal(&dir)));
+    let p = Scripted::new("p", 30, |_| Verdict::Done);
+    let d = Dispatcher::start(Arc::new(Set(vec![p.clone()])), journal.clone(), settings())
+        .expect("start");
+    let busy = d.accept(events(3)).await.expect_err("refused");
+    assert_eq!(
+        busy.reason,
+        "the journal cannot store the events now; nothing was stored"
+    );
+    assert_eq!(busy.retry_after, 10);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(p.calls().is_empty());
+    assert_eq!(journal.pending().expect("pending"), 0);
+}

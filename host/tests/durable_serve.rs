@@ -371,3 +371,65 @@ async fn without_a_token_the_admin_api_is_off() {
         .expect("get");
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn a_trapping_plugin_is_retried_then_dead_lettered_with_the_trap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    install(
+        dir.path(),
+        "crashy",
+        "hostile",
+        "[grants.config]\nbehaviour = \"trap\"\n[retry]\nmaxDeliveryAttempts = 2\n".into(),
+    );
+    let port = free_port();
+    let _server = serve(dir.path(), port, &[("GRIDLET_ADMIN_TOKEN", "t")]).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let r = client
+        .post(format!("{base}/api/events?code=crash-secret"))
+        .body(
+            std::fs::read(root().join("examples/events/eventgrid/run-completed.json"))
+                .expect("sample"),
+        )
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let started = Instant::now();
+    loop {
+        let body: Value = serde_json::from_str(
+            &client
+                .get(format!("{base}/admin/dead-letters?plugin=crashy"))
+                .bearer_auth("t")
+                .send()
+                .await
+                .expect("get")
+                .text()
+                .await
+                .expect("body"),
+        )
+        .expect("json");
+        if let Some(d) = body["deadLetters"].as_array().and_then(|a| a.first()) {
+            assert_eq!(d["deadLetterReason"], "MaxDeliveryAttemptsExceeded");
+            assert_eq!(
+                d["deliveryAttempts"], 2,
+                "the manifest's maxDeliveryAttempts"
+            );
+            let error = d["lastError"].as_str().expect("error");
+            assert!(
+                error.starts_with("trap: trap: wasm trap: wasm `unreachable` instruction executed"),
+                "{error}"
+            );
+            assert!(
+                error.contains("hostile plugin panicked on purpose"),
+                "{error}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no dead letter"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
