@@ -81,6 +81,11 @@ async fn run(size: usize, events: usize, fsync: bool) -> (f64, f64, f64, f64) {
         dir.path().join("plugins/trivial.wasm"),
     )
     .expect("run `cargo xtask plugins` first");
+    std::fs::write(
+        dir.path().join("plugins/trivial.toml"),
+        "[limits]\nmax_concurrency = 32\n",
+    )
+    .expect("manifest");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")

@@ -57,12 +57,22 @@ CREATE TABLE IF NOT EXISTS kv (
 ) WITHOUT ROWID;
 ";
 
-type AppendJob = (Vec<NewEvent>, mpsc::Sender<Result<Appended, JournalError>>);
+/// Work for the writer thread. Appends wait for their commit (the webhook
+/// answers 200 after it); outcomes do not: an outcome lost in a crash only
+/// means the delivery is attempted again, which at-least-once allows.
+enum Write {
+    Append(Vec<NewEvent>, mpsc::Sender<Result<Appended, JournalError>>),
+    Complete(i64),
+    RetryAt(i64, i64, String),
+    DeadLetter(i64, DeadLetterReason, String, i64),
+    /// Answer once everything queued before it is committed.
+    Flush(mpsc::Sender<()>),
+}
 
 /// The SQLite journal.
 pub struct SqliteJournal {
     conn: Arc<Mutex<Connection>>,
-    appends: Mutex<mpsc::Sender<AppendJob>>,
+    writes: Mutex<mpsc::Sender<Write>>,
 }
 
 impl SqliteJournal {
@@ -78,8 +88,11 @@ impl SqliteJournal {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS deliveries_claim ON deliveries (state, plugin, due_at, id);",
+        )?;
         let conn = Arc::new(Mutex::new(conn));
-        let (tx, rx) = mpsc::channel::<AppendJob>();
+        let (tx, rx) = mpsc::channel::<Write>();
         let writer = conn.clone();
         std::thread::Builder::new()
             .name("gridlet-journal".into())
@@ -87,7 +100,7 @@ impl SqliteJournal {
             .map_err(|e| JournalError(format!("cannot start the journal writer: {e}")))?;
         Ok(Self {
             conn,
-            appends: Mutex::new(tx),
+            writes: Mutex::new(tx),
         })
     }
 
@@ -185,15 +198,15 @@ impl SqliteJournal {
     }
 }
 
-/// The writer thread: take one append, fold in whatever else is queued,
-/// commit them together, answer each.
-fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<AppendJob>) {
+/// The writer thread: take one write, fold in whatever else is queued,
+/// commit them together, answer the appends.
+fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Write>) {
     let mut last_purge = 0;
     while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_GROUP {
+        let mut writes = vec![first];
+        while writes.len() < MAX_GROUP {
             match rx.try_recv() {
-                Ok(job) => jobs.push(job),
+                Ok(write) => writes.push(write),
                 Err(_) => break,
             }
         }
@@ -201,22 +214,62 @@ fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<AppendJob>) {
         let now = now_ms();
         let result = (|| -> Result<Vec<Appended>, JournalError> {
             let tx = conn.transaction()?;
-            let mut results = Vec::with_capacity(jobs.len());
-            for (batch, _) in &jobs {
-                results.push(insert(&tx, batch, now)?);
+            let mut appended = Vec::new();
+            for write in &writes {
+                match write {
+                    Write::Append(batch, _) => appended.push(insert(&tx, batch, now)?),
+                    Write::Complete(id) => {
+                        tx.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
+                            .execute(params![id])?;
+                    }
+                    Write::RetryAt(id, due, error) => {
+                        tx.prepare_cached(
+                            "UPDATE deliveries SET state = 'pending', due_at = ?2, last_error = ?3 WHERE id = ?1",
+                        )?
+                        .execute(params![id, due, error])?;
+                    }
+                    Write::DeadLetter(id, reason, error, at) => {
+                        tx.prepare_cached(
+                            "INSERT INTO dead_letters (event_seq, plugin, reason, attempts, last_error, dead_at)
+                             SELECT event_seq, plugin, ?2, attempts, ?3, ?4 FROM deliveries WHERE id = ?1",
+                        )?
+                        .execute(params![id, reason.as_str(), error, at])?;
+                        tx.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
+                            .execute(params![id])?;
+                    }
+                    Write::Flush(_) => {}
+                }
             }
             tx.commit()?;
-            Ok(results)
+            Ok(appended)
         })();
         match result {
-            Ok(results) => {
-                for ((_, reply), appended) in jobs.into_iter().zip(results) {
-                    let _ = reply.send(Ok(appended));
+            Ok(appended) => {
+                let mut appended = appended.into_iter();
+                for write in writes {
+                    match write {
+                        Write::Append(_, reply) => {
+                            let _ = reply.send(Ok(appended.next().unwrap_or_default()));
+                        }
+                        Write::Flush(reply) => {
+                            let _ = reply.send(());
+                        }
+                        _ => {}
+                    }
                 }
             }
             Err(e) => {
-                for (_, reply) in jobs {
-                    let _ = reply.send(Err(JournalError(e.0.clone())));
+                tracing::error!("journal commit failed: {e}");
+                for write in writes {
+                    match write {
+                        Write::Append(_, reply) => {
+                            let _ = reply.send(Err(JournalError(e.0.clone())));
+                        }
+                        Write::Flush(reply) => {
+                            let _ = reply.send(());
+                        }
+                        _ => {}
+                    }
                 }
             }
         }
@@ -285,6 +338,15 @@ fn stored(e: &Event) -> String {
 }
 
 impl SqliteJournal {
+    /// Queue a write for the writer thread.
+    fn write(&self, write: Write) -> Result<(), JournalError> {
+        self.writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(write)
+            .map_err(|_| JournalError("the journal writer has stopped".into()))
+    }
+
     /// Dead letters matching `filter` (one `?1` parameter), newest first,
     /// with their stored event bodies.
     fn letters(
@@ -350,11 +412,7 @@ fn restore(body: &str) -> Result<Event, JournalError> {
 impl Journal for SqliteJournal {
     fn append(&self, batch: Vec<NewEvent>) -> Result<Appended, JournalError> {
         let (reply, answer) = mpsc::channel();
-        self.appends
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send((batch, reply))
-            .map_err(|_| JournalError("the journal writer has stopped".into()))?;
+        self.write(Write::Append(batch, reply))?;
         answer
             .recv()
             .map_err(|_| JournalError("the journal writer has stopped".into()))?
@@ -372,37 +430,54 @@ impl Journal for SqliteJournal {
         }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        // Rank each plugin's due deliveries and take as many as it has slots.
-        let caps = std::iter::once("('', 0)")
-            .chain(slots.iter().map(|_| "(?, ?)"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "WITH caps (plugin, slots) AS (VALUES {caps}),
-             ranked AS (
-                 SELECT d.id, d.due_at,
-                        ROW_NUMBER() OVER (PARTITION BY d.plugin ORDER BY d.due_at, d.id) AS rn,
-                        COALESCE((SELECT slots FROM caps WHERE caps.plugin = d.plugin), ?) AS slots
-                 FROM deliveries d WHERE d.state = 'pending' AND d.due_at <= ?)
-             UPDATE deliveries SET state = 'claimed', attempts = attempts + 1
-             WHERE id IN (SELECT id FROM ranked WHERE rn <= slots ORDER BY due_at, id LIMIT ?)
-             RETURNING id, event_seq, plugin, attempts"
-        );
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        for (plugin, n) in slots {
-            args.push(rusqlite::types::Value::Text(plugin.clone()));
-            args.push(i64::from(*n).into());
+        // Each plugin's oldest due deliveries, as many as it has slots, by
+        // index; then those of plugins not named (not loaded any more).
+        let mut ids: Vec<(i64, i64)> = Vec::new();
+        {
+            let mut per_plugin = tx.prepare_cached(
+                "SELECT due_at, id FROM deliveries WHERE state = 'pending' AND plugin = ?1 AND due_at <= ?2
+                 ORDER BY due_at, id LIMIT ?3",
+            )?;
+            for (plugin, n) in slots.iter().filter(|(_, n)| *n > 0) {
+                let rows = per_plugin.query_map(params![plugin, now_ms, i64::from(*n)], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+                for row in rows {
+                    ids.push(row?);
+                }
+            }
+            let named = vec!["?"; slots.len()].join(",");
+            let mut others = tx.prepare(&format!(
+                "SELECT due_at, id FROM deliveries WHERE state = 'pending' AND due_at <= ?
+                 AND plugin NOT IN ({named}) ORDER BY due_at, id LIMIT ?"
+            ))?;
+            let mut args: Vec<rusqlite::types::Value> = vec![now_ms.into()];
+            args.extend(
+                slots
+                    .iter()
+                    .map(|(p, _)| rusqlite::types::Value::Text(p.clone())),
+            );
+            args.push(i64::from(other_slots).into());
+            let rows = others.query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?;
+            for row in rows {
+                ids.push(row?);
+            }
         }
-        args.push(i64::from(other_slots).into());
-        args.push(now_ms.into());
-        args.push((limit as i64).into());
-        let claimed: Vec<(i64, i64, String, u32)> = {
-            let mut stmt = tx.prepare(&sql)?;
-            stmt.query_map(params_from_iter(args), |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?
-            .collect::<Result<_, _>>()?
-        };
+        // Oldest first, within the overall limit.
+        ids.sort();
+        ids.truncate(limit);
+        let mut claimed: Vec<(i64, i64, String, u32)> = Vec::with_capacity(ids.len());
+        {
+            let mut claim = tx.prepare_cached(
+                "UPDATE deliveries SET state = 'claimed', attempts = attempts + 1 WHERE id = ?1
+                 RETURNING id, event_seq, plugin, attempts",
+            )?;
+            for (_, id) in &ids {
+                claimed.push(claim.query_row(params![id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?);
+            }
+        }
         let mut due = Vec::with_capacity(claimed.len());
         {
             let mut event =
@@ -433,17 +508,11 @@ impl Journal for SqliteJournal {
     }
 
     fn complete(&self, id: i64) -> Result<(), JournalError> {
-        self.conn()
-            .execute("DELETE FROM deliveries WHERE id = ?1", params![id])?;
-        Ok(())
+        self.write(Write::Complete(id))
     }
 
     fn retry_at(&self, id: i64, due_ms: i64, error: &str) -> Result<(), JournalError> {
-        self.conn().execute(
-            "UPDATE deliveries SET state = 'pending', due_at = ?2, last_error = ?3 WHERE id = ?1",
-            params![id, due_ms, error],
-        )?;
-        Ok(())
+        self.write(Write::RetryAt(id, due_ms, error.to_string()))
     }
 
     fn dead_letter(
@@ -453,16 +522,7 @@ impl Journal for SqliteJournal {
         error: &str,
         now_ms: i64,
     ) -> Result<(), JournalError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO dead_letters (event_seq, plugin, reason, attempts, last_error, dead_at)
-             SELECT event_seq, plugin, ?2, attempts, ?3, ?4 FROM deliveries WHERE id = ?1",
-            params![id, reason.as_str(), error, now_ms],
-        )?;
-        tx.execute("DELETE FROM deliveries WHERE id = ?1", params![id])?;
-        tx.commit()?;
-        Ok(())
+        self.write(Write::DeadLetter(id, reason, error.to_string(), now_ms))
     }
 
     fn recover(&self) -> Result<u64, JournalError> {
@@ -476,6 +536,10 @@ impl Journal for SqliteJournal {
     }
 
     fn pending(&self) -> Result<u64, JournalError> {
+        // Outcomes are queued: count after they are applied.
+        let (reply, done) = mpsc::channel();
+        self.write(Write::Flush(reply))?;
+        let _ = done.recv();
         Ok(self
             .conn()
             .query_row("SELECT COUNT(*) FROM deliveries", [], |r| {
