@@ -299,7 +299,7 @@ async fn claimed_deliveries_resume_after_a_crash() {
         // Two attempts were running when the process died.
         assert_eq!(
             journal
-                .claim_due(now_ms(), 2, &[], 16)
+                .claim_due(now_ms(), 2, &[], 16, &[])
                 .expect("claim")
                 .len(),
             2
@@ -405,8 +405,9 @@ impl Journal for Broken {
         limit: usize,
         slots: &[(String, u32)],
         other: u32,
+        busy: &[i64],
     ) -> Result<Vec<gridlet::journal::DueDelivery>, gridlet::journal::JournalError> {
-        self.0.claim_due(now, limit, slots, other)
+        self.0.claim_due(now, limit, slots, other, busy)
     }
     fn next_due_ms(&self) -> Result<Option<i64>, gridlet::journal::JournalError> {
         self.0.next_due_ms()
@@ -423,11 +424,9 @@ impl Journal for Broken {
         r: gridlet::journal::DeadLetterReason,
         e: &str,
         now: i64,
+        attempts: u32,
     ) -> Result<(), gridlet::journal::JournalError> {
-        self.0.dead_letter(id, r, e, now)
-    }
-    fn recover(&self) -> Result<u64, gridlet::journal::JournalError> {
-        self.0.recover()
+        self.0.dead_letter(id, r, e, now, attempts)
     }
     fn pending(&self) -> Result<u64, gridlet::journal::JournalError> {
         self.0.pending()

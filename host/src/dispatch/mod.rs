@@ -126,25 +126,23 @@ pub struct Dispatcher {
     /// Deliveries in the journal not yet done (kept in memory for backpressure).
     outstanding: AtomicU64,
     /// Running deliveries per plugin.
-    running: Mutex<HashMap<String, u32>>,
+    running: Mutex<Running>,
     wake: Notify,
     stopping: AtomicBool,
 }
 
 impl Dispatcher {
-    /// Resume what a previous run left (claimed deliveries go back to
-    /// pending) and start the dispatch loop.
+    /// Resume what a previous run left (every delivery without a recorded
+    /// outcome) and start the dispatch loop.
     pub fn start(
         targets: Arc<dyn Targets>,
         journal: Arc<dyn Journal>,
         settings: DispatchSettings,
     ) -> Result<Arc<Self>, JournalError> {
-        let recovered = journal.recover()?;
         let outstanding = journal.pending()?;
         if outstanding > 0 {
             tracing::info!(
                 pending = outstanding,
-                recovered,
                 "resuming deliveries from the journal"
             );
         }
@@ -154,7 +152,7 @@ impl Dispatcher {
             settings,
             stats: Stats::default(),
             outstanding: AtomicU64::new(outstanding),
-            running: Mutex::new(HashMap::new()),
+            running: Mutex::new(Running::default()),
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
         });
@@ -199,12 +197,12 @@ impl Dispatcher {
         }
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, Running> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn running_total(&self) -> u32 {
-        self.running().values().sum()
+        self.running().ids.len() as u32
     }
 
     /// The loop: claim what is due and what fits, run it, sleep until the
@@ -220,32 +218,37 @@ impl Dispatcher {
                 .into_iter()
                 .map(|t| (t.name().to_string(), t))
                 .collect();
-            let (free, slots) = {
+            let (free, slots, in_flight) = {
                 let running = self.running();
-                let total: u32 = running.values().sum();
                 let slots: Vec<(String, u32)> = targets
                     .iter()
                     .map(|(name, t)| {
-                        let busy = running.get(name).copied().unwrap_or(0);
+                        let busy = running.per_plugin.get(name).copied().unwrap_or(0);
                         (
                             name.clone(),
                             t.policy().max_concurrency.saturating_sub(busy),
                         )
                     })
                     .collect();
+                let free = self
+                    .settings
+                    .max_in_flight
+                    .saturating_sub(running.ids.len());
                 (
-                    self.settings.max_in_flight.saturating_sub(total as usize),
+                    free,
                     slots,
+                    running.ids.iter().copied().collect::<Vec<i64>>(),
                 )
             };
             let journal = self.journal.clone();
             // Plugins that are not loaded get slots too: their deliveries are
             // dead-lettered straight away.
-            let claimed = blocking(move || journal.claim_due(now_ms(), free, &slots, 16)).await;
+            let claimed =
+                blocking(move || journal.claim_due(now_ms(), free, &slots, 16, &in_flight)).await;
             match claimed {
                 Ok(due) if !due.is_empty() => {
                     for delivery in due {
-                        *self.running().entry(delivery.plugin.clone()).or_default() += 1;
+                        self.running().start(&delivery);
                         let target = targets.get(&delivery.plugin).cloned();
                         tokio::spawn(self.clone().attempt(delivery, target));
                     }
@@ -314,12 +317,19 @@ impl Dispatcher {
             Record::Dead(reason, why) => {
                 self.stats.dead.fetch_add(1, Ordering::SeqCst);
                 tracing::warn!(plugin = %d.plugin, event_id = %d.event.id, attempts = d.attempt, reason = reason.as_str(), why, "dead-lettered");
+                // A TTL or missing-plugin dead letter made no attempt this time.
+                let attempts = match reason {
+                    DeadLetterReason::Rejected | DeadLetterReason::MaxDeliveryAttemptsExceeded => {
+                        d.attempt
+                    }
+                    _ => d.attempt - 1,
+                };
                 let (reason, why) = (*reason, why.clone());
-                blocking(move || journal.dead_letter(id, reason, &why, now_ms())).await
+                blocking(move || journal.dead_letter(id, reason, &why, now_ms(), attempts)).await
             }
         };
         if let Err(e) = result {
-            // The delivery stays claimed and resumes on the next start.
+            // The delivery stays in the journal and is attempted again.
             tracing::error!(delivery = id, "cannot record an outcome: {e}");
         }
         if !matches!(record, Record::Retry(_)) {
@@ -331,9 +341,8 @@ impl Dispatcher {
                     Some(n.saturating_sub(1))
                 });
         }
-        if let Some(n) = self.running().get_mut(&d.plugin) {
-            *n = n.saturating_sub(1);
-        }
+        // Only now, with the outcome committed, may it be claimed again.
+        self.running().finish(&d);
         self.wake.notify_one();
     }
 
@@ -346,6 +355,27 @@ impl Dispatcher {
             .copied()
             .unwrap_or(Duration::from_secs(10));
         base.mul_f64(rand::random_range(0.9..1.1))
+    }
+}
+
+/// Deliveries being attempted (claims live here, not in the journal).
+#[derive(Default)]
+struct Running {
+    ids: std::collections::HashSet<i64>,
+    per_plugin: HashMap<String, u32>,
+}
+
+impl Running {
+    fn start(&mut self, d: &DueDelivery) {
+        self.ids.insert(d.id);
+        *self.per_plugin.entry(d.plugin.clone()).or_default() += 1;
+    }
+
+    fn finish(&mut self, d: &DueDelivery) {
+        self.ids.remove(&d.id);
+        if let Some(n) = self.per_plugin.get_mut(&d.plugin) {
+            *n = n.saturating_sub(1);
+        }
     }
 }
 

@@ -112,15 +112,18 @@ pub trait Journal: Send + Sync + 'static {
     /// Store the batch in one transaction (committed before this returns),
     /// skipping events already seen.
     fn append(&self, batch: Vec<NewEvent>) -> Result<Appended, JournalError>;
-    /// Claim up to `limit` deliveries due at `now_ms`, oldest first, at most
-    /// `slots` for each named plugin (`other_slots` for plugins not named);
-    /// they stay claimed until an outcome is recorded or they are recovered.
+    /// Up to `limit` deliveries due at `now_ms`, oldest first, at most
+    /// `slots` for each named plugin (`other_slots` for plugins not named),
+    /// leaving out the ids `in_flight`. Claims live in the dispatcher, not
+    /// here: after a crash every delivery without a recorded outcome is
+    /// simply due again, and an interrupted attempt does not count.
     fn claim_due(
         &self,
         now_ms: i64,
         limit: usize,
         slots: &[(String, u32)],
         other_slots: u32,
+        in_flight: &[i64],
     ) -> Result<Vec<DueDelivery>, JournalError>;
     /// When the next pending delivery is due, if any.
     fn next_due_ms(&self) -> Result<Option<i64>, JournalError>;
@@ -128,17 +131,16 @@ pub trait Journal: Send + Sync + 'static {
     fn complete(&self, id: i64) -> Result<(), JournalError>;
     /// The delivery failed; try again at `due_ms`.
     fn retry_at(&self, id: i64, due_ms: i64, error: &str) -> Result<(), JournalError>;
-    /// Give the delivery up.
+    /// Give the delivery up after `attempts` attempts.
     fn dead_letter(
         &self,
         id: i64,
         reason: DeadLetterReason,
         error: &str,
         now_ms: i64,
+        attempts: u32,
     ) -> Result<(), JournalError>;
-    /// Put claimed deliveries back to pending (after a crash or shutdown).
-    fn recover(&self) -> Result<u64, JournalError>;
-    /// Deliveries not yet done (pending or claimed).
+    /// Deliveries not yet done.
     fn pending(&self) -> Result<u64, JournalError>;
     /// Dead letters, newest first, optionally for one plugin.
     fn dead_letters(&self, plugin: Option<&str>) -> Result<Vec<DeadLetter>, JournalError>;

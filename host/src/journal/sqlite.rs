@@ -32,12 +32,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
     id          INTEGER PRIMARY KEY,
     event_seq   INTEGER NOT NULL REFERENCES events (seq),
     plugin      TEXT NOT NULL,
-    state       TEXT NOT NULL,          -- pending | claimed
-    attempts    INTEGER NOT NULL DEFAULT 0,
+    attempts    INTEGER NOT NULL DEFAULT 0,  -- attempts made (and recorded)
     due_at      INTEGER NOT NULL,
     last_error  TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, due_at);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (due_at);
+CREATE INDEX IF NOT EXISTS deliveries_plugin ON deliveries (plugin, due_at, id);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id          INTEGER PRIMARY KEY,
     event_seq   INTEGER NOT NULL REFERENCES events (seq),
@@ -57,21 +57,23 @@ CREATE TABLE IF NOT EXISTS kv (
 ) WITHOUT ROWID;
 ";
 
-/// Work for the writer thread. Appends wait for their commit (the webhook
-/// answers 200 after it); outcomes do not: an outcome lost in a crash only
-/// means the delivery is attempted again, which at-least-once allows.
+type Done = mpsc::Sender<Result<(), JournalError>>;
+
+/// Work for the writer thread; each is answered once committed (an append
+/// before the webhook answers 200, an outcome before the delivery may be
+/// claimed again).
 enum Write {
     Append(Vec<NewEvent>, mpsc::Sender<Result<Appended, JournalError>>),
-    Complete(i64),
-    RetryAt(i64, i64, String),
-    DeadLetter(i64, DeadLetterReason, String, i64),
-    /// Answer once everything queued before it is committed.
-    Flush(mpsc::Sender<()>),
+    Complete(i64, Done),
+    RetryAt(i64, i64, String, Done),
+    DeadLetter(i64, DeadLetterReason, String, i64, u32, Done),
+    Flush(Done),
 }
 
 /// The SQLite journal.
 pub struct SqliteJournal {
     conn: Arc<Mutex<Connection>>,
+    reader: Mutex<Connection>,
     writes: Mutex<mpsc::Sender<Write>>,
 }
 
@@ -88,9 +90,10 @@ impl SqliteJournal {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(
-            "CREATE INDEX IF NOT EXISTS deliveries_claim ON deliveries (state, plugin, due_at, id);",
-        )?;
+        // Reads (due deliveries, dead letters) use a connection of their own,
+        // so they never wait behind the writer's commits (WAL allows it).
+        let reader = Connection::open(dir.join("journal.sqlite3"))?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
         let conn = Arc::new(Mutex::new(conn));
         let (tx, rx) = mpsc::channel::<Write>();
         let writer = conn.clone();
@@ -100,6 +103,7 @@ impl SqliteJournal {
             .map_err(|e| JournalError(format!("cannot start the journal writer: {e}")))?;
         Ok(Self {
             conn,
+            reader: Mutex::new(reader),
             writes: Mutex::new(tx),
         })
     }
@@ -218,22 +222,22 @@ fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Write>) {
             for write in &writes {
                 match write {
                     Write::Append(batch, _) => appended.push(insert(&tx, batch, now)?),
-                    Write::Complete(id) => {
+                    Write::Complete(id, _) => {
                         tx.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
                             .execute(params![id])?;
                     }
-                    Write::RetryAt(id, due, error) => {
+                    Write::RetryAt(id, due, error, _) => {
                         tx.prepare_cached(
-                            "UPDATE deliveries SET state = 'pending', due_at = ?2, last_error = ?3 WHERE id = ?1",
+                            "UPDATE deliveries SET attempts = attempts + 1, due_at = ?2, last_error = ?3 WHERE id = ?1",
                         )?
                         .execute(params![id, due, error])?;
                     }
-                    Write::DeadLetter(id, reason, error, at) => {
+                    Write::DeadLetter(id, reason, error, at, attempts, _) => {
                         tx.prepare_cached(
                             "INSERT INTO dead_letters (event_seq, plugin, reason, attempts, last_error, dead_at)
-                             SELECT event_seq, plugin, ?2, attempts, ?3, ?4 FROM deliveries WHERE id = ?1",
+                             SELECT event_seq, plugin, ?2, ?5, ?3, ?4 FROM deliveries WHERE id = ?1",
                         )?
-                        .execute(params![id, reason.as_str(), error, at])?;
+                        .execute(params![id, reason.as_str(), error, at, attempts])?;
                         tx.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
                             .execute(params![id])?;
                     }
@@ -251,10 +255,12 @@ fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Write>) {
                         Write::Append(_, reply) => {
                             let _ = reply.send(Ok(appended.next().unwrap_or_default()));
                         }
-                        Write::Flush(reply) => {
-                            let _ = reply.send(());
+                        Write::Complete(.., done)
+                        | Write::RetryAt(.., done)
+                        | Write::DeadLetter(.., done)
+                        | Write::Flush(done) => {
+                            let _ = done.send(Ok(()));
                         }
-                        _ => {}
                     }
                 }
             }
@@ -265,10 +271,12 @@ fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Write>) {
                         Write::Append(_, reply) => {
                             let _ = reply.send(Err(JournalError(e.0.clone())));
                         }
-                        Write::Flush(reply) => {
-                            let _ = reply.send(());
+                        Write::Complete(.., done)
+                        | Write::RetryAt(.., done)
+                        | Write::DeadLetter(.., done)
+                        | Write::Flush(done) => {
+                            let _ = done.send(Err(JournalError(e.0.clone())));
                         }
-                        _ => {}
                     }
                 }
             }
@@ -296,9 +304,8 @@ fn insert(
         "INSERT INTO events (topic_key, event_id, body, received_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (topic_key, event_id) DO NOTHING",
     )?;
-    let mut add_delivery = tx.prepare_cached(
-        "INSERT INTO deliveries (event_seq, plugin, state, due_at) VALUES (?1, ?2, 'pending', ?3)",
-    )?;
+    let mut add_delivery = tx
+        .prepare_cached("INSERT INTO deliveries (event_seq, plugin, due_at) VALUES (?1, ?2, ?3)")?;
     for new in batch {
         let e = &new.event;
         let inserted = add_event.execute(params![e.topic.to_lowercase(), e.id, stored(e), now])?;
@@ -338,6 +345,15 @@ fn stored(e: &Event) -> String {
 }
 
 impl SqliteJournal {
+    /// Queue a write and wait for its commit.
+    fn committed(&self, write: impl FnOnce(Done) -> Write) -> Result<(), JournalError> {
+        let (done, answer) = mpsc::channel();
+        self.write(write(done))?;
+        answer
+            .recv()
+            .map_err(|_| JournalError("the journal writer has stopped".into()))?
+    }
+
     /// Queue a write for the writer thread.
     fn write(&self, write: Write) -> Result<(), JournalError> {
         self.writes
@@ -424,95 +440,86 @@ impl Journal for SqliteJournal {
         limit: usize,
         slots: &[(String, u32)],
         other_slots: u32,
+        in_flight: &[i64],
     ) -> Result<Vec<DueDelivery>, JournalError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        // Each plugin's oldest due deliveries, as many as it has slots, by
-        // index; then those of plugins not named (not loaded any more).
-        let mut ids: Vec<(i64, i64)> = Vec::new();
-        {
-            let mut per_plugin = tx.prepare_cached(
-                "SELECT due_at, id FROM deliveries WHERE state = 'pending' AND plugin = ?1 AND due_at <= ?2
-                 ORDER BY due_at, id LIMIT ?3",
-            )?;
-            for (plugin, n) in slots.iter().filter(|(_, n)| *n > 0) {
-                let rows = per_plugin.query_map(params![plugin, now_ms, i64::from(*n)], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
-                for row in rows {
-                    ids.push(row?);
-                }
+        let conn = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let busy = vec!["?"; in_flight.len()].join(",");
+        let busy_args = || {
+            in_flight
+                .iter()
+                .map(|id| rusqlite::types::Value::Integer(*id))
+        };
+        // Each plugin's oldest due deliveries, as many as it has free slots,
+        // by index; then those of plugins not named (not loaded any more).
+        let mut rows: Vec<(i64, i64, i64, String, u32)> = Vec::new();
+        let pick = "SELECT due_at, id, event_seq, plugin, attempts + 1 FROM deliveries";
+        let mut per_plugin = conn.prepare(&format!(
+            "{pick} WHERE plugin = ? AND due_at <= ? AND id NOT IN ({busy}) ORDER BY due_at, id LIMIT ?"
+        ))?;
+        for (plugin, n) in slots.iter().filter(|(_, n)| *n > 0) {
+            let mut args: Vec<rusqlite::types::Value> = vec![plugin.clone().into(), now_ms.into()];
+            args.extend(busy_args());
+            args.push(i64::from(*n).into());
+            let found = per_plugin.query_map(params_from_iter(args), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
+            for row in found {
+                rows.push(row?);
             }
-            let named = vec!["?"; slots.len()].join(",");
-            let mut others = tx.prepare(&format!(
-                "SELECT due_at, id FROM deliveries WHERE state = 'pending' AND due_at <= ?
-                 AND plugin NOT IN ({named}) ORDER BY due_at, id LIMIT ?"
-            ))?;
-            let mut args: Vec<rusqlite::types::Value> = vec![now_ms.into()];
-            args.extend(
-                slots
-                    .iter()
-                    .map(|(p, _)| rusqlite::types::Value::Text(p.clone())),
-            );
-            args.push(i64::from(other_slots).into());
-            let rows = others.query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?;
-            for row in rows {
-                ids.push(row?);
-            }
+        }
+        let named = vec!["?"; slots.len()].join(",");
+        let mut others = conn.prepare(&format!(
+            "{pick} WHERE due_at <= ? AND plugin NOT IN ({named}) AND id NOT IN ({busy})
+             ORDER BY due_at, id LIMIT ?"
+        ))?;
+        let mut args: Vec<rusqlite::types::Value> = vec![now_ms.into()];
+        args.extend(
+            slots
+                .iter()
+                .map(|(p, _)| rusqlite::types::Value::Text(p.clone())),
+        );
+        args.extend(busy_args());
+        args.push(i64::from(other_slots).into());
+        let found = others.query_map(params_from_iter(args), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        for row in found {
+            rows.push(row?);
         }
         // Oldest first, within the overall limit.
-        ids.sort();
-        ids.truncate(limit);
-        let mut claimed: Vec<(i64, i64, String, u32)> = Vec::with_capacity(ids.len());
-        {
-            let mut claim = tx.prepare_cached(
-                "UPDATE deliveries SET state = 'claimed', attempts = attempts + 1 WHERE id = ?1
-                 RETURNING id, event_seq, plugin, attempts",
-            )?;
-            for (_, id) in &ids {
-                claimed.push(claim.query_row(params![id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })?);
-            }
+        rows.sort();
+        rows.truncate(limit);
+        let mut event =
+            conn.prepare_cached("SELECT body, received_at FROM events WHERE seq = ?1")?;
+        let mut due = Vec::with_capacity(rows.len());
+        for (_, id, seq, plugin, attempt) in rows {
+            let (body, received_at_ms): (String, i64) =
+                event.query_row(params![seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            due.push(DueDelivery {
+                id,
+                event: restore(&body)?,
+                plugin,
+                attempt,
+                received_at_ms,
+            });
         }
-        let mut due = Vec::with_capacity(claimed.len());
-        {
-            let mut event =
-                tx.prepare_cached("SELECT body, received_at FROM events WHERE seq = ?1")?;
-            for (id, seq, plugin, attempt) in claimed {
-                let (body, received_at_ms): (String, i64) =
-                    event.query_row(params![seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                due.push(DueDelivery {
-                    id,
-                    event: restore(&body)?,
-                    plugin,
-                    attempt,
-                    received_at_ms,
-                });
-            }
-        }
-        tx.commit()?;
-        due.sort_by_key(|d| d.id);
         Ok(due)
     }
 
     fn next_due_ms(&self) -> Result<Option<i64>, JournalError> {
-        Ok(self.conn().query_row(
-            "SELECT MIN(due_at) FROM deliveries WHERE state = 'pending'",
-            [],
-            |r| r.get(0),
-        )?)
+        let reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(reader.query_row("SELECT MIN(due_at) FROM deliveries", [], |r| r.get(0))?)
     }
 
     fn complete(&self, id: i64) -> Result<(), JournalError> {
-        self.write(Write::Complete(id))
+        self.committed(|done| Write::Complete(id, done))
     }
 
     fn retry_at(&self, id: i64, due_ms: i64, error: &str) -> Result<(), JournalError> {
-        self.write(Write::RetryAt(id, due_ms, error.to_string()))
+        self.committed(|done| Write::RetryAt(id, due_ms, error.to_string(), done))
     }
 
     fn dead_letter(
@@ -521,25 +528,16 @@ impl Journal for SqliteJournal {
         reason: DeadLetterReason,
         error: &str,
         now_ms: i64,
+        attempts: u32,
     ) -> Result<(), JournalError> {
-        self.write(Write::DeadLetter(id, reason, error.to_string(), now_ms))
-    }
-
-    fn recover(&self) -> Result<u64, JournalError> {
-        // A claimed delivery whose attempt never recorded an outcome did not
-        // count: give the attempt back.
-        let n = self.conn().execute(
-            "UPDATE deliveries SET state = 'pending', attempts = attempts - 1 WHERE state = 'claimed'",
-            [],
-        )?;
-        Ok(n as u64)
+        self.committed(|done| {
+            Write::DeadLetter(id, reason, error.to_string(), now_ms, attempts, done)
+        })
     }
 
     fn pending(&self) -> Result<u64, JournalError> {
-        // Outcomes are queued: count after they are applied.
-        let (reply, done) = mpsc::channel();
-        self.write(Write::Flush(reply))?;
-        let _ = done.recv();
+        // Count after everything queued so far is committed.
+        self.committed(Write::Flush)?;
         Ok(self
             .conn()
             .query_row("SELECT COUNT(*) FROM deliveries", [], |r| {
@@ -586,8 +584,8 @@ impl Journal for SqliteJournal {
         let mut n = 0;
         for id in ids {
             n += tx.execute(
-                "INSERT INTO deliveries (event_seq, plugin, state, due_at)
-                 SELECT event_seq, plugin, 'pending', ?2 FROM dead_letters WHERE id = ?1",
+                "INSERT INTO deliveries (event_seq, plugin, due_at)
+                 SELECT event_seq, plugin, ?2 FROM dead_letters WHERE id = ?1",
                 params![id, now_ms],
             )? as u64;
             tx.execute(
