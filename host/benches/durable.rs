@@ -147,7 +147,7 @@ fn main() {
         .expect("tokio");
     let scale = if quick { 1 } else { 4 };
     println!(
-        "gridlet serve (own process) ← {SENDERS} concurrent senders; plugin: trivial Rust (ok at once)\n"
+        "gridlet serve (own process) ← {SENDERS} concurrent senders; plugin: trivial Rust (ok at once), max_concurrency 32\n"
     );
     println!(
         "| batch | fsync | events | acknowledged events/s | delivered events/s (end to end) | request p50 ms | request p99 ms |"

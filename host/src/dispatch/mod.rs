@@ -208,6 +208,7 @@ impl Dispatcher {
     /// The loop: claim what is due and what fits, run it, sleep until the
     /// next due time or a wake-up (a new batch, a finished delivery).
     async fn run(self: Arc<Self>) {
+        let mut last_sweep = std::time::Instant::now() - Duration::from_secs(2);
         loop {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
@@ -241,10 +242,18 @@ impl Dispatcher {
                 )
             };
             let journal = self.journal.clone();
-            // Plugins that are not loaded get slots too: their deliveries are
-            // dead-lettered straight away.
-            let claimed =
-                blocking(move || journal.claim_due(now_ms(), free, &slots, 16, &in_flight)).await;
+            // Deliveries of plugins that are not loaded (removed): looked for
+            // once a second, as finding them scans every due delivery.
+            let other_slots = if last_sweep.elapsed() >= Duration::from_secs(1) {
+                last_sweep = std::time::Instant::now();
+                16
+            } else {
+                0
+            };
+            let claimed = blocking(move || {
+                journal.claim_due(now_ms(), free, &slots, other_slots, &in_flight)
+            })
+            .await;
             match claimed {
                 Ok(due) if !due.is_empty() => {
                     for delivery in due {
@@ -263,7 +272,13 @@ impl Dispatcher {
                 Duration::from_millis((at - now_ms()).clamp(1, 1000) as u64)
             });
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => {
+                    // Let the other finishing deliveries land too, so the next
+                    // claim fills many slots at once instead of one per wake-up.
+                    if self.running_total() > 0 {
+                        tokio::time::sleep(Duration::from_micros(500)).await;
+                    }
+                }
                 _ = tokio::time::sleep(wait) => {}
             }
         }

@@ -470,24 +470,28 @@ impl Journal for SqliteJournal {
                 rows.push(row?);
             }
         }
-        let named = vec!["?"; slots.len()].join(",");
-        let mut others = conn.prepare(&format!(
-            "{pick} WHERE due_at <= ? AND plugin NOT IN ({named}) AND id NOT IN ({busy})
-             ORDER BY due_at, id LIMIT ?"
-        ))?;
-        let mut args: Vec<rusqlite::types::Value> = vec![now_ms.into()];
-        args.extend(
-            slots
-                .iter()
-                .map(|(p, _)| rusqlite::types::Value::Text(p.clone())),
-        );
-        args.extend(busy_args());
-        args.push(i64::from(other_slots).into());
-        let found = others.query_map(params_from_iter(args), |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?;
-        for row in found {
-            rows.push(row?);
+        // Plugins not named are rare (removed plugins) and finding them scans
+        // every due row: only when asked.
+        if other_slots > 0 {
+            let named = vec!["?"; slots.len()].join(",");
+            let mut others = conn.prepare(&format!(
+                "{pick} WHERE due_at <= ? AND plugin NOT IN ({named}) AND id NOT IN ({busy})
+                 ORDER BY due_at, id LIMIT ?"
+            ))?;
+            let mut args: Vec<rusqlite::types::Value> = vec![now_ms.into()];
+            args.extend(
+                slots
+                    .iter()
+                    .map(|(p, _)| rusqlite::types::Value::Text(p.clone())),
+            );
+            args.extend(busy_args());
+            args.push(i64::from(other_slots).into());
+            let found = others.query_map(params_from_iter(args), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
+            for row in found {
+                rows.push(row?);
+            }
         }
         // Oldest first, within the overall limit.
         rows.sort();
