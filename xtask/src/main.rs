@@ -188,11 +188,16 @@ fn demo(root: &Path, once: bool) -> Result<()> {
                 .args(["--to", &url, "--secret", secret]))
         };
         send(&["examples/events/eventgrid/demo.json"])?;
+        // The same two events again, as CloudEvents in binary mode: same
+        // source and id, so acknowledged and not delivered twice.
         send(&[
             "examples/events/cloudevents/batch.json",
             "--cloudevents",
             "--binary",
         ])?;
+        println!(
+            "(both were already delivered above: acknowledged as duplicates, not delivered again)"
+        );
         // Let the plugins finish before saying so.
         std::thread::sleep(std::time::Duration::from_millis(500));
         println!(
