@@ -180,20 +180,33 @@ fn unchosen(s: &Selection) -> Option<Response> {
     })
 }
 
+/// The ids a replay or purge acts on, or the refusal (unauthorized, no
+/// choice made, journal unavailable).
+async fn chosen_ids(
+    admin: &Admin,
+    headers: &HeaderMap,
+    s: &Selection,
+) -> Result<Vec<i64>, Box<Response>> {
+    if !admin.authorized(headers) {
+        return Err(Box::new(unauthorized()));
+    }
+    if let Some(refusal) = unchosen(s) {
+        return Err(Box::new(refusal));
+    }
+    match selected(admin, s).await {
+        Ok(letters) => Ok(letters.into_iter().map(|d| d.id).collect()),
+        Err(e) => Err(Box::new(failed(e))),
+    }
+}
+
 async fn replay(
     State(admin): State<Arc<Admin>>,
     headers: HeaderMap,
     Json(s): Json<Selection>,
 ) -> Response {
-    if !admin.authorized(&headers) {
-        return unauthorized();
-    }
-    if let Some(refusal) = unchosen(&s) {
-        return refusal;
-    }
-    let ids: Vec<i64> = match selected(&admin, &s).await {
-        Ok(letters) => letters.into_iter().map(|d| d.id).collect(),
-        Err(e) => return failed(e),
+    let ids = match chosen_ids(&admin, &headers, &s).await {
+        Ok(ids) => ids,
+        Err(refusal) => return *refusal,
     };
     match admin.dispatcher.replay(ids).await {
         Ok(n) => Json(json!({ "replayed": n })).into_response(),
@@ -206,15 +219,9 @@ async fn purge(
     headers: HeaderMap,
     Json(s): Json<Selection>,
 ) -> Response {
-    if !admin.authorized(&headers) {
-        return unauthorized();
-    }
-    if let Some(refusal) = unchosen(&s) {
-        return refusal;
-    }
-    let ids: Vec<i64> = match selected(&admin, &s).await {
-        Ok(letters) => letters.into_iter().map(|d| d.id).collect(),
-        Err(e) => return failed(e),
+    let ids = match chosen_ids(&admin, &headers, &s).await {
+        Ok(ids) => ids,
+        Err(refusal) => return *refusal,
     };
     let journal = admin.dispatcher.journal().clone();
     match tokio::task::spawn_blocking(move || journal.purge(&ids)).await {
