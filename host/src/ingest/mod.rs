@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use schema::Request;
 use std::sync::Arc;
 
-/// Where accepted events go: the next stage implements it.
+/// Where accepted events go: dispatch implements it, over the journal.
 #[async_trait::async_trait]
 pub trait Intake: Send + Sync + 'static {
     /// Take every event of a batch, or none. Returns how many deliveries
