@@ -1,6 +1,7 @@
 //! `wasi:keyvalue`: each plugin gets a namespace of its own (its name), with
-//! any number of buckets inside. The backend is a trait so that the journal
-//! can make state durable; [`MemoryKeyValue`] keeps it in process.
+//! any number of buckets inside. Backends sit behind [`KeyValue`]:
+//! [`JournalKeyValue`] keeps state in the journal (durable, for `serve`),
+//! [`MemoryKeyValue`] in process (for `gridlet run`).
 
 use super::bindings::wasi::keyvalue::{atomics, store};
 use super::state::PluginState;
