@@ -36,15 +36,7 @@ fn main() -> Result<()> {
         }
         "test" => {
             plugins(&root)?;
-            // Doc examples are not compiled tests here; leaving them out also
-            // keeps the last summary line that of a real test binary.
-            run(Command::new(cargo()).current_dir(&root).args([
-                "test",
-                "--workspace",
-                "--lib",
-                "--bins",
-                "--tests",
-            ]))
+            test(&root)
         }
         "lint" => lint(&root),
         "fmt" => fmt(&root, false),
@@ -70,6 +62,39 @@ fn run(command: &mut Command) -> Result<()> {
         .with_context(|| format!("cannot start {command:?}"))?;
     if !status.success() {
         bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Every test of the host (doc examples are not compiled tests here), then
+/// one closing line with the totals across all test binaries.
+fn test(root: &Path) -> Result<()> {
+    let mut child = Command::new(cargo())
+        .current_dir(root)
+        .args(["test", "--workspace", "--lib", "--bins", "--tests"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().context("cargo test has no stdout")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        // "test result: ok. 12 passed; 0 failed; 0 ignored; ..."
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(';') {
+                let words: Vec<&str> = part.split_whitespace().collect();
+                match words.as_slice() {
+                    [.., n, "passed"] => passed += n.parse::<u64>().unwrap_or(0),
+                    [n, "failed"] => failed += n.parse::<u64>().unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("\ntests: {passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("cargo test failed with {status}");
     }
     Ok(())
 }
