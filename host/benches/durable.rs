@@ -28,6 +28,7 @@ async fn start(dir: &Path, port: u16, fsync: bool) -> Child {
         .env("GRIDLET_SECRET", "bench")
         .env("GRIDLET_JOURNAL_FSYNC", fsync.to_string())
         .env("GRIDLET_QUEUE_CAPACITY", "10000000")
+        .env("GRIDLET_MAX_IN_FLIGHT", "256")
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -83,7 +84,7 @@ async fn run(size: usize, events: usize, fsync: bool) -> (f64, f64, f64, f64) {
     .expect("run `cargo xtask plugins` first");
     std::fs::write(
         dir.path().join("plugins/trivial.toml"),
-        "[limits]\nmax_concurrency = 32\n",
+        "[limits]\nmax_concurrency = 128\n",
     )
     .expect("manifest");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -147,7 +148,7 @@ fn main() {
         .expect("tokio");
     let scale = if quick { 1 } else { 4 };
     println!(
-        "gridlet serve (own process) ← {SENDERS} concurrent senders; plugin: trivial Rust (ok at once), max_concurrency 32\n"
+        "gridlet serve (own process) ← {SENDERS} concurrent senders; plugin: trivial Rust (ok at once), max_concurrency 128, max_in_flight 256\n"
     );
     println!(
         "| batch | fsync | events | acknowledged events/s | delivered events/s (end to end) | request p50 ms | request p99 ms |"
