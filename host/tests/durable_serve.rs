@@ -433,3 +433,79 @@ async fn a_trapping_plugin_is_retried_then_dead_lettered_with_the_trap() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn sigterm_finishes_running_deliveries_and_leaves_the_rest_pending() {
+    let sink = Recorder::start().await;
+    sink.answer_after(Duration::from_millis(300));
+    let dir = tempfile::tempdir().expect("tempdir");
+    install(
+        dir.path(),
+        "echo",
+        "echo",
+        format!(
+            "[limits]\nmax_concurrency = 1\n[grants]\nallowed_hosts = [\"{}\"]\n[grants.config]\nname = \"echo\"\nsink_url = \"{}\"\n",
+            sink.host(),
+            sink.url("/echo")
+        ),
+    );
+    let port = free_port();
+    let server = serve(dir.path(), port, &[("GRIDLET_SHUTDOWN_GRACE_MS", "10000")]).await;
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{port}/api/events?code=crash-secret"
+        ))
+        .body(batch(0, 0).to_string())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 200);
+    // One delivery is running (the sink is answering slowly)...
+    let started = Instant::now();
+    while sink.received().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no delivery started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // ...when the host is told to stop.
+    let pid = server.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = tokio::time::timeout(Duration::from_secs(20), server.wait_with_output())
+        .await
+        .expect("exits within the grace period")
+        .expect("exit status");
+    assert!(out.status.success(), "{:?}", out.status);
+    assert_eq!(
+        sink.received().len(),
+        1,
+        "no new delivery started while stopping"
+    );
+    let journal =
+        gridlet::journal::SqliteJournal::open(&dir.path().join("state"), true).expect("journal");
+    use gridlet::journal::Journal;
+    assert_eq!(
+        journal.pending().expect("pending"),
+        9,
+        "the running one finished; nine wait"
+    );
+    drop(journal);
+
+    // The next start delivers the rest.
+    sink.answer_after(Duration::ZERO);
+    let _server = serve(dir.path(), free_port(), &[]).await;
+    let started = Instant::now();
+    while delivered(&sink).len() < 10 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "only {} delivered",
+            delivered(&sink).len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
