@@ -170,6 +170,18 @@ async fn every_acknowledged_event_is_delivered_after_kill_9() {
     }
 }
 
+/// POST `examples/events/eventgrid/<file>` with the secret; the status.
+async fn post_sample(base: &str, file: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{base}/api/events?code=crash-secret"))
+        .body(std::fs::read(root().join("examples/events/eventgrid").join(file)).expect("sample"))
+        .send()
+        .await
+        .expect("post")
+        .status()
+        .as_u16()
+}
+
 fn delivered(sink: &Recorder) -> HashSet<String> {
     sink.received()
         .iter()
@@ -212,16 +224,7 @@ async fn dead_letters_through_the_admin_api_and_cli() {
     .await;
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let response = client
-        .post(format!("{base}/api/events?code=crash-secret"))
-        .body(
-            std::fs::read(root().join("examples/events/eventgrid/model-registered.json"))
-                .expect("sample"),
-        )
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), 200);
+    assert_eq!(post_sample(&base, "model-registered.json").await, 200);
 
     let list = |token: &'static str| {
         let client = client.clone();
@@ -385,16 +388,7 @@ async fn a_trapping_plugin_is_retried_then_dead_lettered_with_the_trap() {
     let _server = serve(dir.path(), port, &[("GRIDLET_ADMIN_TOKEN", "t")]).await;
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let r = client
-        .post(format!("{base}/api/events?code=crash-secret"))
-        .body(
-            std::fs::read(root().join("examples/events/eventgrid/run-completed.json"))
-                .expect("sample"),
-        )
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), 200);
+    assert_eq!(post_sample(&base, "run-completed.json").await, 200);
     let started = Instant::now();
     loop {
         let body: Value = serde_json::from_str(

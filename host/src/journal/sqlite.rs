@@ -174,14 +174,15 @@ impl SqliteJournal {
         Ok(keys)
     }
 
-    /// Apply `f` to a value inside one transaction (read-modify-write).
-    pub fn kv_update<T>(
+    /// Apply `f` to a value inside one transaction (read-modify-write). When
+    /// `f` refuses, nothing is written and its error comes back inside `Ok`.
+    pub fn kv_update<T, E>(
         &self,
         ns: &str,
         bucket: &str,
         key: &str,
-        f: impl FnOnce(Option<Vec<u8>>) -> Result<(Vec<u8>, T), JournalError>,
-    ) -> Result<T, JournalError> {
+        f: impl FnOnce(Option<Vec<u8>>) -> Result<(Vec<u8>, T), E>,
+    ) -> Result<Result<T, E>, JournalError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let old: Option<Vec<u8>> = tx
@@ -191,14 +192,17 @@ impl SqliteJournal {
                 |r| r.get(0),
             )
             .optional()?;
-        let (new, out) = f(old)?;
+        let (new, out) = match f(old) {
+            Ok(updated) => updated,
+            Err(refused) => return Ok(Err(refused)),
+        };
         tx.execute(
             "INSERT INTO kv (namespace, bucket, key, value) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (namespace, bucket, key) DO UPDATE SET value = excluded.value",
             params![ns, bucket, key, new],
         )?;
         tx.commit()?;
-        Ok(out)
+        Ok(Ok(out))
     }
 }
 

@@ -174,25 +174,16 @@ impl KeyValue for JournalKeyValue {
         key: &str,
         delta: u64,
     ) -> Result<u64, KvError> {
-        let mut counter_error = None;
-        let result = self.0.kv_update(namespace, bucket, key, |old| {
-            let value = match old {
-                None => 0,
-                Some(bytes) => match decode_counter(key, &bytes) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        counter_error = Some(e);
-                        return Err(crate::journal::JournalError("not a counter".into()));
-                    }
-                },
-            }
-            .wrapping_add(delta);
-            Ok((value.to_le_bytes().to_vec(), value))
-        });
-        match (result, counter_error) {
-            (_, Some(e)) => Err(e),
-            (r, None) => r.map_err(backend),
-        }
+        self.0
+            .kv_update(namespace, bucket, key, |old| {
+                let value = match old {
+                    Some(bytes) => decode_counter(key, &bytes)?,
+                    None => 0,
+                }
+                .wrapping_add(delta);
+                Ok((value.to_le_bytes().to_vec(), value))
+            })
+            .map_err(backend)?
     }
 }
 
