@@ -22,6 +22,9 @@ enum Command {
     Send(cli::send::SendArgs),
     /// List, show, replay or purge dead letters (through the admin API).
     DeadLetters(cli::dead_letters::DeadLetterArgs),
+    /// List the plugins with their state, version and counters (through the
+    /// admin API).
+    Plugins(cli::plugins::PluginsArgs),
     /// Run a plugin on the events in a file and show what it did.
     Run(cli::run::RunArgs),
     /// A local HTTP endpoint that prints every request it receives: a
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => cli::serve::serve(*args).await,
             Command::Send(args) => cli::send::send(args).await,
             Command::DeadLetters(args) => cli::dead_letters::dead_letters(args).await,
+            Command::Plugins(args) => cli::plugins::plugins(args).await,
             Command::Run(args) => cli::run::run(args).await,
             Command::Sink(args) => cli::sink::sink(args).await,
         }

@@ -6,6 +6,7 @@
 mod common;
 
 use common::{Received, Recorder, plugin_path, root};
+use gridlet::dispatch::Targets;
 use gridlet::ingest::{Auth, SecretAuth};
 use gridlet::serve::{self, ServeSettings, Server};
 use reqwest::header::HeaderMap;
@@ -88,7 +89,7 @@ impl Host {
         settings.ingest.allowed_topics = vec![WORKSPACE.to_lowercase()];
         configure(&mut settings);
         let server = serve::start(settings).await.expect("server starts");
-        assert_eq!(server.plugins.0.len(), 4, "every plugin loads");
+        assert_eq!(server.plugins.current().len(), 4, "every plugin loads");
         Host {
             server,
             sink,

@@ -102,6 +102,19 @@ async fn configuration_layers_flag_over_env_over_file_over_default() {
     assert_eq!(defaults.ingest.body_limit, 4 * 1024 * 1024);
     assert_eq!(defaults.ingest.allowed_origins, vec!["eventgrid.azure.net"]);
     assert!(defaults.ingest.auth.is_off());
+    let watch = defaults.watch.expect("plugins are watched by default");
+    assert_eq!(watch.debounce, Duration::from_millis(20));
+    let tuned = ConfigFile {
+        reload_debounce_ms: Some(250),
+        ..ConfigFile::default()
+    };
+    let tuned = tuned.resolve().await.expect("resolves").watch.expect("watched");
+    assert_eq!(tuned.debounce, Duration::from_millis(250));
+    let off = ConfigFile {
+        watch_plugins: Some(false),
+        ..ConfigFile::default()
+    };
+    assert!(off.resolve().await.expect("resolves").watch.is_none());
 
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("gridlet.toml");
@@ -138,7 +151,7 @@ async fn configuration_layers_flag_over_env_over_file_over_default() {
     let error = ConfigFile::load(&path)
         .expect_err("unknown key")
         .to_string();
-    assert!(error.ends_with("gridlet.toml: line 2: unknown field `listne`, expected one of `listen`, `webhook_path`, `plugins_dir`, `state_dir`, `secret`, `secondary_secret`, `secret_query_param`, `secret_header`, `allowed_topics`, `body_limit_bytes`, `allowed_origins`, `allowed_rate`, `queue_capacity`, `max_in_flight`, `journal_fsync`, `retry_delays_ms`, `shutdown_grace_ms`, `admin_token`, `entra`"), "{error}");
+    assert!(error.ends_with("gridlet.toml: line 2: unknown field `listne`, expected one of `listen`, `webhook_path`, `plugins_dir`, `state_dir`, `secret`, `secondary_secret`, `secret_query_param`, `secret_header`, `allowed_topics`, `body_limit_bytes`, `allowed_origins`, `allowed_rate`, `queue_capacity`, `max_in_flight`, `journal_fsync`, `retry_delays_ms`, `shutdown_grace_ms`, `admin_token`, `watch_plugins`, `reload_debounce_ms`, `entra`"), "{error}");
     let bad = ConfigFile {
         listen: Some("port 80".into()),
         ..ConfigFile::default()
@@ -355,7 +368,7 @@ async fn serve_says_loudly_when_auth_is_off() {
         log.contains("gridlet listening on http://127.0.0.1:"),
         "{log}"
     );
-    assert!(log.contains("no plugins in plugins"), "{log}");
+    assert!(log.contains("no plugins serving from plugins"), "{log}");
     assert!(
         dir.path().join("state").is_dir(),
         "the default state folder is created"

@@ -22,7 +22,10 @@ const RUST_PLUGINS: &[(&str, &str, &str)] = &[
 ];
 const RUST_FIXTURES: &[(&str, &str, &str)] = &[
     ("host/tests/guests", "echo", "echo"),
+    ("host/tests/guests", "echo_v2", "echo-v2"),
     ("host/tests/guests", "hostile", "hostile"),
+    ("host/tests/guests", "command", "command"),
+    ("host/tests/guests", "missing_import", "missing-import"),
 ];
 
 fn main() -> Result<()> {

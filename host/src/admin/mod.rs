@@ -1,37 +1,42 @@
-//! The admin API: dead letters (list, show, replay, purge) under `/admin`,
-//! behind a bearer token of its own. Without a configured token the API is
-//! not mounted at all.
+//! The admin API under `/admin`, behind a bearer token of its own: plugins
+//! and their status, dead letters (list, show, replay, purge). Without a
+//! configured token the API is not mounted at all.
+
+pub mod dead_letters;
+pub mod plugins;
 
 use crate::dispatch::Dispatcher;
 use crate::ingest::Problem;
-use crate::journal::{DeadLetter, JournalError};
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use crate::plugin::Registry;
+use axum::Router;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
+/// What every admin handler reaches.
 struct Admin {
     token_digest: [u8; 32],
     dispatcher: Arc<Dispatcher>,
+    plugins: Arc<Registry>,
 }
 
 /// The admin routes, for `token`.
-pub fn router(token: &str, dispatcher: Arc<Dispatcher>) -> Router {
+pub fn router(token: &str, dispatcher: Arc<Dispatcher>, plugins: Arc<Registry>) -> Router {
     let state = Arc::new(Admin {
         token_digest: Sha256::digest(token.as_bytes()).into(),
         dispatcher,
+        plugins,
     });
     Router::new()
-        .route("/admin/dead-letters", get(list))
-        .route("/admin/dead-letters/{id}", get(show))
-        .route("/admin/dead-letters/replay", post(replay))
-        .route("/admin/dead-letters/purge", post(purge))
+        .route("/admin/plugins", get(plugins::list))
+        .route("/admin/plugins/{name}", get(plugins::show))
+        .route("/admin/dead-letters", get(dead_letters::list))
+        .route("/admin/dead-letters/{id}", get(dead_letters::show))
+        .route("/admin/dead-letters/replay", post(dead_letters::replay))
+        .route("/admin/dead-letters/purge", post(dead_letters::purge))
         .with_state(state)
 }
 
@@ -47,188 +52,9 @@ impl Admin {
     }
 }
 
-/// Which dead letters: by plugin and dead-lettered time (ms since the epoch).
-#[derive(Debug, Default, Deserialize)]
-pub struct Selection {
-    /// Only this plugin's.
-    pub plugin: Option<String>,
-    /// Dead-lettered at or after.
-    pub since: Option<i64>,
-    /// Dead-lettered before.
-    pub until: Option<i64>,
-    /// These ids (replay and purge).
-    #[serde(default)]
-    pub ids: Vec<i64>,
-    /// Every dead letter the other fields select (replay and purge).
-    #[serde(default)]
-    pub all: bool,
-}
-
-/// A dead letter as the API shows it, with Event Grid's field names.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeadLetterView {
-    id: i64,
-    event_id: String,
-    topic: String,
-    event_type: String,
-    plugin: String,
-    dead_letter_reason: String,
-    delivery_attempts: u32,
-    last_error: String,
-    publish_time: String,
-    dead_lettered_time: String,
-    replayed_time: Option<String>,
-}
-
-impl From<DeadLetter> for DeadLetterView {
-    fn from(d: DeadLetter) -> Self {
-        Self {
-            id: d.id,
-            event_id: d.event_id,
-            topic: d.topic,
-            event_type: d.event_type,
-            plugin: d.plugin,
-            dead_letter_reason: d.reason,
-            delivery_attempts: d.delivery_attempts,
-            last_error: d.last_error,
-            publish_time: rfc3339(d.publish_time_ms),
-            dead_lettered_time: rfc3339(d.dead_lettered_ms),
-            replayed_time: d.replayed_ms.map(rfc3339),
-        }
-    }
-}
-
-async fn selected(admin: &Admin, s: &Selection) -> Result<Vec<DeadLetter>, JournalError> {
-    let journal = admin.dispatcher.journal().clone();
-    let plugin = s.plugin.clone();
-    let all = tokio::task::spawn_blocking(move || journal.dead_letters(plugin.as_deref()))
-        .await
-        .map_err(|e| JournalError(e.to_string()))??;
-    Ok(all
-        .into_iter()
-        .filter(|d| s.since.is_none_or(|t| d.dead_lettered_ms >= t))
-        .filter(|d| s.until.is_none_or(|t| d.dead_lettered_ms < t))
-        .filter(|d| s.all || s.ids.is_empty() || s.ids.contains(&d.id))
-        .collect())
-}
-
+/// 401 with a problem body.
 fn unauthorized() -> Response {
     Problem::unauthorized().into_response()
-}
-
-fn failed(e: JournalError) -> Response {
-    Problem::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "journal",
-        "The journal cannot answer now",
-        e.to_string(),
-    )
-    .into_response()
-}
-
-async fn list(
-    State(admin): State<Arc<Admin>>,
-    headers: HeaderMap,
-    Query(s): Query<Selection>,
-) -> Response {
-    if !admin.authorized(&headers) {
-        return unauthorized();
-    }
-    match selected(&admin, &Selection { all: true, ..s }).await {
-        Ok(letters) => {
-            let views: Vec<DeadLetterView> = letters.into_iter().map(Into::into).collect();
-            Json(json!({ "deadLetters": views })).into_response()
-        }
-        Err(e) => failed(e),
-    }
-}
-
-async fn show(
-    State(admin): State<Arc<Admin>>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Response {
-    if !admin.authorized(&headers) {
-        return unauthorized();
-    }
-    let journal = admin.dispatcher.journal().clone();
-    match tokio::task::spawn_blocking(move || journal.dead_letter_event(id)).await {
-        Ok(Ok(Some((letter, event)))) => {
-            let mut view =
-                serde_json::to_value(DeadLetterView::from(letter)).unwrap_or(Value::Null);
-            view["event"] = event;
-            Json(view).into_response()
-        }
-        Ok(Ok(None)) => Problem::new(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            "No such dead letter",
-            format!("no dead letter {id}"),
-        )
-        .into_response(),
-        Ok(Err(e)) => failed(e),
-        Err(e) => failed(JournalError(e.to_string())),
-    }
-}
-
-/// Replay or purge need an explicit choice: ids, or `all` (narrowed by
-/// plugin and time). The refusal when there is none.
-fn unchosen(s: &Selection) -> Option<Response> {
-    (s.ids.is_empty() && !s.all).then(|| {
-        Problem::bad_request("empty-selection", "give `ids` or `all: true`").into_response()
-    })
-}
-
-/// The ids a replay or purge acts on, or the refusal (unauthorized, no
-/// choice made, journal unavailable).
-async fn chosen_ids(
-    admin: &Admin,
-    headers: &HeaderMap,
-    s: &Selection,
-) -> Result<Vec<i64>, Box<Response>> {
-    if !admin.authorized(headers) {
-        return Err(Box::new(unauthorized()));
-    }
-    if let Some(refusal) = unchosen(s) {
-        return Err(Box::new(refusal));
-    }
-    match selected(admin, s).await {
-        Ok(letters) => Ok(letters.into_iter().map(|d| d.id).collect()),
-        Err(e) => Err(Box::new(failed(e))),
-    }
-}
-
-async fn replay(
-    State(admin): State<Arc<Admin>>,
-    headers: HeaderMap,
-    Json(s): Json<Selection>,
-) -> Response {
-    let ids = match chosen_ids(&admin, &headers, &s).await {
-        Ok(ids) => ids,
-        Err(refusal) => return *refusal,
-    };
-    match admin.dispatcher.replay(ids).await {
-        Ok(n) => Json(json!({ "replayed": n })).into_response(),
-        Err(e) => failed(e),
-    }
-}
-
-async fn purge(
-    State(admin): State<Arc<Admin>>,
-    headers: HeaderMap,
-    Json(s): Json<Selection>,
-) -> Response {
-    let ids = match chosen_ids(&admin, &headers, &s).await {
-        Ok(ids) => ids,
-        Err(refusal) => return *refusal,
-    };
-    let journal = admin.dispatcher.journal().clone();
-    match tokio::task::spawn_blocking(move || journal.purge(&ids)).await {
-        Ok(Ok(n)) => Json(json!({ "purged": n })).into_response(),
-        Ok(Err(e)) => failed(e),
-        Err(e) => failed(JournalError(e.to_string())),
-    }
 }
 
 /// Milliseconds since the epoch as RFC 3339 UTC (`2026-11-28T02:20:31.555Z`).

@@ -1,6 +1,7 @@
 //! `gridlet dead-letters list|show|replay|purge`: the admin API from the
 //! command line.
 
+use super::admin_api::AdminApi;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -11,22 +12,8 @@ use std::process::ExitCode;
 pub struct DeadLetterArgs {
     #[command(subcommand)]
     action: Action,
-    /// The gridlet host.
-    #[arg(
-        long,
-        global = true,
-        env = "GRIDLET_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    url: String,
-    /// The admin API token.
-    #[arg(
-        long,
-        global = true,
-        env = "GRIDLET_ADMIN_TOKEN",
-        hide_env_values = true
-    )]
-    token: Option<String>,
+    #[command(flatten)]
+    api: AdminApi,
 }
 
 #[derive(Subcommand, Debug)]
@@ -68,10 +55,7 @@ struct Choice {
 /// Run the action.
 pub async fn dead_letters(args: DeadLetterArgs) -> anyhow::Result<ExitCode> {
     super::init_logging("warn");
-    let token = args
-        .token
-        .context("the admin API needs a token: --token or GRIDLET_ADMIN_TOKEN")?;
-    let base = format!("{}/admin/dead-letters", args.url.trim_end_matches('/'));
+    let base = args.api.url("/admin/dead-letters");
     let client = reqwest::Client::new();
     let request = match &args.action {
         Action::List(filter) => client.get(&base).query(&query(filter)?),
@@ -83,24 +67,7 @@ pub async fn dead_letters(args: DeadLetterArgs) -> anyhow::Result<ExitCode> {
             .post(format!("{base}/purge"))
             .body(body(choice)?.to_string()),
     };
-    let response = request
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {}", args.url))?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if !status.is_success() {
-        bail!(
-            "{status}: {}",
-            value
-                .get("detail")
-                .and_then(Value::as_str)
-                .unwrap_or(&value.to_string())
-        );
-    }
+    let value = args.api.call(request).await?;
     match &args.action {
         Action::List(_) => print_list(&value),
         _ => println!("{}", serde_json::to_string_pretty(&value)?),

@@ -1,7 +1,9 @@
 //! Subcommands: each turns its arguments into calls on the library and
 //! prints for people.
 
+pub mod admin_api;
 pub mod dead_letters;
+pub mod plugins;
 pub mod run;
 pub mod send;
 pub mod serve;

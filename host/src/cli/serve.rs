@@ -67,6 +67,12 @@ pub struct ServeArgs {
     /// Bearer token for the admin API (off without one).
     #[arg(long, env = "GRIDLET_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Reload plugins when their files change [default: true].
+    #[arg(long, env = "GRIDLET_WATCH_PLUGINS")]
+    watch_plugins: Option<bool>,
+    /// Quiet time before a changed plugin is reloaded, in ms [default: 20].
+    #[arg(long, env = "GRIDLET_RELOAD_DEBOUNCE_MS")]
+    reload_debounce_ms: Option<u64>,
     /// Entra ID: expected token issuer.
     #[arg(long, env = "GRIDLET_ENTRA_ISSUER")]
     entra_issuer: Option<String>,
@@ -124,6 +130,8 @@ impl ServeArgs {
             retry_delays_ms: self.retry_delays_ms,
             shutdown_grace_ms: self.shutdown_grace_ms,
             admin_token: self.admin_token,
+            watch_plugins: self.watch_plugins,
+            reload_debounce_ms: self.reload_debounce_ms,
             entra: (entra != EntraConfig::default()).then_some(entra),
         }
     }

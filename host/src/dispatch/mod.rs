@@ -117,12 +117,27 @@ impl Stats {
     }
 }
 
+/// One plugin's deliveries since start, after Event Grid's
+/// DeliverySuccessCount, DeliveryAttemptFailCount and DeadLetteredCount.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginCounters {
+    /// Deliveries handled.
+    pub delivered: u64,
+    /// Attempts that failed and were scheduled again.
+    pub retried: u64,
+    /// Deliveries dead-lettered.
+    pub dead_lettered: u64,
+    /// The last failed attempt's error and when (ms since the epoch).
+    pub last_error: Option<(String, i64)>,
+}
+
 /// The durable dispatcher.
 pub struct Dispatcher {
     targets: Arc<dyn Targets>,
     journal: Arc<dyn Journal>,
     settings: DispatchSettings,
     stats: Stats,
+    per_plugin: Mutex<HashMap<String, PluginCounters>>,
     /// Deliveries in the journal not yet done (kept in memory for backpressure).
     outstanding: AtomicU64,
     /// Running deliveries per plugin.
@@ -151,6 +166,7 @@ impl Dispatcher {
             journal,
             settings,
             stats: Stats::default(),
+            per_plugin: Mutex::default(),
             outstanding: AtomicU64::new(outstanding),
             running: Mutex::new(Running::default()),
             wake: Notify::new(),
@@ -163,6 +179,15 @@ impl Dispatcher {
     /// Counters since start.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// One plugin's counters since start.
+    pub fn plugin_counters(&self, plugin: &str) -> PluginCounters {
+        self.counters().get(plugin).cloned().unwrap_or_default()
+    }
+
+    fn counters(&self) -> std::sync::MutexGuard<'_, HashMap<String, PluginCounters>> {
+        self.per_plugin.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The journal.
@@ -213,20 +238,15 @@ impl Dispatcher {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            let targets: HashMap<String, Arc<dyn Target>> = self
-                .targets
-                .current()
-                .into_iter()
-                .map(|t| (t.name().to_string(), t))
-                .collect();
+            let targets = self.targets.current();
             let (free, slots, in_flight) = {
                 let running = self.running();
                 let slots: Vec<(String, u32)> = targets
                     .iter()
-                    .map(|(name, t)| {
-                        let busy = running.per_plugin.get(name).copied().unwrap_or(0);
+                    .map(|t| {
+                        let busy = running.per_plugin.get(t.name()).copied().unwrap_or(0);
                         (
-                            name.clone(),
+                            t.name().to_string(),
                             t.policy().max_concurrency.saturating_sub(busy),
                         )
                     })
@@ -256,9 +276,15 @@ impl Dispatcher {
             .await;
             match claimed {
                 Ok(due) if !due.is_empty() => {
+                    // Each delivery goes to the version serving now, after the
+                    // claim: one swapped in while claiming already gets it.
+                    let serving = self.targets.current();
                     for delivery in due {
                         self.running().start(&delivery);
-                        let target = targets.get(&delivery.plugin).cloned();
+                        let target = serving
+                            .iter()
+                            .find(|t| t.name() == delivery.plugin)
+                            .cloned();
                         tokio::spawn(self.clone().attempt(delivery, target));
                     }
                     continue;
@@ -266,6 +292,9 @@ impl Dispatcher {
                 Ok(_) => {}
                 Err(e) => tracing::error!("cannot read due deliveries: {e}"),
             }
+            // Hold no plugin version while idle: a replaced one is freed as
+            // soon as its last delivery ends.
+            drop(targets);
             let journal = self.journal.clone();
             let next = blocking(move || journal.next_due_ms()).await.ok().flatten();
             let wait = next.map_or(Duration::from_secs(1), |at| {
@@ -316,6 +345,7 @@ impl Dispatcher {
                 }
             }
         };
+        self.count(&d.plugin, &record);
         let journal = self.journal.clone();
         let id = d.id;
         let result = match &record {
@@ -359,6 +389,22 @@ impl Dispatcher {
         // Only now, with the outcome committed, may it be claimed again.
         self.running().finish(&d);
         self.wake.notify_one();
+    }
+
+    fn count(&self, plugin: &str, record: &Record) {
+        let mut counters = self.counters();
+        let c = counters.entry(plugin.to_string()).or_default();
+        match record {
+            Record::Done => c.delivered += 1,
+            Record::Retry(why) => {
+                c.retried += 1;
+                c.last_error = Some((why.clone(), now_ms()));
+            }
+            Record::Dead(_, why) => {
+                c.dead_lettered += 1;
+                c.last_error = Some((why.clone(), now_ms()));
+            }
+        }
     }
 
     /// The wait before the attempt after `attempt`, with ±10 % jitter.

@@ -1,11 +1,18 @@
 //! Plugins on disk: `<name>.wasm` with an optional `<name>.toml` manifest,
-//! loaded into the runtime as a [`LoadedPlugin`].
+//! loaded into the runtime as a [`LoadedPlugin`], kept current by the
+//! [`Registry`] (atomic swaps, compile cache, status) and the [`Watcher`].
 
+pub mod cache;
 pub mod manifest;
+pub mod registry;
 pub mod target;
+pub mod watcher;
 
+pub use cache::CompileCache;
 pub use manifest::{Manifest, ManifestError, RetryPolicy};
-pub use target::{PluginSet, PluginTarget};
+pub use registry::{Change, PluginStatus, Registry};
+pub use target::PluginTarget;
+pub use watcher::{WatchSettings, Watcher};
 
 use crate::filter::Filter;
 use crate::runtime::{LoadError, PluginVersion, Runtime};
@@ -123,29 +130,4 @@ pub fn load(
         source: wasm.to_path_buf(),
         manifest: manifest_path,
     })
-}
-
-/// Load every `<name>.wasm` in `dir` with its sidecar manifest, in name
-/// order. A plugin that fails to load is returned as an error and skipped:
-/// one team's broken plugin does not keep the others from serving.
-pub fn load_folder(
-    runtime: &Runtime,
-    dir: &Path,
-) -> std::io::Result<(Vec<LoadedPlugin>, Vec<PluginError>)> {
-    let mut wasm: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
-        .collect();
-    wasm.sort();
-    let mut loaded = Vec::new();
-    let mut failed = Vec::new();
-    for path in wasm {
-        let result = read_manifest(&path, None)
-            .and_then(|(manifest, manifest_path)| load(runtime, &path, manifest, manifest_path));
-        match result {
-            Ok(plugin) => loaded.push(plugin),
-            Err(e) => failed.push(e),
-        }
-    }
-    Ok((loaded, failed))
 }

@@ -2,7 +2,7 @@
 //! the runtime delivers, and the outcome becomes dispatch's verdict.
 
 use super::LoadedPlugin;
-use crate::dispatch::{Policy, Target, Targets, Verdict};
+use crate::dispatch::{Policy, Target, Verdict};
 use crate::event::Event;
 use crate::runtime::{Outcome, Runtime};
 use std::sync::Arc;
@@ -54,17 +54,5 @@ impl Target for PluginTarget {
             Outcome::Reject(why) => Verdict::DeadLetter(why),
             other => Verdict::Retry(other.to_string()),
         }
-    }
-}
-
-/// A fixed set of plugins, loaded at start.
-pub struct PluginSet(pub Vec<Arc<PluginTarget>>);
-
-impl Targets for PluginSet {
-    fn current(&self) -> Vec<Arc<dyn Target>> {
-        self.0
-            .iter()
-            .map(|t| t.clone() as Arc<dyn Target>)
-            .collect()
     }
 }

@@ -34,7 +34,7 @@ use bindings::{HandlerError, PluginPre};
 use outcome::DeadlineExceeded;
 use state::PluginState;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -116,6 +116,24 @@ pub struct PluginVersion {
     limits: Limits,
     grants: Arc<Grants>,
     permits: Arc<Semaphore>,
+    _alive: Alive,
+}
+
+/// Counts a version while it exists, so the runtime can tell how many
+/// versions (serving, or draining after a swap) hold compiled code.
+struct Alive(Arc<AtomicUsize>);
+
+impl Alive {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl PluginVersion {
@@ -157,6 +175,7 @@ pub struct Runtime {
     linker: Linker<PluginState>,
     kv: Arc<dyn KeyValue>,
     settings: RuntimeSettings,
+    versions: Arc<AtomicUsize>,
     _ticker: EpochTicker,
 }
 
@@ -182,8 +201,15 @@ impl Runtime {
             linker,
             kv,
             settings,
+            versions: Arc::default(),
             _ticker: ticker,
         })
+    }
+
+    /// Plugin versions alive: serving, or still finishing deliveries after
+    /// being replaced. A replaced version is freed with its last delivery.
+    pub fn versions_alive(&self) -> usize {
+        self.versions.load(Ordering::SeqCst)
     }
 
     /// The engine, for compiling and (de)serialising components.
@@ -236,6 +262,7 @@ impl Runtime {
             limits,
             grants: Arc::new(grants),
             permits: Arc::new(Semaphore::new(limits.max_concurrency.max(1) as usize)),
+            _alive: Alive::new(&self.versions),
         })
     }
 

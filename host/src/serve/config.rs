@@ -51,6 +51,10 @@ pub struct ConfigFile {
     pub shutdown_grace_ms: Option<u64>,
     /// Bearer token for the admin API under `/admin` (default: none, API off).
     pub admin_token: Option<String>,
+    /// Reload plugins when their files change (default true).
+    pub watch_plugins: Option<bool>,
+    /// Quiet time after a plugin's files change before it is reloaded, in ms (default 20).
+    pub reload_debounce_ms: Option<u64>,
     /// Microsoft Entra ID bearer-token validation.
     pub entra: Option<EntraConfig>,
 }
@@ -117,6 +121,8 @@ impl ConfigFile {
             retry_delays_ms: over.retry_delays_ms.or(self.retry_delays_ms),
             shutdown_grace_ms: over.shutdown_grace_ms.or(self.shutdown_grace_ms),
             admin_token: over.admin_token.or(self.admin_token),
+            watch_plugins: over.watch_plugins.or(self.watch_plugins),
+            reload_debounce_ms: over.reload_debounce_ms.or(self.reload_debounce_ms),
             entra,
         }
     }
@@ -169,6 +175,11 @@ impl ConfigFile {
         s.admin_token = self.admin_token.filter(|t| !t.is_empty());
         if let Some(ms) = self.shutdown_grace_ms {
             s.dispatch.shutdown_grace = Duration::from_millis(ms);
+        }
+        if self.watch_plugins == Some(false) {
+            s.watch = None;
+        } else if let (Some(ms), Some(watch)) = (self.reload_debounce_ms, s.watch.as_mut()) {
+            watch.debounce = Duration::from_millis(ms);
         }
         let secrets: Vec<String> = [self.secret, self.secondary_secret]
             .into_iter()

@@ -7,7 +7,7 @@ pub mod config;
 use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::ingest::{self, IngestSettings};
 use crate::journal::SqliteJournal;
-use crate::plugin::{self, PluginSet, PluginTarget};
+use crate::plugin::{Change, Registry, WatchSettings, Watcher};
 use crate::runtime::{JournalKeyValue, Runtime, RuntimeSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +35,8 @@ pub struct ServeSettings {
     pub runtime: RuntimeSettings,
     /// The admin API's bearer token; without one the admin API is off.
     pub admin_token: Option<String>,
+    /// Reload plugins when their files change; `None` loads them once.
+    pub watch: Option<WatchSettings>,
 }
 
 impl Default for ServeSettings {
@@ -48,6 +50,7 @@ impl Default for ServeSettings {
             dispatch: DispatchSettings::default(),
             runtime: RuntimeSettings::default(),
             admin_token: None,
+            watch: Some(WatchSettings::default()),
         }
     }
 }
@@ -58,9 +61,10 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The delivery queue, for its counters.
     pub dispatcher: Arc<Dispatcher>,
-    /// The plugins that loaded.
-    pub plugins: Arc<PluginSet>,
+    /// The plugins and their status.
+    pub plugins: Arc<Registry>,
     stop: Option<oneshot::Sender<()>>,
+    _watcher: Option<Watcher>,
     task: JoinHandle<std::io::Result<()>>,
 }
 
@@ -91,14 +95,11 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
         settings.runtime.clone(),
         Arc::new(JournalKeyValue(journal.clone())),
     )?);
-    // A missing plugins folder is an empty one: the host still starts (and says so).
-    let (loaded, failed) = if settings.plugins_dir.exists() {
-        plugin::load_folder(&runtime, &settings.plugins_dir)
-            .map_err(|e| anyhow::anyhow!("plugins_dir {}: {e}", settings.plugins_dir.display()))?
-    } else {
-        (Vec::new(), Vec::new())
-    };
-
+    let plugins = Arc::new(Registry::new(
+        runtime,
+        settings.plugins_dir.clone(),
+        settings.state_dir.join("compiled"),
+    ));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
@@ -107,22 +108,45 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
         "gridlet listening on http://{addr}{} (health: /healthz)",
         settings.ingest.webhook_path
     );
-    for p in &loaded {
-        tracing::info!(
-            plugin = p.version.name(),
-            filter = %p.filter.summary(),
-            hosts = ?p.version.grants().allowed_hosts.entries(),
-            "plugin loaded from {}",
-            p.source.display()
-        );
-    }
-    for e in &failed {
-        tracing::error!("plugin not loaded: {e}");
-    }
-    if loaded.is_empty() {
+    // Watch first, then scan, so no change between the two is missed; start-up
+    // and reload share one path: reconcile each plugin with its files.
+    let dir = settings.plugins_dir.clone();
+    let watcher = match settings.watch {
+        Some(watch) if dir.is_dir() => match Watcher::start(plugins.clone(), watch) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::error!(
+                    "cannot watch {}; plugins load only at start: {e}",
+                    dir.display()
+                );
+                None
+            }
+        },
+        Some(_) => {
+            tracing::warn!(
+                "plugins_dir {} does not exist: not watching it",
+                dir.display()
+            );
+            None
+        }
+        None => None,
+    };
+    // A missing plugins folder is an empty one: the host still starts (and says so).
+    let loaded = if dir.is_dir() {
+        let registry = plugins.clone();
+        tokio::task::spawn_blocking(move || registry.scan())
+            .await?
+            .map_err(|e| anyhow::anyhow!("plugins_dir {}: {e}", dir.display()))?
+            .iter()
+            .filter(|(_, c)| matches!(c, Change::Loaded { .. }))
+            .count()
+    } else {
+        0
+    };
+    if loaded == 0 {
         tracing::warn!(
-            "no plugins in {}: events are accepted and go nowhere",
-            settings.plugins_dir.display()
+            "no plugins serving from {}: events are accepted and go nowhere",
+            dir.display()
         );
     }
     if settings.ingest.auth.is_off() {
@@ -135,16 +159,16 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
         tracing::warn!("allowed_topics is empty: events from any topic are accepted");
     }
 
-    let plugins = Arc::new(PluginSet(
-        loaded
-            .into_iter()
-            .map(|p| Arc::new(PluginTarget::new(runtime.clone(), p)))
-            .collect(),
-    ));
     let dispatcher = Dispatcher::start(plugins.clone(), journal, settings.dispatch.clone())?;
     let mut app = ingest::router(settings.ingest.clone(), dispatcher.clone());
     match settings.admin_token.as_deref().filter(|t| !t.is_empty()) {
-        Some(token) => app = app.merge(crate::admin::router(token, dispatcher.clone())),
+        Some(token) => {
+            app = app.merge(crate::admin::router(
+                token,
+                dispatcher.clone(),
+                plugins.clone(),
+            ))
+        }
         None => tracing::info!("admin API off: set GRIDLET_ADMIN_TOKEN to turn it on"),
     }
     let (stop, stopped) = oneshot::channel::<()>();
@@ -168,6 +192,7 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
         dispatcher,
         plugins,
         stop: Some(stop),
+        _watcher: watcher,
         task,
     })
 }

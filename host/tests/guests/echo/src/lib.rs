@@ -1,5 +1,9 @@
 //! Test fixture: POST what the plugin received to `sink_url`, so end-to-end
 //! tests can see exactly which plugin got which event, typed how.
+//!
+//! The same source builds two crates, `echo` and `echo-v2`: the POST names
+//! the build (`"build"`), so hot-reload tests see which version handled an
+//! event. A subject ending in `/sleep-<ms>` makes the delivery sleep first.
 
 use gridlet_plugin::{Event, HandlerError, MlEvent, Plugin, config, export, http};
 use serde_json::json;
@@ -8,6 +12,11 @@ struct Echo;
 
 impl Plugin for Echo {
     fn handle(event: Event) -> Result<(), HandlerError> {
+        if let Some((_, ms)) = event.subject.rsplit_once("/sleep-")
+            && let Ok(ms) = ms.parse()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         let kind = match &event.data {
             MlEvent::RunCompleted(_) => "run-completed",
             MlEvent::RunStatusChanged(_) => "run-status-changed",
@@ -18,6 +27,7 @@ impl Plugin for Echo {
         };
         let body = json!({
             "plugin": config::get("name").unwrap_or_default(),
+            "build": env!("CARGO_PKG_NAME"),
             "id": event.id,
             "topic": event.topic,
             "subject": event.subject,

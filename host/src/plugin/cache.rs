@@ -1,0 +1,109 @@
+//! The compile cache: compiled components on disk, keyed by the component's
+//! content hash and the engine's configuration, so a restart or a reload of
+//! a known version loads in milliseconds instead of compiling again (seconds
+//! for Python or JavaScript guests).
+//!
+//! Files are `<state_dir>/compiled/<sha256 of the .wasm>-<engine key>.cwasm`,
+//! written to a temporary name and renamed into place, so a crash never
+//! leaves half a file under a real name. The folder is gridlet's own state
+//! and is trusted like the journal: loading a `.cwasm` maps native code.
+
+use crate::runtime::{LoadError, Runtime};
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use wasmtime::component::Component;
+
+/// The SHA-256 of a component's bytes, as lowercase hex: a version's identity.
+pub fn content_hash(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Where a version's compiled code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compiled {
+    /// Compiled now (and written to the cache).
+    Fresh,
+    /// Loaded from the cache on disk.
+    FromCache,
+    /// The serving version's code, reused (only the manifest changed).
+    Reused,
+}
+
+impl Compiled {
+    /// The word the status uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compiled::Fresh => "compiled",
+            Compiled::FromCache => "cache",
+            Compiled::Reused => "reused",
+        }
+    }
+}
+
+/// Compiled components on disk.
+pub struct CompileCache {
+    dir: PathBuf,
+    engine_key: String,
+}
+
+impl CompileCache {
+    /// A cache in `dir` (created when first written) for `runtime`'s engine.
+    pub fn new(dir: PathBuf, runtime: &Runtime) -> Self {
+        let mut hasher = std::hash::DefaultHasher::new();
+        runtime
+            .engine()
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        Self {
+            dir,
+            engine_key: format!("{:016x}", hasher.finish()),
+        }
+    }
+
+    fn path(&self, hash: &str) -> PathBuf {
+        self.dir.join(format!("{hash}-{}.cwasm", self.engine_key))
+    }
+
+    /// The component for `bytes` (whose hash is `hash`): from the cache when
+    /// it is there, else compiled and stored. A cache that cannot be read or
+    /// written only costs a compile; it is never an error.
+    pub fn component(
+        &self,
+        runtime: &Runtime,
+        hash: &str,
+        bytes: &[u8],
+    ) -> Result<(Component, Compiled), LoadError> {
+        let path = self.path(hash);
+        if path.exists() {
+            // SAFETY: the file was written by `Component::serialize` of an
+            // engine with the same configuration (the name says so), through
+            // a rename, in gridlet's own state folder; wasmtime checks its
+            // header and compatibility again before using it.
+            match unsafe { Component::deserialize_file(runtime.engine(), &path) } {
+                Ok(component) => return Ok((component, Compiled::FromCache)),
+                Err(e) => tracing::warn!(
+                    "compile cache {}: unusable ({e:#}); compiling again",
+                    path.display()
+                ),
+            }
+        }
+        let component = runtime.compile(bytes)?;
+        if let Err(e) = self.store(&path, &component) {
+            tracing::warn!("compile cache {}: cannot write: {e:#}", path.display());
+        }
+        Ok((component, Compiled::Fresh))
+    }
+
+    fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let code = component.serialize()?;
+        let partial = path.with_extension(format!("partial-{}", std::process::id()));
+        std::fs::write(&partial, code)?;
+        std::fs::rename(&partial, path)?;
+        Ok(())
+    }
+}

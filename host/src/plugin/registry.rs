@@ -1,0 +1,376 @@
+//! The registry: which version of each plugin serves, swapped atomically.
+//!
+//! One code path, [`Registry::reconcile`], makes a plugin match its files on
+//! disk; start-up runs it for every file ([`Registry::scan`]) and the watcher
+//! for every change. A new version is compiled (or loaded from the compile
+//! cache) and type-checked off the hot path, then published in one
+//! `arc-swap` store. Deliveries hold an `Arc` of the version they started on,
+//! so they finish on it; the old version is freed when the last one ends.
+//! A file that cannot become a version never replaces a working one: the
+//! plugin keeps serving and its status shows the rejected file and why.
+
+use super::cache::{CompileCache, Compiled, content_hash};
+use super::{LoadedPlugin, Manifest, PluginTarget, plugin_name, sidecar};
+use crate::dispatch::{Target, Targets};
+use crate::runtime::Runtime;
+use arc_swap::ArcSwap;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+use wasmtime::component::Component;
+
+/// What a reconcile did to one plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A plugin that was not serving now is.
+    Loaded {
+        /// The new version's content hash.
+        hash: String,
+    },
+    /// A new version replaced the serving one (or the manifest changed).
+    Replaced {
+        /// The version that served until now.
+        old: String,
+        /// The version serving from now on.
+        new: String,
+    },
+    /// The files match what serves already.
+    Unchanged,
+    /// The files could not become a version; whatever served still serves.
+    Rejected {
+        /// Why.
+        reason: String,
+    },
+    /// The `.wasm` is gone; the plugin no longer receives events.
+    Unloaded,
+}
+
+/// A plugin's state, as `gridlet plugins` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Its newest files serve.
+    Serving,
+    /// Its newest files were rejected; the previous version (if any) serves
+    /// until they are fixed.
+    Rejected,
+    /// Its `.wasm` was removed.
+    Unloaded,
+}
+
+impl State {
+    /// The word the status uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Serving => "serving",
+            State::Rejected => "rejected",
+            State::Unloaded => "unloaded",
+        }
+    }
+}
+
+/// A file that was not loaded.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// The rejected `.wasm`'s content hash, when it could be read.
+    pub hash: Option<String>,
+    /// Why it was rejected.
+    pub reason: String,
+    /// When.
+    pub at: SystemTime,
+}
+
+/// The version that serves.
+#[derive(Clone)]
+pub struct Serving {
+    /// Its content hash.
+    pub hash: String,
+    /// The target deliveries go to.
+    pub target: Arc<PluginTarget>,
+    /// When it started serving.
+    pub loaded_at: SystemTime,
+    /// Where its compiled code came from.
+    pub compiled: Compiled,
+    /// How long compiling (or loading) and linking took.
+    pub load_time: Duration,
+    component: Component,
+    manifest_text: Option<String>,
+}
+
+/// One plugin's status.
+#[derive(Clone)]
+pub struct PluginStatus {
+    /// Its name.
+    pub name: String,
+    /// Serving, rejected or unloaded.
+    pub state: State,
+    /// The version serving, if any.
+    pub serving: Option<Serving>,
+    /// The newest rejected files, until fixed.
+    pub rejected: Option<Rejection>,
+    /// When its `.wasm` was removed.
+    pub unloaded_at: Option<SystemTime>,
+}
+
+#[derive(Default)]
+struct Slot {
+    serving: Option<Serving>,
+    rejected: Option<Rejection>,
+    unloaded_at: Option<SystemTime>,
+}
+
+/// Every plugin of one folder.
+pub struct Registry {
+    runtime: Arc<Runtime>,
+    dir: PathBuf,
+    cache: CompileCache,
+    /// What dispatch and ingest read on every event: one atomic load.
+    serving: ArcSwap<Vec<Arc<dyn Target>>>,
+    slots: Mutex<BTreeMap<String, Slot>>,
+    /// One reconcile at a time, so two changes never race to publish.
+    reconciling: Mutex<()>,
+}
+
+impl Registry {
+    /// An empty registry for the plugins in `dir`, caching compiled code in
+    /// `cache_dir`.
+    pub fn new(runtime: Arc<Runtime>, dir: PathBuf, cache_dir: PathBuf) -> Self {
+        let cache = CompileCache::new(cache_dir, &runtime);
+        Self {
+            runtime,
+            dir,
+            cache,
+            serving: ArcSwap::from_pointee(Vec::new()),
+            slots: Mutex::new(BTreeMap::new()),
+            reconciling: Mutex::new(()),
+        }
+    }
+
+    /// The runtime versions are loaded into.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// The plugins folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reconcile every plugin in the folder and every plugin known before.
+    /// Files whose names are not plugin names are reported and skipped.
+    pub fn scan(&self) -> std::io::Result<Vec<(String, Change)>> {
+        let mut names: Vec<String> = self.slots().keys().cloned().collect();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|x| x == "wasm") && path.is_file() {
+                match plugin_name(&path) {
+                    Ok(name) => names.push(name),
+                    Err(e) => tracing::error!("plugin not loaded: {e}"),
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let change = self.reconcile(&name);
+                (name, change)
+            })
+            .collect())
+    }
+
+    /// Make plugin `name` match its files: load, replace, keep or unload it.
+    pub fn reconcile(&self, name: &str) -> Change {
+        let _one = self.reconciling.lock().unwrap_or_else(|e| e.into_inner());
+        let wasm = self.dir.join(format!("{name}.wasm"));
+        let bytes = match std::fs::read(&wasm) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.unload(name),
+            Err(e) => {
+                return self.reject(name, None, format!("{}: cannot read: {e}", wasm.display()));
+            }
+        };
+        let hash = content_hash(&bytes);
+        let manifest_path = sidecar(&wasm);
+        let manifest_text = match std::fs::read_to_string(&manifest_path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                let why = format!("{}: cannot read: {e}", manifest_path.display());
+                return self.reject(name, Some(hash), why);
+            }
+        };
+        let current = self.slots().get(name).and_then(|s| s.serving.clone());
+        if let Some(c) = &current
+            && c.hash == hash
+            && c.manifest_text == manifest_text
+        {
+            // Back to the serving files (say, a broken copy was reverted).
+            self.slots().entry(name.to_string()).or_default().rejected = None;
+            return Change::Unchanged;
+        }
+        let manifest = match &manifest_text {
+            Some(text) => Manifest::parse(text, &manifest_path, &|k| std::env::var(k).ok()),
+            None => Ok(Manifest::default()),
+        };
+        let manifest = match manifest {
+            Ok(manifest) => manifest,
+            Err(e) => return self.reject(name, Some(hash), e.to_string()),
+        };
+
+        let started = Instant::now();
+        let compiled = match &current {
+            // Only the manifest changed: new limits, grants and filter on the
+            // same compiled code.
+            Some(c) if c.hash == hash => Ok((c.component.clone(), Compiled::Reused)),
+            _ => self.cache.component(&self.runtime, &hash, &bytes),
+        };
+        let prepared = compiled.and_then(|(component, how)| {
+            let version =
+                self.runtime
+                    .prepare(name, &component, manifest.limits, manifest.grants)?;
+            Ok((component, how, version))
+        });
+        let (component, how, version) = match prepared {
+            Ok(ok) => ok,
+            Err(e) => {
+                let why = format!("{}: {e}", wasm.display());
+                return self.reject(name, Some(hash), why);
+            }
+        };
+        let target = Arc::new(PluginTarget::new(
+            self.runtime.clone(),
+            LoadedPlugin {
+                version,
+                filter: manifest.filter,
+                retry: manifest.retry,
+                source: wasm,
+                manifest: manifest_text.is_some().then_some(manifest_path),
+            },
+        ));
+        let serving = Serving {
+            hash: hash.clone(),
+            target,
+            loaded_at: SystemTime::now(),
+            compiled: how,
+            load_time: started.elapsed(),
+            component,
+            manifest_text,
+        };
+        self.publish(name, Some(serving.clone()), |slot| {
+            slot.rejected = None;
+            slot.unloaded_at = None;
+        });
+        let p = serving.target.plugin();
+        let change = match current {
+            None => Change::Loaded { hash: hash.clone() },
+            Some(old) => Change::Replaced {
+                old: old.hash,
+                new: hash.clone(),
+            },
+        };
+        tracing::info!(
+            plugin = name,
+            old = match &change {
+                Change::Replaced { old, .. } => short(old),
+                _ => "-",
+            },
+            new = short(&hash),
+            code = how.as_str(),
+            load_ms = serving.load_time.as_secs_f64() * 1000.0,
+            filter = %p.filter.summary(),
+            hosts = ?p.version.grants().allowed_hosts.entries(),
+            "{} {}",
+            if matches!(change, Change::Loaded { .. }) { "plugin loaded from" } else { "plugin reloaded from" },
+            p.source.display(),
+        );
+        change
+    }
+
+    /// Every plugin's status, by name.
+    pub fn status(&self) -> Vec<PluginStatus> {
+        self.slots()
+            .iter()
+            .map(|(name, slot)| PluginStatus {
+                name: name.clone(),
+                state: if slot.rejected.is_some() {
+                    State::Rejected
+                } else if slot.serving.is_some() {
+                    State::Serving
+                } else {
+                    State::Unloaded
+                },
+                serving: slot.serving.clone(),
+                rejected: slot.rejected.clone(),
+                unloaded_at: slot.unloaded_at,
+            })
+            .collect()
+    }
+
+    /// The serving version of `name`.
+    pub fn serving(&self, name: &str) -> Option<Serving> {
+        self.slots().get(name).and_then(|s| s.serving.clone())
+    }
+
+    fn slots(&self) -> MutexGuard<'_, BTreeMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reject(&self, name: &str, hash: Option<String>, reason: String) -> Change {
+        tracing::error!(
+            plugin = name,
+            rejected = hash.as_deref().map_or("-", short),
+            "plugin version rejected, the previous version (if any) keeps serving: {reason}"
+        );
+        let mut slots = self.slots();
+        let slot = slots.entry(name.to_string()).or_default();
+        slot.rejected = Some(Rejection {
+            hash,
+            reason: reason.clone(),
+            at: SystemTime::now(),
+        });
+        Change::Rejected { reason }
+    }
+
+    fn unload(&self, name: &str) -> Change {
+        let Some(old) = self.serving(name) else {
+            // Never served (or already unloaded): forget a stale rejection.
+            if let Some(slot) = self.slots().get_mut(name) {
+                slot.rejected = None;
+            }
+            return Change::Unchanged;
+        };
+        self.publish(name, None, |slot| {
+            slot.rejected = None;
+            slot.unloaded_at = Some(SystemTime::now());
+        });
+        tracing::info!(plugin = name, old = short(&old.hash), "plugin unloaded");
+        Change::Unloaded
+    }
+
+    /// Set `name`'s serving version and publish the new set in one store.
+    fn publish(&self, name: &str, serving: Option<Serving>, update: impl FnOnce(&mut Slot)) {
+        let mut slots = self.slots();
+        let slot = slots.entry(name.to_string()).or_default();
+        slot.serving = serving;
+        update(slot);
+        let set: Vec<Arc<dyn Target>> = slots
+            .values()
+            .filter_map(|s| s.serving.as_ref())
+            .map(|s| s.target.clone() as Arc<dyn Target>)
+            .collect();
+        self.serving.store(Arc::new(set));
+    }
+}
+
+impl Targets for Registry {
+    fn current(&self) -> Vec<Arc<dyn Target>> {
+        self.serving.load().as_ref().clone()
+    }
+}
+
+/// The first 12 hex digits of a content hash, for logs.
+pub fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
