@@ -99,14 +99,19 @@ fn main() {
     names.extend(variants.iter().map(|(n, _, _)| n.clone()));
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
     rt.block_on(async {
-        let mut warm = WarmInstance::new(&default_rt, &plugin.version)
+        let mut warm = WarmInstance::new(&default_rt, &plugin.version, "warm", 1)
             .await
             .expect("warm");
         let mut fresh: Vec<(&Runtime, &LoadedPlugin)> =
             vec![(&default_rt, &plugin), (&nofuel_rt, &nofuel_plugin)];
         // Warm everything up once.
         for _ in 0..calls {
-            assert_eq!(warm.invoke(&event, 1).await.outcome, Outcome::Handled);
+            assert_eq!(
+                warm.invoke(&default_rt, &plugin.version, &event, 1)
+                    .await
+                    .outcome,
+                Outcome::Handled
+            );
             for (runtime, plugin) in fresh.iter().chain(
                 variants
                     .iter()
@@ -123,13 +128,13 @@ fn main() {
         for _ in 0..rounds {
             let t = Instant::now();
             for _ in 0..calls {
-                warm.invoke(&event, 1).await;
+                warm.invoke(&default_rt, &plugin.version, &event, 1).await;
             }
             samples[0].push(t.elapsed() / calls);
 
             let t = Instant::now();
             for _ in 0..calls {
-                let instance = WarmInstance::new(&default_rt, &plugin.version)
+                let instance = WarmInstance::new(&default_rt, &plugin.version, "bench", 1)
                     .await
                     .expect("instance");
                 drop(instance);

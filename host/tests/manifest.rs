@@ -43,6 +43,7 @@ memory_mib = 64
 deadline_ms = 2500
 fuel = 1_000_000
 max_concurrency = 2
+reuse_instance = 50
 
 [grants]
 allowed_hosts = ["hooks.example.com", "*.example.org:8443", "https://deploy.example.net"]
@@ -66,6 +67,7 @@ eventTimeToLiveInMinutes = 60
     assert_eq!(m.limits.deadline, Duration::from_millis(2500));
     assert_eq!(m.limits.fuel, Some(1_000_000));
     assert_eq!(m.limits.max_concurrency, 2);
+    assert_eq!(m.limits.reuse_instance, 50);
     assert_eq!(
         m.grants.allowed_hosts.entries(),
         vec![
@@ -138,7 +140,7 @@ fn bad_manifests_name_the_file_the_key_and_the_reason() {
     let cases = [
         (
             "[limits]\nmemroy_mib = 4\n",
-            "plugins/alert.toml: line 2 (`memroy_mib = 4`): unknown field `memroy_mib`, expected one of `memory_mib`, `deadline_ms`, `fuel`, `max_concurrency`",
+            "plugins/alert.toml: line 2 (`memroy_mib = 4`): unknown field `memroy_mib`, expected one of `memory_mib`, `deadline_ms`, `fuel`, `max_concurrency`, `reuse_instance`",
         ),
         (
             "[limit]\n",
@@ -163,6 +165,10 @@ fn bad_manifests_name_the_file_the_key_and_the_reason() {
         (
             "[limits]\nmax_concurrency = 0\n",
             "plugins/alert.toml: limits.max_concurrency: 0 is not between 1 and 1024",
+        ),
+        (
+            "[limits]\nreuse_instance = 100001\n",
+            "plugins/alert.toml: limits.reuse_instance: 100001 is not between 0 (off) and 100000",
         ),
         (
             "[grants]\nallowed_hosts = [\"ftp://x.com\"]\n",

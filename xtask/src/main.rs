@@ -1,7 +1,8 @@
 //! `cargo xtask <task>`: the project's build and test tasks.
 //!
-//! - `plugins`: build every plugin (examples and test fixtures) for
-//!   wasm32-wasip2 and lay them out as a plugins folder, `target/plugins/`
+//! - `plugins`: build every plugin (examples in Rust, Python, JavaScript and
+//!   C, and test fixtures), installing pinned guest toolchains when missing,
+//!   and lay them out as a plugins folder, `target/plugins/`
 //!   (`<name>.wasm` + `<name>.toml`), and `target/test-plugins/`.
 //! - `demo`: `plugins`, then `gridlet serve` with the example plugins, a
 //!   local sink standing in for the services they call, and the sample
@@ -9,6 +10,8 @@
 //! - `test`: `plugins`, then every test of the workspace.
 //! - `lint`: rustfmt and clippy (warnings are errors) over every crate.
 //! - `fmt`: rustfmt every crate.
+
+mod languages;
 
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader};
@@ -102,7 +105,8 @@ fn test(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Build the Rust guests and lay out the plugins folders.
+/// Build every plugin (Rust, Python, JavaScript, C) and the test fixtures,
+/// and lay out the plugins folders.
 fn plugins(root: &Path) -> Result<()> {
     ensure_wasm_target()?;
     let wasm_target = root.join("target/wasm");
@@ -127,6 +131,7 @@ fn plugins(root: &Path) -> Result<()> {
         RUST_FIXTURES,
         &root.join("target/test-plugins"),
     )?;
+    languages::build(root, &root.join("target/plugins"))?;
     eprintln!("xtask: plugins in target/plugins, test fixtures in target/test-plugins");
     Ok(())
 }
@@ -196,10 +201,18 @@ fn demo(root: &Path, once: bool) -> Result<()> {
         .arg("--state-dir")
         .arg(&state)
         .env("GRIDLET_SECRET", secret)
+        // Compiled plugins outlive the demo's fresh journal: Python and
+        // JavaScript compile once, not on every demo.
+        .env("GRIDLET_COMPILE_CACHE_DIR", root.join("target/compiled"))
         .env("CHAT_WEBHOOK_URL", format!("http://{sink_addr}/chat"))
         .env("CHAT_WEBHOOK_HOST", &sink_addr)
         .env("DEPLOY_URL", format!("http://{sink_addr}/deploy"))
         .env("DEPLOY_HOST", &sink_addr)
+        .env(
+            "RETRAIN_PIPELINE_URL",
+            format!("http://{sink_addr}/retrain"),
+        )
+        .env("RETRAIN_PIPELINE_HOST", &sink_addr)
         .spawn()?;
     let result = (|| {
         wait_for_port(&listen, &mut serve)?;

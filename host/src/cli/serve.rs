@@ -67,6 +67,9 @@ pub struct ServeArgs {
     /// Bearer token for the admin API (off without one).
     #[arg(long, env = "GRIDLET_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Where compiled plugins are cached [default: <state_dir>/compiled].
+    #[arg(long, env = "GRIDLET_COMPILE_CACHE_DIR")]
+    compile_cache_dir: Option<PathBuf>,
     /// Reload plugins when their files change [default: true].
     #[arg(long, env = "GRIDLET_WATCH_PLUGINS")]
     watch_plugins: Option<bool>,
@@ -130,6 +133,7 @@ impl ServeArgs {
             retry_delays_ms: self.retry_delays_ms,
             shutdown_grace_ms: self.shutdown_grace_ms,
             admin_token: self.admin_token,
+            compile_cache_dir: self.compile_cache_dir,
             watch_plugins: self.watch_plugins,
             reload_debounce_ms: self.reload_debounce_ms,
             entra: (entra != EntraConfig::default()).then_some(entra),

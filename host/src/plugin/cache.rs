@@ -101,7 +101,13 @@ impl CompileCache {
     fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let code = component.serialize()?;
-        let partial = path.with_extension(format!("partial-{}", std::process::id()));
+        // Unique per writer: two processes (or threads) may compile the same
+        // version at once; each renames a whole file into place.
+        let partial = path.with_extension(format!(
+            "partial-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         std::fs::write(&partial, code)?;
         std::fs::rename(&partial, path)?;
         Ok(())

@@ -6,6 +6,7 @@
 //! deadline_ms = 10000
 //! fuel = 5_000_000_000
 //! max_concurrency = 4
+//! reuse_instance = 100     # opt-in: one instance serves up to 100 deliveries
 //!
 //! [grants]
 //! allowed_hosts = ["hooks.example.com", "*.example.org:8443", "${DEPLOY_HOST:-}"]
@@ -91,6 +92,7 @@ struct RawLimits {
     deadline_ms: Option<u64>,
     fuel: Option<u64>,
     max_concurrency: Option<u32>,
+    reuse_instance: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -165,6 +167,15 @@ impl Manifest {
                 Some(n) => {
                     return Err(error(format!(
                         "limits.max_concurrency: {n} is not between 1 and 1024"
+                    )));
+                }
+            },
+            reuse_instance: match raw.limits.reuse_instance {
+                None => defaults.reuse_instance,
+                Some(n @ 0..=100_000) => n,
+                Some(n) => {
+                    return Err(error(format!(
+                        "limits.reuse_instance: {n} is not between 0 (off) and 100000"
                     )));
                 }
             },

@@ -106,23 +106,49 @@ pub fn load(
     manifest: Manifest,
     manifest_path: Option<PathBuf>,
 ) -> Result<LoadedPlugin, PluginError> {
+    load_from(runtime, wasm, manifest, manifest_path, None)
+}
+
+/// [`load`], taking the compiled code from `cache` when it is there (and
+/// storing it when it is not).
+pub fn load_cached(
+    runtime: &Runtime,
+    wasm: &Path,
+    manifest: Manifest,
+    manifest_path: Option<PathBuf>,
+    cache: &CompileCache,
+) -> Result<LoadedPlugin, PluginError> {
+    load_from(runtime, wasm, manifest, manifest_path, Some(cache))
+}
+
+fn load_from(
+    runtime: &Runtime,
+    wasm: &Path,
+    manifest: Manifest,
+    manifest_path: Option<PathBuf>,
+    cache: Option<&CompileCache>,
+) -> Result<LoadedPlugin, PluginError> {
     let name = plugin_name(wasm)?;
     let bytes = std::fs::read(wasm).map_err(|source| PluginError::Read {
         path: wasm.to_path_buf(),
         source,
     })?;
-    let component = runtime
-        .compile(&bytes)
-        .map_err(|source| PluginError::Load {
-            path: wasm.to_path_buf(),
-            source,
-        })?;
+    let at = |source| PluginError::Load {
+        path: wasm.to_path_buf(),
+        source,
+    };
+    let component = match cache {
+        Some(cache) => {
+            cache
+                .component(runtime, &cache::content_hash(&bytes), &bytes)
+                .map_err(at)?
+                .0
+        }
+        None => runtime.compile(&bytes).map_err(at)?,
+    };
     let version = runtime
         .prepare(&name, &component, manifest.limits, manifest.grants)
-        .map_err(|source| PluginError::Load {
-            path: wasm.to_path_buf(),
-            source,
-        })?;
+        .map_err(at)?;
     Ok(LoadedPlugin {
         version,
         filter: manifest.filter,

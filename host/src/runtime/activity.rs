@@ -85,8 +85,9 @@ impl Default for LogLimits {
 pub struct Activity {
     plugin: Arc<str>,
     grants: Arc<Grants>,
-    event_id: String,
-    attempt: u32,
+    /// The delivery being recorded: event id and attempt (changes when a
+    /// reused instance takes the next delivery).
+    delivery: Mutex<(Arc<str>, u32)>,
     inner: Mutex<Inner>,
 }
 
@@ -110,8 +111,7 @@ impl Activity {
         Arc::new(Self {
             plugin,
             grants,
-            event_id: event_id.to_string(),
-            attempt,
+            delivery: Mutex::new((event_id.into(), attempt)),
             inner: Mutex::new(Inner {
                 entries: Vec::new(),
                 lines_left: limits.lines,
@@ -145,7 +145,8 @@ impl Activity {
                 message: message.to_string(),
             });
         }
-        let (plugin, event_id, attempt) = (&*self.plugin, &self.event_id, self.attempt);
+        let (event_id, attempt) = self.delivery();
+        let (plugin, event_id) = (&*self.plugin, &*event_id);
         match level {
             Level::Trace => tracing::trace!(plugin, event_id, attempt, context, "{message}"),
             Level::Debug => tracing::debug!(plugin, event_id, attempt, context, "{message}"),
@@ -159,7 +160,15 @@ impl Activity {
 
     /// A key-value change.
     pub fn key_value(&self, bucket: &str, key: &str, change: String) {
-        tracing::debug!(plugin = &*self.plugin, event_id = %self.event_id, bucket, key, "kv {change}");
+        let (event_id, attempt) = self.delivery();
+        tracing::debug!(
+            plugin = &*self.plugin,
+            event_id = &*event_id,
+            attempt,
+            bucket,
+            key,
+            "kv {change}"
+        );
         self.record(Entry::KeyValue {
             bucket: bucket.to_string(),
             key: key.to_string(),
@@ -171,12 +180,30 @@ impl Activity {
     /// from the URL (webhook URLs carry their secret in the path).
     pub fn http(&self, method: &str, url: &str, result: Result<u16, String>) {
         let url = &*self.grants.config.redact(url);
+        let (event_id, attempt) = self.delivery();
+        let (plugin, event_id) = (&*self.plugin, &*event_id);
         match &result {
             Ok(status) => {
-                tracing::info!(plugin = &*self.plugin, event_id = %self.event_id, method, url, status, "outbound request")
+                tracing::info!(
+                    plugin,
+                    event_id,
+                    attempt,
+                    method,
+                    url,
+                    status,
+                    "outbound request"
+                )
             }
             Err(why) => {
-                tracing::warn!(plugin = &*self.plugin, event_id = %self.event_id, method, url, why, "outbound request failed")
+                tracing::warn!(
+                    plugin,
+                    event_id,
+                    attempt,
+                    method,
+                    url,
+                    why,
+                    "outbound request failed"
+                )
             }
         }
         self.record(Entry::Http {
@@ -195,8 +222,17 @@ impl Activity {
         }
     }
 
-    /// Start over for another call on the same instance: fresh caps, no entries.
-    pub fn restart(&self, limits: LogLimits) {
+    fn delivery(&self) -> (Arc<str>, u32) {
+        self.delivery
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Start over for another delivery on the same instance: its event id
+    /// and attempt, fresh caps, no entries.
+    pub fn restart(&self, limits: LogLimits, event_id: &str, attempt: u32) {
+        *self.delivery.lock().unwrap_or_else(|e| e.into_inner()) = (event_id.into(), attempt);
         let mut inner = self.inner();
         inner.entries.clear();
         inner.lines_left = limits.lines;
@@ -209,9 +245,11 @@ impl Activity {
         let mut inner = self.inner();
         let dropped = inner.dropped;
         if dropped > 0 {
+            let (event_id, attempt) = self.delivery();
             tracing::warn!(
                 plugin = &*self.plugin,
-                event_id = %self.event_id,
+                event_id = &*event_id,
+                attempt,
                 dropped,
                 "plugin log output over its per-delivery cap was dropped"
             );

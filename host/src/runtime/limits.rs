@@ -16,6 +16,10 @@ pub struct Limits {
     pub fuel: Option<u64>,
     /// Deliveries of this plugin running at once.
     pub max_concurrency: u32,
+    /// Deliveries one instance may serve before it is discarded; 0 (the
+    /// default) gives every delivery a fresh instance. See `runtime::reuse`
+    /// for the isolation trade-off.
+    pub reuse_instance: u32,
 }
 
 impl Default for Limits {
@@ -25,6 +29,7 @@ impl Default for Limits {
             deadline: Duration::from_secs(30),
             fuel: None,
             max_concurrency: 4,
+            reuse_instance: 0,
         }
     }
 }

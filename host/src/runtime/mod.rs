@@ -116,6 +116,8 @@ pub struct PluginVersion {
     limits: Limits,
     grants: Arc<Grants>,
     permits: Arc<Semaphore>,
+    /// Instances kept for reuse (`limits.reuse_instance`), idle ones only.
+    kept: std::sync::Mutex<Vec<WarmInstance>>,
     _alive: Alive,
 }
 
@@ -150,6 +152,10 @@ impl PluginVersion {
     /// Its grants.
     pub fn grants(&self) -> &Grants {
         &self.grants
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Vec<WarmInstance>> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -262,6 +268,7 @@ impl Runtime {
             limits,
             grants: Arc::new(grants),
             permits: Arc::new(Semaphore::new(limits.max_concurrency.max(1) as usize)),
+            kept: std::sync::Mutex::default(),
             _alive: Alive::new(&self.versions),
         })
     }
@@ -271,6 +278,9 @@ impl Runtime {
     pub async fn invoke(&self, plugin: &PluginVersion, event: &Event, attempt: u32) -> Invocation {
         // The plugin's concurrency cap. The semaphore is never closed.
         let _permit = plugin.permits.acquire().await.ok();
+        if plugin.limits.reuse_instance > 0 {
+            return self.invoke_reusing(plugin, event, attempt).await;
+        }
         let started = Instant::now();
         let mut store = self.store(plugin, &event.id, attempt);
         self.arm(&mut store, plugin, started);

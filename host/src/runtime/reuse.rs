@@ -1,60 +1,110 @@
-//! An instance kept across calls. gridlet gives every delivery a fresh
-//! instance; a warm instance is the baseline the benchmarks compare that
-//! against, and the building block for opt-in instance reuse for guests
-//! that are expensive to start (Python, JavaScript).
+//! Instances kept across deliveries, for plugins that opt in with
+//! `limits.reuse_instance = N`: guests that are expensive to start (Python
+//! and JavaScript spend ~1 ms building their runtime in every new instance)
+//! pay that once per N deliveries instead of once per delivery. Also the
+//! warm baseline the benchmarks compare the fresh path against.
 //!
-//! Isolation trade-off: state left in the instance's memory by one call is
-//! visible to the next. Only ever reuse an instance for one plugin, never
-//! concurrently, and discard it after any failure.
+//! Isolation trade-off: whatever one delivery leaves in the instance's memory
+//! (globals, caches, a half-updated structure) is visible to the next
+//! deliveries *of the same plugin version*. Never across plugins or
+//! versions, never two deliveries at once, and an instance is discarded
+//! after any delivery that did not end in `ok` (a retry, a reject, a trap, a
+//! limit) or after N deliveries, whichever comes first.
 
 use super::bindings::Plugin;
 use super::outcome::DeadlineExceeded;
 use super::state::PluginState;
-use super::{Invocation, PluginVersion, Runtime, bindings, finish};
+use super::{Invocation, Outcome, PluginVersion, Runtime, bindings, finish};
 use crate::event::Event;
 use std::time::Instant;
 use wasmtime::Store;
 
-/// One instance of a plugin version, kept for several calls.
-pub struct WarmInstance<'a> {
-    runtime: &'a Runtime,
-    plugin: &'a PluginVersion,
+/// One instance of a plugin version, kept for several calls. Use it only
+/// with the runtime and version it was made with.
+pub struct WarmInstance {
     store: Store<PluginState>,
     instance: Plugin,
+    uses: u32,
 }
 
-impl<'a> WarmInstance<'a> {
-    /// Instantiate `plugin` once.
-    pub async fn new(runtime: &'a Runtime, plugin: &'a PluginVersion) -> wasmtime::Result<Self> {
-        let mut store = runtime.store(plugin, "", 0);
+impl WarmInstance {
+    /// Instantiate `plugin` once, for a first delivery of `event_id`.
+    pub async fn new(
+        runtime: &Runtime,
+        plugin: &PluginVersion,
+        event_id: &str,
+        attempt: u32,
+    ) -> Result<Self, wasmtime::Error> {
+        let mut store = runtime.store(plugin, event_id, attempt);
         runtime.arm(&mut store, plugin, Instant::now());
         let instance = plugin.pre.instantiate_async(&mut store).await?;
         Ok(Self {
-            runtime,
-            plugin,
             store,
             instance,
+            uses: 0,
         })
     }
 
     /// Call `handle` on the kept instance.
-    pub async fn invoke(&mut self, event: &Event, attempt: u32) -> Invocation {
+    pub async fn invoke(
+        &mut self,
+        runtime: &Runtime,
+        plugin: &PluginVersion,
+        event: &Event,
+        attempt: u32,
+    ) -> Invocation {
         let started = Instant::now();
+        self.uses += 1;
         self.store
             .data()
             .activity
-            .restart(self.runtime.settings.log_limits);
-        self.runtime.arm(&mut self.store, self.plugin, started);
+            .restart(runtime.settings.log_limits, &event.id, attempt);
+        runtime.arm(&mut self.store, plugin, started);
         let wit_event = bindings::to_wit(event, attempt);
         let call = self
             .instance
             .gridlet_plugin_handler()
             .call_handle(&mut self.store, &wit_event);
-        let limit = self.plugin.limits.deadline + self.runtime.settings.epoch_tick;
+        let limit = plugin.limits.deadline + runtime.settings.epoch_tick;
         let result = match tokio::time::timeout(limit, call).await {
             Ok(result) => result,
-            Err(_) => Err(DeadlineExceeded(self.plugin.limits.deadline).into()),
+            Err(_) => Err(DeadlineExceeded(plugin.limits.deadline).into()),
         };
-        finish(self.plugin, &self.store, result, started, event, attempt)
+        finish(plugin, &self.store, result, started, event, attempt)
+    }
+}
+
+impl Runtime {
+    /// Deliver on one of the version's kept instances (or a new one), and
+    /// keep it for the next delivery only if this one ended in `ok` and it
+    /// has uses left. The caller holds a concurrency permit.
+    pub(super) async fn invoke_reusing(
+        &self,
+        plugin: &PluginVersion,
+        event: &Event,
+        attempt: u32,
+    ) -> Invocation {
+        let kept = plugin.kept().pop();
+        let mut warm = match kept {
+            Some(warm) => warm,
+            None => {
+                let started = Instant::now();
+                let mut store = self.store(plugin, &event.id, attempt);
+                self.arm(&mut store, plugin, started);
+                match plugin.pre.instantiate_async(&mut store).await {
+                    Ok(instance) => WarmInstance {
+                        store,
+                        instance,
+                        uses: 0,
+                    },
+                    Err(e) => return finish(plugin, &store, Err(e), started, event, attempt),
+                }
+            }
+        };
+        let invocation = warm.invoke(self, plugin, event, attempt).await;
+        if invocation.outcome == Outcome::Handled && warm.uses < plugin.limits.reuse_instance {
+            plugin.kept().push(warm);
+        }
+        invocation
     }
 }

@@ -51,6 +51,8 @@ pub struct ConfigFile {
     pub shutdown_grace_ms: Option<u64>,
     /// Bearer token for the admin API under `/admin` (default: none, API off).
     pub admin_token: Option<String>,
+    /// Where compiled plugins are cached (default `<state_dir>/compiled`).
+    pub compile_cache_dir: Option<PathBuf>,
     /// Reload plugins when their files change (default true).
     pub watch_plugins: Option<bool>,
     /// Quiet time after a plugin's files change before it is reloaded, in ms (default 20).
@@ -121,6 +123,7 @@ impl ConfigFile {
             retry_delays_ms: over.retry_delays_ms.or(self.retry_delays_ms),
             shutdown_grace_ms: over.shutdown_grace_ms.or(self.shutdown_grace_ms),
             admin_token: over.admin_token.or(self.admin_token),
+            compile_cache_dir: over.compile_cache_dir.or(self.compile_cache_dir),
             watch_plugins: over.watch_plugins.or(self.watch_plugins),
             reload_debounce_ms: over.reload_debounce_ms.or(self.reload_debounce_ms),
             entra,
@@ -144,6 +147,7 @@ impl ConfigFile {
         }
         s.plugins_dir = self.plugins_dir.unwrap_or(s.plugins_dir);
         s.state_dir = self.state_dir.unwrap_or(s.state_dir);
+        s.compile_cache_dir = self.compile_cache_dir;
         if let Some(topics) = self.allowed_topics {
             s.ingest.allowed_topics = topics
                 .into_iter()

@@ -37,6 +37,8 @@ pub struct ServeSettings {
     pub admin_token: Option<String>,
     /// Reload plugins when their files change; `None` loads them once.
     pub watch: Option<WatchSettings>,
+    /// Where compiled plugins are cached; `None` is `<state_dir>/compiled`.
+    pub compile_cache_dir: Option<PathBuf>,
 }
 
 impl Default for ServeSettings {
@@ -51,6 +53,7 @@ impl Default for ServeSettings {
             runtime: RuntimeSettings::default(),
             admin_token: None,
             watch: Some(WatchSettings::default()),
+            compile_cache_dir: None,
         }
     }
 }
@@ -98,7 +101,10 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
     let plugins = Arc::new(Registry::new(
         runtime,
         settings.plugins_dir.clone(),
-        settings.state_dir.join("compiled"),
+        settings
+            .compile_cache_dir
+            .clone()
+            .unwrap_or_else(|| settings.state_dir.join("compiled")),
     ));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

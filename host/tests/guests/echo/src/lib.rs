@@ -10,6 +10,10 @@ use serde_json::json;
 
 struct Echo;
 
+/// Deliveries this instance has handled: 1 on every fresh instance, and
+/// counting up when the host reuses the instance (`limits.reuse_instance`).
+static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 impl Plugin for Echo {
     fn handle(event: Event) -> Result<(), HandlerError> {
         if let Some((_, ms)) = event.subject.rsplit_once("/sleep-")
@@ -28,6 +32,7 @@ impl Plugin for Echo {
         let body = json!({
             "plugin": config::get("name").unwrap_or_default(),
             "build": env!("CARGO_PKG_NAME"),
+            "instanceCalls": CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1,
             "id": event.id,
             "topic": event.topic,
             "subject": event.subject,

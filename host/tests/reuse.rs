@@ -1,0 +1,107 @@
+//! Opt-in instance reuse (`limits.reuse_instance`): an instance serves up to
+//! N deliveries, one at a time, and is discarded after any failure. The echo
+//! fixture reports how many deliveries its instance has handled.
+
+mod common;
+
+use common::{Recorder, event, load, runtime};
+use gridlet::event::Event;
+use gridlet::runtime::Outcome;
+use std::time::Duration;
+
+fn manifest(sink: &Recorder, limits: &str) -> String {
+    format!(
+        "[limits]\n{limits}\n[grants]\nallowed_hosts = [\"{}\"]\n[grants.config]\nsink_url = \"{}\"\n",
+        sink.host(),
+        sink.url("/echo")
+    )
+}
+
+/// `instanceCalls` of every POST so far.
+fn calls(sink: &Recorder) -> Vec<u64> {
+    sink.received()
+        .iter()
+        .map(|r| r.json()["instanceCalls"].as_u64().expect("instanceCalls"))
+        .collect()
+}
+
+fn sample() -> Event {
+    event("eventgrid/model-registered.json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_instance_serves_n_deliveries_then_is_replaced() {
+    let sink = Recorder::start().await;
+    let runtime = runtime();
+    let plugin = load(
+        &runtime,
+        "echo",
+        &manifest(&sink, "reuse_instance = 3"),
+        &[],
+    );
+    for _ in 0..7 {
+        let outcome = runtime.invoke(&plugin.version, &sample(), 1).await.outcome;
+        assert_eq!(outcome, Outcome::Handled);
+    }
+    assert_eq!(calls(&sink), vec![1, 2, 3, 1, 2, 3, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_delivery_discards_the_instance() {
+    let sink = Recorder::start().await;
+    let runtime = runtime();
+    let plugin = load(
+        &runtime,
+        "echo",
+        &manifest(&sink, "reuse_instance = 100"),
+        &[],
+    );
+    runtime.invoke(&plugin.version, &sample(), 1).await;
+    runtime.invoke(&plugin.version, &sample(), 1).await;
+    sink.answer(503);
+    let outcome = runtime.invoke(&plugin.version, &sample(), 1).await.outcome;
+    assert!(matches!(outcome, Outcome::Retry(_)), "{outcome:?}");
+    sink.answer(200);
+    runtime.invoke(&plugin.version, &sample(), 1).await;
+    runtime.invoke(&plugin.version, &sample(), 1).await;
+    assert_eq!(
+        calls(&sink),
+        vec![1, 2, 3, 1, 2],
+        "a fresh instance after the retry"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_option_every_delivery_gets_a_fresh_instance() {
+    let sink = Recorder::start().await;
+    let runtime = runtime();
+    let plugin = load(&runtime, "echo", &manifest(&sink, ""), &[]);
+    for _ in 0..4 {
+        runtime.invoke(&plugin.version, &sample(), 1).await;
+    }
+    assert_eq!(calls(&sink), vec![1, 1, 1, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_instance_never_serves_two_deliveries_at_once() {
+    let sink = Recorder::start().await;
+    // Each delivery waits on the sink, so the two overlap.
+    sink.answer_after(Duration::from_millis(300));
+    let runtime = runtime();
+    let plugin = load(
+        &runtime,
+        "echo",
+        &manifest(&sink, "reuse_instance = 100\nmax_concurrency = 2"),
+        &[],
+    );
+    let (first, second) = (sample(), sample());
+    let (a, b) = tokio::join!(
+        runtime.invoke(&plugin.version, &first, 1),
+        runtime.invoke(&plugin.version, &second, 1)
+    );
+    assert_eq!((a.outcome, b.outcome), (Outcome::Handled, Outcome::Handled));
+    assert_eq!(calls(&sink), vec![1, 1], "two instances, one delivery each");
+    runtime.invoke(&plugin.version, &sample(), 1).await;
+    let third = calls(&sink)[2];
+    assert_eq!(third, 2, "then one of them is reused");
+}
