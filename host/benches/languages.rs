@@ -87,7 +87,10 @@ fn time<T>(n: usize, mut f: impl FnMut() -> T) -> Duration {
 }
 
 fn load(runtime: &Runtime, l: &Language, wasm: &Path, reuse: u32) -> LoadedPlugin {
-    let text = format!("[limits]\nreuse_instance = {reuse}\n[grants.config]\n{}\n", l.config);
+    let text = format!(
+        "[limits]\nreuse_instance = {reuse}\n[grants.config]\n{}\n",
+        l.config
+    );
     let manifest = Manifest::parse(&text, Path::new("bench.toml"), &|_| None).expect("manifest");
     plugin::load(runtime, wasm, manifest, None).expect("plugin")
 }
@@ -99,8 +102,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio");
-    let runtime =
-        Runtime::new(RuntimeSettings::default(), Arc::new(MemoryKeyValue::default())).expect("rt");
+    let runtime = Runtime::new(
+        RuntimeSettings::default(),
+        Arc::new(MemoryKeyValue::default()),
+    )
+    .expect("rt");
     let temp = tempfile::tempdir().expect("tempdir");
     println!(
         "{:<11} {:>9} {:>11} {:>11} {:>12} {:>13} {:>13} {:>7}",
@@ -114,7 +120,9 @@ fn main() {
         "fresh÷reuse"
     );
     for l in &LANGUAGES {
-        let wasm = root().join("target/plugins").join(format!("{}.wasm", l.plugin));
+        let wasm = root()
+            .join("target/plugins")
+            .join(format!("{}.wasm", l.plugin));
         if !wasm.exists() {
             println!("{:<11} not built (cargo xtask plugins)", l.name);
             continue;
@@ -122,7 +130,9 @@ fn main() {
         let bytes = std::fs::read(&wasm).expect("wasm");
         let event_bytes =
             std::fs::read(root().join("examples/events/eventgrid").join(l.event)).expect("event");
-        let event: Event = event::parse_document(&event_bytes).expect("event").remove(0);
+        let event: Event = event::parse_document(&event_bytes)
+            .expect("event")
+            .remove(0);
 
         // Compiling is seconds for Python and JavaScript: fewer rounds.
         let compile_rounds = if bytes.len() > 1 << 20 { 1 } else { rounds };

@@ -24,6 +24,9 @@ fn every_guide_quotes_its_example_plugin_exactly() {
             quoted += 1;
             rest = after;
         }
-        assert!(quoted >= 2, "{guide}.md quotes the plugin's code and manifest");
+        assert!(
+            quoted >= 2,
+            "{guide}.md quotes the plugin's code and manifest"
+        );
     }
 }
