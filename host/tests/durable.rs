@@ -431,6 +431,19 @@ impl Journal for Broken {
     fn pending(&self) -> Result<u64, gridlet::journal::JournalError> {
         self.0.pending()
     }
+    fn check_writable(&self) -> Result<(), gridlet::journal::JournalError> {
+        Err(gridlet::journal::JournalError("disk I/O error".into()))
+    }
+    fn deliveries(
+        &self,
+        p: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<gridlet::journal::PendingDelivery>, gridlet::journal::JournalError> {
+        self.0.deliveries(p, limit)
+    }
+    fn delivery_counts(&self) -> Result<Vec<(String, u64, u64)>, gridlet::journal::JournalError> {
+        self.0.delivery_counts()
+    }
     fn dead_letters(
         &self,
         p: Option<&str>,

@@ -156,7 +156,7 @@ async fn configuration_layers_flag_over_env_over_file_over_default() {
     let error = ConfigFile::load(&path)
         .expect_err("unknown key")
         .to_string();
-    assert!(error.ends_with("gridlet.toml: line 2: unknown field `listne`, expected one of `listen`, `webhook_path`, `plugins_dir`, `state_dir`, `secret`, `secondary_secret`, `secret_query_param`, `secret_header`, `allowed_topics`, `body_limit_bytes`, `allowed_origins`, `allowed_rate`, `queue_capacity`, `max_in_flight`, `journal_fsync`, `retry_delays_ms`, `shutdown_grace_ms`, `admin_token`, `compile_cache_dir`, `watch_plugins`, `reload_debounce_ms`, `entra`"), "{error}");
+    assert!(error.ends_with("gridlet.toml: line 2: unknown field `listne`, expected one of `listen`, `webhook_path`, `plugins_dir`, `state_dir`, `secret`, `secondary_secret`, `secret_query_param`, `secret_header`, `allowed_topics`, `body_limit_bytes`, `allowed_origins`, `allowed_rate`, `queue_capacity`, `max_in_flight`, `journal_fsync`, `retry_delays_ms`, `shutdown_grace_ms`, `admin_token`, `metrics`, `shutdown_delay_ms`, `compile_cache_dir`, `watch_plugins`, `reload_debounce_ms`, `entra`"), "{error}");
     let bad = ConfigFile {
         listen: Some("port 80".into()),
         ..ConfigFile::default()

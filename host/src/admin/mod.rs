@@ -1,8 +1,12 @@
 //! The admin API under `/admin`, behind a bearer token of its own: plugins
-//! and their status, dead letters (list, show, replay, purge). Without a
-//! configured token the API is not mounted at all.
+//! (status, recent invocations), deliveries by state, dead letters (list,
+//! show, replay, purge), and its OpenAPI document. Without a configured token
+//! the API is not mounted at all. `/metrics` lives here too, mounted by
+//! `serve` on its own.
 
 pub mod dead_letters;
+pub mod deliveries;
+pub mod metrics;
 pub mod plugins;
 
 use crate::dispatch::Dispatcher;
@@ -33,6 +37,12 @@ pub fn router(token: &str, dispatcher: Arc<Dispatcher>, plugins: Arc<Registry>) 
     Router::new()
         .route("/admin/plugins", get(plugins::list))
         .route("/admin/plugins/{name}", get(plugins::show))
+        .route(
+            "/admin/plugins/{name}/invocations",
+            get(plugins::invocations),
+        )
+        .route("/admin/deliveries", get(deliveries::list))
+        .route("/admin/openapi.json", get(openapi))
         .route("/admin/dead-letters", get(dead_letters::list))
         .route("/admin/dead-letters/{id}", get(dead_letters::show))
         .route("/admin/dead-letters/replay", post(dead_letters::replay))
@@ -50,6 +60,18 @@ impl Admin {
         let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
         self.token_digest.ct_eq(&given).into()
     }
+}
+
+/// The admin API's OpenAPI document (committed as `docs/openapi.json`).
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// `GET /admin/openapi.json`: public, so tools can read it without a token.
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
 }
 
 /// 401 with a problem body.

@@ -176,12 +176,59 @@ pub(super) async fn show(
     }
     match views(&admin).into_iter().find(|v| v.name == name) {
         Some(view) => Json(view).into_response(),
-        None => Problem::new(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            "No such plugin",
-            format!("no plugin `{name}` has been seen in the plugins folder"),
-        )
-        .into_response(),
+        None => not_found(&name),
     }
+}
+
+/// One recent invocation as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InvocationView {
+    time: String,
+    event_id: String,
+    event_type: String,
+    attempt: u32,
+    version: String,
+    outcome: &'static str,
+    reason: Option<String>,
+    duration_ms: f64,
+}
+
+pub(super) async fn invocations(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if !admin.authorized(&headers) {
+        return unauthorized();
+    }
+    let Some(status) = admin.plugins.status().into_iter().find(|s| s.name == name) else {
+        return not_found(&name);
+    };
+    let list: Vec<InvocationView> = status
+        .history
+        .recent()
+        .into_iter()
+        .map(|r| InvocationView {
+            time: rfc3339(r.at_ms),
+            event_id: r.event_id,
+            event_type: r.event_type,
+            attempt: r.attempt,
+            version: r.version,
+            outcome: r.outcome,
+            reason: r.reason,
+            duration_ms: r.duration_ms,
+        })
+        .collect();
+    Json(json!({ "plugin": name, "invocations": list })).into_response()
+}
+
+fn not_found(name: &str) -> Response {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "No such plugin",
+        format!("no plugin `{name}` has been seen in the plugins folder"),
+    )
+    .into_response()
 }

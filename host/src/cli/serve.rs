@@ -67,6 +67,15 @@ pub struct ServeArgs {
     /// Bearer token for the admin API (off without one).
     #[arg(long, env = "GRIDLET_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Serve Prometheus metrics at /metrics [default: true].
+    #[arg(long, env = "GRIDLET_METRICS")]
+    metrics: Option<bool>,
+    /// On shutdown, keep accepting this long (ms) with /readyz at 503 [default: 0].
+    #[arg(long, env = "GRIDLET_SHUTDOWN_DELAY_MS")]
+    shutdown_delay_ms: Option<u64>,
+    /// Log format: `human` or `json` [default: human].
+    #[arg(long, env = "GRIDLET_LOG_FORMAT", value_parser = ["human", "json"])]
+    log_format: Option<String>,
     /// Where compiled plugins are cached [default: <state_dir>/compiled].
     #[arg(long, env = "GRIDLET_COMPILE_CACHE_DIR")]
     compile_cache_dir: Option<PathBuf>,
@@ -92,7 +101,7 @@ pub struct ServeArgs {
 
 /// Run the server.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    super::init_logging("info");
+    super::init_logging_as("info", args.log_format.as_deref() == Some("json"));
     let file = match &args.config {
         Some(path) => ConfigFile::load(path)?,
         None if Path::new("gridlet.toml").exists() => ConfigFile::load(Path::new("gridlet.toml"))?,
@@ -133,6 +142,8 @@ impl ServeArgs {
             retry_delays_ms: self.retry_delays_ms,
             shutdown_grace_ms: self.shutdown_grace_ms,
             admin_token: self.admin_token,
+            metrics: self.metrics,
+            shutdown_delay_ms: self.shutdown_delay_ms,
             compile_cache_dir: self.compile_cache_dir,
             watch_plugins: self.watch_plugins,
             reload_debounce_ms: self.reload_debounce_ms,

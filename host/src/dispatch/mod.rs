@@ -181,6 +181,18 @@ impl Dispatcher {
         &self.stats
     }
 
+    /// The deliveries being attempted right now, by id, with their plugin.
+    pub fn in_flight(&self) -> Vec<(i64, String)> {
+        let running = self.running();
+        let mut ids: Vec<(i64, String)> = running
+            .plugin_of
+            .iter()
+            .map(|(id, p)| (*id, p.clone()))
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// One plugin's counters since start.
     pub fn plugin_counters(&self, plugin: &str) -> PluginCounters {
         self.counters().get(plugin).cloned().unwrap_or_default()
@@ -200,6 +212,7 @@ impl Dispatcher {
         let journal = self.journal.clone();
         let n = blocking(move || journal.replay(&ids, now_ms())).await?;
         self.outstanding.fetch_add(n, Ordering::SeqCst);
+        metrics::counter!("gridlet_replayed_total").increment(n);
         self.wake.notify_one();
         Ok(n)
     }
@@ -227,7 +240,7 @@ impl Dispatcher {
     }
 
     fn running_total(&self) -> u32 {
-        self.running().ids.len() as u32
+        self.running().plugin_of.len() as u32
     }
 
     /// The loop: claim what is due and what fits, run it, sleep until the
@@ -238,6 +251,8 @@ impl Dispatcher {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
+            metrics::gauge!("gridlet_deliveries_pending")
+                .set(self.outstanding.load(Ordering::SeqCst) as f64);
             let targets = self.targets.current();
             let (free, slots, in_flight) = {
                 let running = self.running();
@@ -254,11 +269,11 @@ impl Dispatcher {
                 let free = self
                     .settings
                     .max_in_flight
-                    .saturating_sub(running.ids.len());
+                    .saturating_sub(running.plugin_of.len());
                 (
                     free,
                     slots,
-                    running.ids.iter().copied().collect::<Vec<i64>>(),
+                    running.plugin_of.keys().copied().collect::<Vec<i64>>(),
                 )
             };
             let journal = self.journal.clone();
@@ -345,7 +360,7 @@ impl Dispatcher {
                 }
             }
         };
-        self.count(&d.plugin, &record);
+        self.count(&d, &record);
         let journal = self.journal.clone();
         let id = d.id;
         let result = match &record {
@@ -391,7 +406,26 @@ impl Dispatcher {
         self.wake.notify_one();
     }
 
-    fn count(&self, plugin: &str, record: &Record) {
+    fn count(&self, d: &DueDelivery, record: &Record) {
+        let (plugin, event_type) = (d.plugin.clone(), d.event.short_type().to_string());
+        match record {
+            Record::Done => {
+                metrics::counter!("gridlet_delivery_success_total", "plugin" => plugin.clone(), "event_type" => event_type)
+                    .increment(1);
+                let latency = (now_ms() - d.received_at_ms).max(0) as f64 / 1000.0;
+                metrics::histogram!("gridlet_delivery_latency_seconds", "plugin" => plugin.clone())
+                    .record(latency);
+            }
+            Record::Retry(_) => {}
+            Record::Dead(reason, _) => {
+                metrics::counter!("gridlet_dead_lettered_total", "plugin" => plugin.clone(), "event_type" => event_type, "reason" => reason.as_str())
+                    .increment(1);
+                let latency = (now_ms() - d.received_at_ms).max(0) as f64 / 1000.0;
+                metrics::histogram!("gridlet_delivery_latency_seconds", "plugin" => plugin.clone())
+                    .record(latency);
+            }
+        }
+        let plugin = plugin.as_str();
         let mut counters = self.counters();
         let c = counters.entry(plugin.to_string()).or_default();
         match record {
@@ -422,18 +456,18 @@ impl Dispatcher {
 /// Deliveries being attempted (claims live here, not in the journal).
 #[derive(Default)]
 struct Running {
-    ids: std::collections::HashSet<i64>,
+    plugin_of: HashMap<i64, String>,
     per_plugin: HashMap<String, u32>,
 }
 
 impl Running {
     fn start(&mut self, d: &DueDelivery) {
-        self.ids.insert(d.id);
+        self.plugin_of.insert(d.id, d.plugin.clone());
         *self.per_plugin.entry(d.plugin.clone()).or_default() += 1;
     }
 
     fn finish(&mut self, d: &DueDelivery) {
-        self.ids.remove(&d.id);
+        self.plugin_of.remove(&d.id);
         if let Some(n) = self.per_plugin.get_mut(&d.plugin) {
             *n = n.saturating_sub(1);
         }
@@ -471,6 +505,10 @@ impl Intake for Dispatcher {
             })
             .collect();
         let count = batch.len() as u64;
+        let received: Vec<String> = batch
+            .iter()
+            .map(|n| n.event.short_type().to_string())
+            .collect();
         let wanted: u64 = batch.iter().map(|n| n.plugins.len() as u64).sum();
         let outstanding = self.outstanding.load(Ordering::SeqCst);
         let cap = self.settings.queue_capacity as u64;
@@ -493,6 +531,13 @@ impl Intake for Dispatcher {
             }
         })?;
         self.stats.events.fetch_add(count, Ordering::SeqCst);
+        // Every acknowledged event, duplicates included (Event Grid counts
+        // what was published; duplicates are counted on their own too).
+        for event_type in received {
+            metrics::counter!("gridlet_events_received_total", "event_type" => event_type)
+                .increment(1);
+        }
+        metrics::counter!("gridlet_events_duplicate_total").increment(appended.duplicates as u64);
         self.stats
             .duplicates
             .fetch_add(appended.duplicates as u64, Ordering::SeqCst);

@@ -52,6 +52,17 @@ pub struct Event {
     pub delivery: DeliveryHeaders,
 }
 
+impl Event {
+    /// The event type without its namespace (`RunCompleted` for
+    /// `Microsoft.MachineLearningServices.RunCompleted`): for labels and logs.
+    pub fn short_type(&self) -> &str {
+        self.event_type
+            .rsplit('.')
+            .next()
+            .unwrap_or(&self.event_type)
+    }
+}
+
 /// Event Grid's `aeg-*` request headers, kept with each event of the request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryHeaders {

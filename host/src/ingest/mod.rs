@@ -97,11 +97,11 @@ async fn deliver(
 ) -> Response {
     let settings = &hook.settings;
     if !settings.auth.check(uri.query(), &headers) {
-        return Problem::unauthorized().into_response();
+        return refused("auth", Problem::unauthorized());
     }
     let body = match read_body(body, &headers, settings.body_limit).await {
         Ok(body) => body,
-        Err(problem) => return problem.into_response(),
+        Err(problem) => return refused("size", problem),
     };
     let events = match schema::read(&headers, &body) {
         Ok(Request::Events(events)) => events,
@@ -120,10 +120,10 @@ async fn deliver(
             tracing::info!("Event Grid reports the subscription was deleted");
             return StatusCode::OK.into_response();
         }
-        Err(problem) => return problem.into_response(),
+        Err(problem) => return refused("malformed", problem),
     };
     if let Some(problem) = forbidden_topic(&settings.allowed_topics, &events) {
-        return problem.into_response();
+        return refused("topic", problem);
     }
     let count = events.len();
     match hook.intake.accept(events).await {
@@ -131,8 +131,14 @@ async fn deliver(
             axum::Json(serde_json::json!({ "accepted": count, "deliveries": deliveries }))
                 .into_response()
         }
-        Err(busy) => Problem::busy(busy.reason, busy.retry_after).into_response(),
+        Err(busy) => refused("busy", Problem::busy(busy.reason, busy.retry_after)),
     }
+}
+
+/// Count a refused request by reason, and answer it.
+fn refused(reason: &'static str, problem: Problem) -> Response {
+    metrics::counter!("gridlet_requests_rejected_total", "reason" => reason).increment(1);
+    problem.into_response()
 }
 
 /// Read at most `limit` bytes; more is 413, refused from `Content-Length`

@@ -96,6 +96,27 @@ pub struct DeadLetter {
     pub replayed_ms: Option<i64>,
 }
 
+/// A delivery not yet done, as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDelivery {
+    /// The delivery's id.
+    pub id: i64,
+    /// The event's id.
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// The plugin.
+    pub plugin: String,
+    /// Attempts made so far (0: never attempted).
+    pub attempts: u32,
+    /// When it is due (ms since the epoch).
+    pub due_at_ms: i64,
+    /// The last attempt's error ("" before any).
+    pub last_error: String,
+    /// When the event was accepted (ms since the epoch).
+    pub received_at_ms: i64,
+}
+
 /// A journal failure. Ingest answers 503 for it: nothing was stored.
 #[derive(Debug, thiserror::Error)]
 #[error("journal: {0}")]
@@ -142,6 +163,16 @@ pub trait Journal: Send + Sync + 'static {
     ) -> Result<(), JournalError>;
     /// Deliveries not yet done.
     fn pending(&self) -> Result<u64, JournalError>;
+    /// Commit a small write now: can the journal take writes? (Readiness.)
+    fn check_writable(&self) -> Result<(), JournalError>;
+    /// Deliveries not yet done, oldest due first, optionally for one plugin.
+    fn deliveries(
+        &self,
+        plugin: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>, JournalError>;
+    /// Per plugin: deliveries never attempted, and deliveries waiting for a retry.
+    fn delivery_counts(&self) -> Result<Vec<(String, u64, u64)>, JournalError>;
     /// Dead letters, newest first, optionally for one plugin.
     fn dead_letters(&self, plugin: Option<&str>) -> Result<Vec<DeadLetter>, JournalError>;
     /// One dead letter and its event as stored (JSON), if it exists.

@@ -5,7 +5,8 @@
 //! share an fsync instead of queueing for one each.
 
 use super::{
-    Appended, DeadLetter, DeadLetterReason, DueDelivery, Journal, JournalError, NewEvent, now_ms,
+    Appended, DeadLetter, DeadLetterReason, DueDelivery, Journal, JournalError, NewEvent,
+    PendingDelivery, now_ms,
 };
 use crate::event::{DeliveryHeaders, Event, Schema, parse_cloud_event, parse_event_grid};
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -55,6 +56,10 @@ CREATE TABLE IF NOT EXISTS kv (
     value     BLOB NOT NULL,
     PRIMARY KEY (namespace, bucket, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS health (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at INTEGER NOT NULL
+);
 ";
 
 type Done = mpsc::Sender<Result<(), JournalError>>;
@@ -68,6 +73,8 @@ enum Write {
     RetryAt(i64, i64, String, Done),
     DeadLetter(i64, DeadLetterReason, String, i64, u32, Done),
     Flush(Done),
+    /// A real write, to prove the journal can commit (readiness).
+    Probe(Done),
 }
 
 /// The SQLite journal.
@@ -246,6 +253,13 @@ fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Write>) {
                             .execute(params![id])?;
                     }
                     Write::Flush(_) => {}
+                    Write::Probe(_) => {
+                        tx.prepare_cached(
+                            "INSERT INTO health (id, checked_at) VALUES (1, ?1)
+                             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+                        )?
+                        .execute(params![now])?;
+                    }
                 }
             }
             tx.commit()?;
@@ -262,7 +276,8 @@ fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Write>) {
                         Write::Complete(.., done)
                         | Write::RetryAt(.., done)
                         | Write::DeadLetter(.., done)
-                        | Write::Flush(done) => {
+                        | Write::Flush(done)
+                        | Write::Probe(done) => {
                             let _ = done.send(Ok(()));
                         }
                     }
@@ -278,7 +293,8 @@ fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Write>) {
                         Write::Complete(.., done)
                         | Write::RetryAt(.., done)
                         | Write::DeadLetter(.., done)
-                        | Write::Flush(done) => {
+                        | Write::Flush(done)
+                        | Write::Probe(done) => {
                             let _ = done.send(Err(JournalError(e.0.clone())));
                         }
                     }
@@ -551,6 +567,55 @@ impl Journal for SqliteJournal {
             .query_row("SELECT COUNT(*) FROM deliveries", [], |r| {
                 r.get::<_, i64>(0)
             })? as u64)
+    }
+
+    fn check_writable(&self) -> Result<(), JournalError> {
+        self.committed(Write::Probe)
+    }
+
+    fn deliveries(
+        &self,
+        plugin: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>, JournalError> {
+        let reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let mut query = reader.prepare_cached(
+            "SELECT d.id, e.event_id,
+                    coalesce(json_extract(e.body, '$.event.eventType'), json_extract(e.body, '$.event.type'), ''),
+                    d.plugin, d.attempts, d.due_at, d.last_error, e.received_at
+             FROM deliveries d JOIN events e ON e.seq = d.event_seq
+             WHERE ?1 IS NULL OR d.plugin = ?1
+             ORDER BY d.due_at, d.id LIMIT ?2",
+        )?;
+        let rows = query.query_map(params![plugin, limit as i64], |r| {
+            Ok(PendingDelivery {
+                id: r.get(0)?,
+                event_id: r.get(1)?,
+                event_type: r.get(2)?,
+                plugin: r.get(3)?,
+                attempts: r.get(4)?,
+                due_at_ms: r.get(5)?,
+                last_error: r.get(6)?,
+                received_at_ms: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn delivery_counts(&self) -> Result<Vec<(String, u64, u64)>, JournalError> {
+        let reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let mut query = reader.prepare_cached(
+            "SELECT plugin, sum(attempts = 0), sum(attempts > 0) FROM deliveries
+             GROUP BY plugin ORDER BY plugin",
+        )?;
+        let rows = query.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn dead_letters(&self, plugin: Option<&str>) -> Result<Vec<DeadLetter>, JournalError> {

@@ -148,7 +148,8 @@ fn load_from(
     };
     let version = runtime
         .prepare(&name, &component, manifest.limits, manifest.grants)
-        .map_err(at)?;
+        .map_err(at)?
+        .with_version(registry::short(&cache::content_hash(&bytes)));
     Ok(LoadedPlugin {
         version,
         filter: manifest.filter,

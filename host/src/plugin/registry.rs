@@ -10,6 +10,7 @@
 //! plugin keeps serving and its status shows the rejected file and why.
 
 use super::cache::{CompileCache, Compiled, content_hash};
+use super::target::History;
 use super::{LoadedPlugin, Manifest, PluginTarget, plugin_name, sidecar};
 use crate::dispatch::{Target, Targets};
 use crate::runtime::Runtime;
@@ -110,10 +111,13 @@ pub struct PluginStatus {
     pub rejected: Option<Rejection>,
     /// When its `.wasm` was removed.
     pub unloaded_at: Option<SystemTime>,
+    /// Its recent invocations, across versions.
+    pub history: Arc<History>,
 }
 
 #[derive(Default)]
 struct Slot {
+    history: Arc<History>,
     serving: Option<Serving>,
     rejected: Option<Rejection>,
     unloaded_at: Option<SystemTime>,
@@ -227,9 +231,10 @@ impl Registry {
             _ => self.cache.component(&self.runtime, &hash, &bytes),
         };
         let prepared = compiled.and_then(|(component, how)| {
-            let version =
-                self.runtime
-                    .prepare(name, &component, manifest.limits, manifest.grants)?;
+            let version = self
+                .runtime
+                .prepare(name, &component, manifest.limits, manifest.grants)?
+                .with_version(short(&hash));
             Ok((component, how, version))
         });
         let (component, how, version) = match prepared {
@@ -239,6 +244,12 @@ impl Registry {
                 return self.reject(name, Some(hash), why);
             }
         };
+        let history = self
+            .slots()
+            .entry(name.to_string())
+            .or_default()
+            .history
+            .clone();
         let target = Arc::new(PluginTarget::new(
             self.runtime.clone(),
             LoadedPlugin {
@@ -248,6 +259,7 @@ impl Registry {
                 source: wasm,
                 manifest: manifest_text.is_some().then_some(manifest_path),
             },
+            history,
         ));
         let serving = Serving {
             hash: hash.clone(),
@@ -262,6 +274,8 @@ impl Registry {
             slot.rejected = None;
             slot.unloaded_at = None;
         });
+        metrics::counter!("gridlet_plugin_reloads_total", "plugin" => name.to_string())
+            .increment(1);
         let p = serving.target.plugin();
         let change = match current {
             None => Change::Loaded { hash: hash.clone() },
@@ -304,6 +318,7 @@ impl Registry {
                 serving: slot.serving.clone(),
                 rejected: slot.rejected.clone(),
                 unloaded_at: slot.unloaded_at,
+                history: slot.history.clone(),
             })
             .collect()
     }
@@ -318,6 +333,8 @@ impl Registry {
     }
 
     fn reject(&self, name: &str, hash: Option<String>, reason: String) -> Change {
+        metrics::counter!("gridlet_plugin_rejected_versions_total", "plugin" => name.to_string())
+            .increment(1);
         tracing::error!(
             plugin = name,
             rejected = hash.as_deref().map_or("-", short),
@@ -360,6 +377,7 @@ impl Registry {
             .filter_map(|s| s.serving.as_ref())
             .map(|s| s.target.clone() as Arc<dyn Target>)
             .collect();
+        metrics::gauge!("gridlet_plugins_serving").set(set.len() as f64);
         self.serving.store(Arc::new(set));
     }
 }

@@ -4,19 +4,68 @@
 use super::LoadedPlugin;
 use crate::dispatch::{Policy, Target, Verdict};
 use crate::event::Event;
-use crate::runtime::{Outcome, Runtime};
+use crate::runtime::{Entry, Invocation, Outcome, Runtime};
 use std::sync::Arc;
 
 /// One loaded plugin on a runtime.
 pub struct PluginTarget {
     runtime: Arc<Runtime>,
     plugin: LoadedPlugin,
+    history: Arc<History>,
+}
+
+/// How many recent invocations a plugin keeps for the admin API.
+const HISTORY: usize = 50;
+
+/// One attempt, as the admin API lists it.
+#[derive(Debug, Clone)]
+pub struct InvocationRecord {
+    /// When it ended (ms since the epoch).
+    pub at_ms: i64,
+    /// The event.
+    pub event_id: String,
+    /// The event's short type.
+    pub event_type: String,
+    /// Which attempt.
+    pub attempt: u32,
+    /// The version that handled it (short content hash).
+    pub version: String,
+    /// `handled`, `retry`, `reject`, or the failure kind.
+    pub outcome: &'static str,
+    /// The reason, for anything but `handled` (config values redacted).
+    pub reason: Option<String>,
+    /// Time inside the plugin, in ms.
+    pub duration_ms: f64,
+}
+
+/// A plugin's most recent invocations, newest last; kept across versions.
+#[derive(Debug, Default)]
+pub struct History(std::sync::Mutex<std::collections::VecDeque<InvocationRecord>>);
+
+impl History {
+    fn push(&self, record: InvocationRecord) {
+        let mut list = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if list.len() == HISTORY {
+            list.pop_front();
+        }
+        list.push_back(record);
+    }
+
+    /// The recent invocations, newest first.
+    pub fn recent(&self) -> Vec<InvocationRecord> {
+        let list = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        list.iter().rev().cloned().collect()
+    }
 }
 
 impl PluginTarget {
-    /// Serve `plugin` on `runtime`.
-    pub fn new(runtime: Arc<Runtime>, plugin: LoadedPlugin) -> Self {
-        Self { runtime, plugin }
+    /// Serve `plugin` on `runtime`, recording invocations in `history`.
+    pub fn new(runtime: Arc<Runtime>, plugin: LoadedPlugin, history: Arc<History>) -> Self {
+        Self {
+            runtime,
+            plugin,
+            history,
+        }
     }
 
     /// The plugin.
@@ -44,15 +93,62 @@ impl Target for PluginTarget {
     }
 
     async fn deliver(&self, event: &Event, attempt: u32) -> Verdict {
-        match self
+        let invocation = self
             .runtime
             .invoke(&self.plugin.version, event, attempt)
-            .await
-            .outcome
-        {
+            .await;
+        record(self.name(), event, &invocation);
+        self.history.push(InvocationRecord {
+            at_ms: crate::journal::now_ms(),
+            event_id: event.id.clone(),
+            event_type: event.short_type().to_string(),
+            attempt,
+            version: self.plugin.version.version().to_string(),
+            outcome: invocation.outcome.label(),
+            reason: match &invocation.outcome {
+                Outcome::Handled => None,
+                other => Some(other.to_string()),
+            },
+            duration_ms: invocation.duration.as_secs_f64() * 1000.0,
+        });
+        match invocation.outcome {
             Outcome::Handled => Verdict::Done,
             Outcome::Reject(why) => Verdict::DeadLetter(why),
             other => Verdict::Retry(other.to_string()),
         }
     }
+}
+
+/// Event Grid's per-attempt metrics for one invocation.
+fn record(plugin: &str, event: &Event, invocation: &Invocation) {
+    let plugin = plugin.to_string();
+    metrics::histogram!("gridlet_destination_processing_duration_ms", "plugin" => plugin.clone())
+        .record(invocation.duration.as_secs_f64() * 1000.0);
+    if let Some(fuel) = invocation.fuel_used {
+        metrics::histogram!("gridlet_fuel_used", "plugin" => plugin.clone()).record(fuel as f64);
+    }
+    if invocation.dropped_log_lines > 0 {
+        metrics::counter!("gridlet_plugin_log_lines_dropped_total", "plugin" => plugin.clone())
+            .increment(invocation.dropped_log_lines);
+    }
+    let outcome = match &invocation.outcome {
+        Outcome::Handled => return,
+        // A retry after an outbound request failed is the network's doing.
+        Outcome::Retry(_)
+            if invocation
+                .entries
+                .iter()
+                .any(|e| matches!(e, Entry::Http { result: Err(_), .. })) =>
+        {
+            "http"
+        }
+        other => other.label(),
+    };
+    metrics::counter!(
+        "gridlet_delivery_attempt_fail_total",
+        "plugin" => plugin,
+        "event_type" => event.short_type().to_string(),
+        "outcome" => outcome
+    )
+    .increment(1);
 }

@@ -5,10 +5,70 @@
 //!
 //! Log output is capped per delivery (lines and bytes): a plugin that floods
 //! loses its extra lines, never the host's memory, and the number dropped is
-//! reported once at the end.
+//! reported once at the end. Across deliveries, what reaches the host's log
+//! is rate-limited per plugin version ([`LogRate`]); lines over the rate
+//! stay in the delivery's record but are not written to the log, and are
+//! counted.
 
 use super::Grants;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// Who is speaking: the plugin, its version, what it was granted (to redact
+/// its config values) and its log rate.
+#[derive(Debug)]
+pub struct Source {
+    /// The plugin's name.
+    pub plugin: Arc<str>,
+    /// The version's short content hash ("" when not known).
+    pub version: Arc<str>,
+    /// Its grants.
+    pub grants: Arc<Grants>,
+    /// Its log rate.
+    pub rate: LogRate,
+}
+
+/// A token bucket for log lines written to the host's log: `per_second`
+/// on average, bursts of `burst`.
+#[derive(Debug)]
+pub struct LogRate {
+    per_second: f64,
+    burst: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl LogRate {
+    /// A bucket, full.
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        Self {
+            per_second: f64::from(per_second),
+            burst: f64::from(burst),
+            state: Mutex::new((f64::from(burst), Instant::now())),
+        }
+    }
+
+    /// Take a token if there is one.
+    fn allow(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let refill = now.duration_since(state.1).as_secs_f64() * self.per_second;
+        state.0 = (state.0 + refill).min(self.burst);
+        state.1 = now;
+        if state.0 >= 1.0 {
+            state.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Default for LogRate {
+    /// 100 lines a second, bursts of 1,000.
+    fn default() -> Self {
+        Self::new(100, 1_000)
+    }
+}
 
 /// Severity of a plugin's log line (`wasi:logging` levels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -83,8 +143,7 @@ impl Default for LogLimits {
 /// The activity of one delivery. Shared by every capability of the store.
 #[derive(Debug)]
 pub struct Activity {
-    plugin: Arc<str>,
-    grants: Arc<Grants>,
+    source: Arc<Source>,
     /// The delivery being recorded: event id and attempt (changes when a
     /// reused instance takes the next delivery).
     delivery: Mutex<(Arc<str>, u32)>,
@@ -97,26 +156,22 @@ struct Inner {
     lines_left: u32,
     bytes_left: usize,
     dropped: u64,
+    /// Lines kept in the record but not written to the log (over the rate).
+    suppressed: u64,
 }
 
 impl Activity {
     /// Start recording for one delivery.
-    pub fn new(
-        plugin: Arc<str>,
-        grants: Arc<Grants>,
-        event_id: &str,
-        attempt: u32,
-        limits: LogLimits,
-    ) -> Arc<Self> {
+    pub fn new(source: Arc<Source>, event_id: &str, attempt: u32, limits: LogLimits) -> Arc<Self> {
         Arc::new(Self {
-            plugin,
-            grants,
+            source,
             delivery: Mutex::new((event_id.into(), attempt)),
             inner: Mutex::new(Inner {
                 entries: Vec::new(),
                 lines_left: limits.lines,
                 bytes_left: limits.bytes,
                 dropped: 0,
+                suppressed: 0,
             }),
         })
     }
@@ -130,7 +185,7 @@ impl Activity {
     /// A log line from the plugin, subject to the per-delivery caps, with
     /// config values redacted.
     pub fn log(&self, level: Level, context: &str, message: &str) {
-        let message = &*self.grants.config.redact(message);
+        let message = &*self.source.grants.config.redact(message);
         {
             let mut inner = self.inner();
             if inner.lines_left == 0 || inner.bytes_left < message.len() {
@@ -144,16 +199,24 @@ impl Activity {
                 context: context.to_string(),
                 message: message.to_string(),
             });
+            if !self.source.rate.allow() {
+                inner.suppressed += 1;
+                return;
+            }
         }
         let (event_id, attempt) = self.delivery();
-        let (plugin, event_id) = (&*self.plugin, &*event_id);
+        let (plugin, version, event_id) = (&*self.source.plugin, &*self.source.version, &*event_id);
         match level {
-            Level::Trace => tracing::trace!(plugin, event_id, attempt, context, "{message}"),
-            Level::Debug => tracing::debug!(plugin, event_id, attempt, context, "{message}"),
-            Level::Info => tracing::info!(plugin, event_id, attempt, context, "{message}"),
-            Level::Warn => tracing::warn!(plugin, event_id, attempt, context, "{message}"),
+            Level::Trace => {
+                tracing::trace!(plugin, version, event_id, attempt, context, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(plugin, version, event_id, attempt, context, "{message}")
+            }
+            Level::Info => tracing::info!(plugin, version, event_id, attempt, context, "{message}"),
+            Level::Warn => tracing::warn!(plugin, version, event_id, attempt, context, "{message}"),
             Level::Error | Level::Critical => {
-                tracing::error!(plugin, event_id, attempt, context, "{message}")
+                tracing::error!(plugin, version, event_id, attempt, context, "{message}")
             }
         }
     }
@@ -162,7 +225,8 @@ impl Activity {
     pub fn key_value(&self, bucket: &str, key: &str, change: String) {
         let (event_id, attempt) = self.delivery();
         tracing::debug!(
-            plugin = &*self.plugin,
+            plugin = &*self.source.plugin,
+            version = &*self.source.version,
             event_id = &*event_id,
             attempt,
             bucket,
@@ -179,13 +243,14 @@ impl Activity {
     /// An outbound request and its result, with config values redacted
     /// from the URL (webhook URLs carry their secret in the path).
     pub fn http(&self, method: &str, url: &str, result: Result<u16, String>) {
-        let url = &*self.grants.config.redact(url);
+        let url = &*self.source.grants.config.redact(url);
         let (event_id, attempt) = self.delivery();
-        let (plugin, event_id) = (&*self.plugin, &*event_id);
+        let (plugin, version, event_id) = (&*self.source.plugin, &*self.source.version, &*event_id);
         match &result {
             Ok(status) => {
                 tracing::info!(
                     plugin,
+                    version,
                     event_id,
                     attempt,
                     method,
@@ -197,6 +262,7 @@ impl Activity {
             Err(why) => {
                 tracing::warn!(
                     plugin,
+                    version,
                     event_id,
                     attempt,
                     method,
@@ -238,20 +304,25 @@ impl Activity {
         inner.lines_left = limits.lines;
         inner.bytes_left = limits.bytes;
         inner.dropped = 0;
+        inner.suppressed = 0;
     }
 
-    /// Finish: the entries and the number of log lines dropped over the caps.
+    /// Finish: the entries, and the number of log lines dropped over the
+    /// caps or kept out of the host's log by the rate.
     pub fn finish(&self) -> (Vec<Entry>, u64) {
         let mut inner = self.inner();
-        let dropped = inner.dropped;
+        let dropped = inner.dropped + inner.suppressed;
         if dropped > 0 {
             let (event_id, attempt) = self.delivery();
             tracing::warn!(
-                plugin = &*self.plugin,
+                plugin = &*self.source.plugin,
+                version = &*self.source.version,
                 event_id = &*event_id,
                 attempt,
                 dropped,
-                "plugin log output over its per-delivery cap was dropped"
+                capped = inner.dropped,
+                rate_limited = inner.suppressed,
+                "plugin log lines not written: over the per-delivery cap or the plugin's log rate"
             );
         }
         (std::mem::take(&mut inner.entries), dropped)

@@ -20,7 +20,7 @@ pub mod outcome;
 mod reuse;
 mod state;
 
-pub use activity::{Entry, Level, LogLimits};
+pub use activity::{Entry, Level, LogLimits, LogRate, Source};
 pub use config::ConfigValues;
 pub use http::{AllowList, HttpLimits};
 pub use keyvalue::{JournalKeyValue, KeyValue, MemoryKeyValue};
@@ -118,6 +118,8 @@ pub struct PluginVersion {
     permits: Arc<Semaphore>,
     /// Instances kept for reuse (`limits.reuse_instance`), idle ones only.
     kept: std::sync::Mutex<Vec<WarmInstance>>,
+    /// Its identity for logs (name, version, grants, log rate).
+    source: Arc<Source>,
     _alive: Alive,
 }
 
@@ -152,6 +154,22 @@ impl PluginVersion {
     /// Its grants.
     pub fn grants(&self) -> &Grants {
         &self.grants
+    }
+
+    /// Label this version (its short content hash) in log lines.
+    pub fn with_version(mut self, version: &str) -> Self {
+        self.source = Arc::new(Source {
+            plugin: self.name.clone(),
+            version: version.into(),
+            grants: self.grants.clone(),
+            rate: LogRate::default(),
+        });
+        self
+    }
+
+    /// Its version label ("" when not labelled).
+    pub fn version(&self) -> &str {
+        &self.source.version
     }
 
     fn kept(&self) -> std::sync::MutexGuard<'_, Vec<WarmInstance>> {
@@ -262,11 +280,19 @@ impl Runtime {
             .instantiate_pre(component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = PluginPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let name: Arc<str> = name.into();
+        let grants = Arc::new(grants);
         Ok(PluginVersion {
-            name: name.into(),
+            source: Arc::new(Source {
+                plugin: name.clone(),
+                version: "".into(),
+                grants: grants.clone(),
+                rate: LogRate::default(),
+            }),
+            name,
             pre,
             limits,
-            grants: Arc::new(grants),
+            grants,
             permits: Arc::new(Semaphore::new(limits.max_concurrency.max(1) as usize)),
             kept: std::sync::Mutex::default(),
             _alive: Alive::new(&self.versions),
@@ -306,8 +332,7 @@ impl Runtime {
     /// A store for one delivery, with the plugin's sandbox and memory cap.
     fn store(&self, plugin: &PluginVersion, event_id: &str, attempt: u32) -> Store<PluginState> {
         let activity = Activity::new(
-            plugin.name.clone(),
-            plugin.grants.clone(),
+            plugin.source.clone(),
             event_id,
             attempt,
             self.settings.log_limits,

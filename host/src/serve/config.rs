@@ -51,6 +51,10 @@ pub struct ConfigFile {
     pub shutdown_grace_ms: Option<u64>,
     /// Bearer token for the admin API under `/admin` (default: none, API off).
     pub admin_token: Option<String>,
+    /// Serve Prometheus metrics at `/metrics` (default true).
+    pub metrics: Option<bool>,
+    /// On shutdown, keep accepting this long with `/readyz` at 503, in ms (default 0).
+    pub shutdown_delay_ms: Option<u64>,
     /// Where compiled plugins are cached (default `<state_dir>/compiled`).
     pub compile_cache_dir: Option<PathBuf>,
     /// Reload plugins when their files change (default true).
@@ -123,6 +127,8 @@ impl ConfigFile {
             retry_delays_ms: over.retry_delays_ms.or(self.retry_delays_ms),
             shutdown_grace_ms: over.shutdown_grace_ms.or(self.shutdown_grace_ms),
             admin_token: over.admin_token.or(self.admin_token),
+            metrics: over.metrics.or(self.metrics),
+            shutdown_delay_ms: over.shutdown_delay_ms.or(self.shutdown_delay_ms),
             compile_cache_dir: over.compile_cache_dir.or(self.compile_cache_dir),
             watch_plugins: over.watch_plugins.or(self.watch_plugins),
             reload_debounce_ms: over.reload_debounce_ms.or(self.reload_debounce_ms),
@@ -148,6 +154,10 @@ impl ConfigFile {
         s.plugins_dir = self.plugins_dir.unwrap_or(s.plugins_dir);
         s.state_dir = self.state_dir.unwrap_or(s.state_dir);
         s.compile_cache_dir = self.compile_cache_dir;
+        s.metrics = self.metrics.unwrap_or(true);
+        if let Some(ms) = self.shutdown_delay_ms {
+            s.shutdown_delay = Duration::from_millis(ms);
+        }
         if let Some(topics) = self.allowed_topics {
             s.ingest.allowed_topics = topics
                 .into_iter()

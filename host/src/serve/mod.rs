@@ -3,6 +3,7 @@
 //! together.
 
 pub mod config;
+pub mod health;
 
 use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::ingest::{self, IngestSettings};
@@ -12,6 +13,7 @@ use crate::runtime::{JournalKeyValue, Runtime, RuntimeSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -39,6 +41,11 @@ pub struct ServeSettings {
     pub watch: Option<WatchSettings>,
     /// Where compiled plugins are cached; `None` is `<state_dir>/compiled`.
     pub compile_cache_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics at `/metrics`.
+    pub metrics: bool,
+    /// On SIGTERM/SIGINT, keep accepting this long with `/readyz` answering
+    /// 503, so load balancers stop sending first.
+    pub shutdown_delay: std::time::Duration,
 }
 
 impl Default for ServeSettings {
@@ -54,6 +61,8 @@ impl Default for ServeSettings {
             admin_token: None,
             watch: Some(WatchSettings::default()),
             compile_cache_dir: None,
+            metrics: true,
+            shutdown_delay: std::time::Duration::ZERO,
         }
     }
 }
@@ -90,6 +99,10 @@ impl Server {
 /// listens, which plugins loaded (and which did not, and why) and whether
 /// auth is off.
 pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
+    if settings.metrics {
+        // First, so that what start-up records (plugin loads) is counted.
+        crate::admin::metrics::install();
+    }
     let journal = Arc::new(
         SqliteJournal::open(&settings.state_dir, settings.journal_fsync)
             .map_err(|e| anyhow::anyhow!("state_dir {}: {e}", settings.state_dir.display()))?,
@@ -165,8 +178,20 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
         tracing::warn!("allowed_topics is empty: events from any topic are accepted");
     }
 
-    let dispatcher = Dispatcher::start(plugins.clone(), journal, settings.dispatch.clone())?;
-    let mut app = ingest::router(settings.ingest.clone(), dispatcher.clone());
+    let journal: Arc<dyn crate::journal::Journal> = journal;
+    let dispatcher =
+        Dispatcher::start(plugins.clone(), journal.clone(), settings.dispatch.clone())?;
+    let shutting_down = Arc::new(AtomicBool::new(false));
+    let mut app = ingest::router(settings.ingest.clone(), dispatcher.clone()).merge(
+        health::router(health::Readiness {
+            journal,
+            plugins: plugins.clone(),
+            shutting_down: shutting_down.clone(),
+        }),
+    );
+    if settings.metrics {
+        app = app.merge(crate::admin::metrics::router());
+    }
     match settings.admin_token.as_deref().filter(|t| !t.is_empty()) {
         Some(token) => {
             app = app.merge(crate::admin::router(
@@ -179,6 +204,7 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
     }
     let (stop, stopped) = oneshot::channel::<()>();
     let draining = dispatcher.clone();
+    let delay = settings.shutdown_delay;
     let task = tokio::spawn(async move {
         // Stop accepting first; then let running deliveries finish within
         // the grace period; the rest stay pending in the journal.
@@ -187,6 +213,16 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
                 tokio::select! {
                     _ = stopped => {}
                     _ = shutdown_signal() => {}
+                }
+                // Not ready from now on; keep serving through the delay so
+                // load balancers see it before connections are refused.
+                shutting_down.store(true, Ordering::SeqCst);
+                if !delay.is_zero() {
+                    tracing::info!(
+                        ?delay,
+                        "not ready; still accepting until the shutdown delay ends"
+                    );
+                    tokio::time::sleep(delay).await;
                 }
             })
             .await;
