@@ -169,7 +169,7 @@ async fn dead_letters_for_attempts_reject_ttl_and_missing_plugins_then_replay() 
     // A delivery for a plugin that is gone.
     journal
         .append(vec![NewEvent {
-            event: events(2).remove(1),
+            event: Arc::new(events(2).remove(1)),
             plugins: vec!["removed".into()],
         }])
         .expect("append");
@@ -290,7 +290,7 @@ async fn claimed_deliveries_resume_after_a_crash() {
                 events(5)
                     .into_iter()
                     .map(|event| NewEvent {
-                        event,
+                        event: Arc::new(event),
                         plugins: vec!["p".into()],
                     })
                     .collect(),

@@ -8,7 +8,9 @@
 
 use crate::event::Event;
 use crate::ingest::{Busy, Intake};
-use crate::journal::{DeadLetterReason, DueDelivery, Journal, JournalError, NewEvent, now_ms};
+use crate::journal::{
+    DeadLetterReason, DueDelivery, Journal, JournalError, NewEvent, Settlement, now_ms,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -361,18 +363,20 @@ impl Dispatcher {
             }
         };
         self.count(&d, &record);
-        let journal = self.journal.clone();
         let id = d.id;
-        let result = match &record {
+        let settlement = match &record {
             Record::Done => {
                 self.stats.done.fetch_add(1, Ordering::SeqCst);
-                blocking(move || journal.complete(id)).await
+                Settlement::Complete(id)
             }
             Record::Retry(why) => {
                 self.stats.retry.fetch_add(1, Ordering::SeqCst);
-                let due = now_ms() + self.backoff(d.attempt).as_millis() as i64;
-                let why = why.clone();
-                blocking(move || journal.retry_at(id, due, &why)).await
+                let due_ms = now_ms() + self.backoff(d.attempt).as_millis() as i64;
+                Settlement::RetryAt {
+                    id,
+                    due_ms,
+                    error: why.clone(),
+                }
             }
             Record::Dead(reason, why) => {
                 self.stats.dead.fetch_add(1, Ordering::SeqCst);
@@ -384,10 +388,26 @@ impl Dispatcher {
                     }
                     _ => d.attempt - 1,
                 };
-                let (reason, why) = (*reason, why.clone());
-                blocking(move || journal.dead_letter(id, reason, &why, now_ms(), attempts)).await
+                Settlement::DeadLetter {
+                    id,
+                    reason: *reason,
+                    error: why.clone(),
+                    at_ms: now_ms(),
+                    attempts,
+                }
             }
         };
+        // Awaited without holding a thread: the journal's writer answers.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.journal.settle(
+            settlement,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        let result = rx
+            .await
+            .unwrap_or_else(|_| Err(JournalError("the journal dropped an outcome".into())));
         if let Err(e) = result {
             // The delivery stays in the journal and is attempted again.
             tracing::error!(delivery = id, "cannot record an outcome: {e}");
@@ -501,7 +521,10 @@ impl Intake for Dispatcher {
                     .filter(|t| t.accepts(&event))
                     .map(|t| t.name().to_string())
                     .collect();
-                NewEvent { event, plugins }
+                NewEvent {
+                    event: Arc::new(event),
+                    plugins,
+                }
             })
             .collect();
         let count = batch.len() as u64;
@@ -521,15 +544,24 @@ impl Intake for Dispatcher {
                 retry_after: self.settings.retry_after_secs,
             });
         }
-        let journal = self.journal.clone();
-        let appended = blocking(move || journal.append(batch)).await.map_err(|e| {
-            self.stats.refused.fetch_add(1, Ordering::SeqCst);
-            tracing::error!("cannot commit a batch, answering 503: {e}");
-            Busy {
-                reason: "the journal cannot store the events now; nothing was stored".into(),
-                retry_after: self.settings.retry_after_secs,
-            }
-        })?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.journal.append_then(
+            batch,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        let appended = rx
+            .await
+            .unwrap_or_else(|_| Err(JournalError("the journal dropped a batch".into())))
+            .map_err(|e| {
+                self.stats.refused.fetch_add(1, Ordering::SeqCst);
+                tracing::error!("cannot commit a batch, answering 503: {e}");
+                Busy {
+                    reason: "the journal cannot store the events now; nothing was stored".into(),
+                    retry_after: self.settings.retry_after_secs,
+                }
+            })?;
         self.stats.events.fetch_add(count, Ordering::SeqCst);
         // Every acknowledged event, duplicates included (Event Grid counts
         // what was published; duplicates are counted on their own too).

@@ -11,8 +11,8 @@ use crate::event::Event;
 
 /// One accepted event and the plugins whose filters matched it.
 pub struct NewEvent {
-    /// The event.
-    pub event: Event,
+    /// The event (shared: the journal keeps recent ones parsed).
+    pub event: std::sync::Arc<Event>,
     /// The plugins it is for, one delivery each.
     pub plugins: Vec<String>,
 }
@@ -35,7 +35,7 @@ pub struct DueDelivery {
     /// The delivery's id.
     pub id: i64,
     /// The event.
-    pub event: Event,
+    pub event: std::sync::Arc<Event>,
     /// The plugin's name.
     pub plugin: String,
     /// This attempt's number (1 for the first).
@@ -117,6 +117,41 @@ pub struct PendingDelivery {
     pub received_at_ms: i64,
 }
 
+/// Called once a write is committed (or failed), from the journal's writer.
+pub type Completion = Box<dyn FnOnce(Result<(), JournalError>) + Send>;
+
+/// Called once an append is committed (or failed).
+pub type AppendCompletion = Box<dyn FnOnce(Result<Appended, JournalError>) + Send>;
+
+/// How a delivery's attempt is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Handled: the delivery is done.
+    Complete(i64),
+    /// Failed: try again at `due_ms`.
+    RetryAt {
+        /// The delivery.
+        id: i64,
+        /// When.
+        due_ms: i64,
+        /// Why the attempt failed.
+        error: String,
+    },
+    /// Given up.
+    DeadLetter {
+        /// The delivery.
+        id: i64,
+        /// Event Grid's reason.
+        reason: DeadLetterReason,
+        /// The last error.
+        error: String,
+        /// When (ms since the epoch).
+        at_ms: i64,
+        /// Attempts made.
+        attempts: u32,
+    },
+}
+
 /// A journal failure. Ingest answers 503 for it: nothing was stored.
 #[derive(Debug, thiserror::Error)]
 #[error("journal: {0}")]
@@ -163,6 +198,27 @@ pub trait Journal: Send + Sync + 'static {
     ) -> Result<(), JournalError>;
     /// Deliveries not yet done.
     fn pending(&self) -> Result<u64, JournalError>;
+    /// [`Journal::append`] without blocking the caller: `done` is called
+    /// once the batch is committed. The default blocks; journals with a
+    /// writer of their own answer from it.
+    fn append_then(&self, batch: Vec<NewEvent>, done: AppendCompletion) {
+        done(self.append(batch));
+    }
+    /// Record an attempt without blocking the caller: `done` is called once
+    /// it is committed. The default blocks.
+    fn settle(&self, settlement: Settlement, done: Completion) {
+        done(match settlement {
+            Settlement::Complete(id) => self.complete(id),
+            Settlement::RetryAt { id, due_ms, error } => self.retry_at(id, due_ms, &error),
+            Settlement::DeadLetter {
+                id,
+                reason,
+                error,
+                at_ms,
+                attempts,
+            } => self.dead_letter(id, reason, &error, at_ms, attempts),
+        })
+    }
     /// Commit a small write now: can the journal take writes? (Readiness.)
     fn check_writable(&self) -> Result<(), JournalError>;
     /// Deliveries not yet done, oldest due first, optionally for one plugin.

@@ -5,11 +5,11 @@
 //! share an fsync instead of queueing for one each.
 
 use super::{
-    Appended, DeadLetter, DeadLetterReason, DueDelivery, Journal, JournalError, NewEvent,
-    PendingDelivery, now_ms,
+    AppendCompletion, Appended, Completion, DeadLetter, DeadLetterReason, DueDelivery, Journal,
+    JournalError, NewEvent, PendingDelivery, Settlement, now_ms,
 };
 use crate::event::{DeliveryHeaders, Event, Schema, parse_cloud_event, parse_event_grid};
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::mpsc;
@@ -62,13 +62,16 @@ CREATE TABLE IF NOT EXISTS health (
 );
 ";
 
-type Done = mpsc::Sender<Result<(), JournalError>>;
+type Done = Completion;
 
 /// Work for the writer thread; each is answered once committed (an append
 /// before the webhook answers 200, an outcome before the delivery may be
 /// claimed again).
 enum Write {
-    Append(Vec<NewEvent>, mpsc::Sender<Result<Appended, JournalError>>),
+    Append(
+        Vec<NewEvent>,
+        Box<dyn FnOnce(Result<Appended, JournalError>) + Send>,
+    ),
     Complete(i64, Done),
     RetryAt(i64, i64, String, Done),
     DeadLetter(i64, DeadLetterReason, String, i64, u32, Done),
@@ -82,6 +85,31 @@ pub struct SqliteJournal {
     conn: Arc<Mutex<Connection>>,
     reader: Mutex<Connection>,
     writes: Mutex<mpsc::Sender<Write>>,
+    recent: Arc<Mutex<Recent>>,
+}
+
+/// Events appended lately, already parsed, by sequence number: most
+/// deliveries are claimed moments after their event was appended, and
+/// taking it from here saves reading and parsing its body again.
+#[derive(Default)]
+struct Recent {
+    by_seq: std::collections::HashMap<i64, Arc<Event>>,
+    order: std::collections::VecDeque<i64>,
+}
+
+/// Most events [`Recent`] keeps.
+const RECENT_EVENTS: usize = 8192;
+
+impl Recent {
+    fn keep(&mut self, seq: i64, event: Arc<Event>) {
+        if self.order.len() == RECENT_EVENTS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.by_seq.remove(&old);
+        }
+        self.order.push_back(seq);
+        self.by_seq.insert(seq, event);
+    }
 }
 
 impl SqliteJournal {
@@ -104,11 +132,14 @@ impl SqliteJournal {
         let conn = Arc::new(Mutex::new(conn));
         let (tx, rx) = mpsc::channel::<Write>();
         let writer = conn.clone();
+        let recent = Arc::new(Mutex::new(Recent::default()));
+        let kept = recent.clone();
         std::thread::Builder::new()
             .name("gridlet-journal".into())
-            .spawn(move || group_commit(&writer, &rx))
+            .spawn(move || group_commit(&writer, &rx, &kept))
             .map_err(|e| JournalError(format!("cannot start the journal writer: {e}")))?;
         Ok(Self {
+            recent,
             conn,
             reader: Mutex::new(reader),
             writes: Mutex::new(tx),
@@ -215,7 +246,7 @@ impl SqliteJournal {
 
 /// The writer thread: take one write, fold in whatever else is queued,
 /// commit them together, answer the appends.
-fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Write>) {
+fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Write>, recent: &Mutex<Recent>) {
     let mut last_purge = 0;
     while let Ok(first) = rx.recv() {
         let mut writes = vec![first];
@@ -227,12 +258,13 @@ fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Write>) {
         }
         let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
         let now = now_ms();
+        let mut stored = Vec::new();
         let result = (|| -> Result<Vec<Appended>, JournalError> {
             let tx = conn.transaction()?;
             let mut appended = Vec::new();
             for write in &writes {
                 match write {
-                    Write::Append(batch, _) => appended.push(insert(&tx, batch, now)?),
+                    Write::Append(batch, _) => appended.push(insert(&tx, batch, now, &mut stored)?),
                     Write::Complete(id, _) => {
                         tx.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
                             .execute(params![id])?;
@@ -267,18 +299,23 @@ fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Write>) {
         })();
         match result {
             Ok(appended) => {
+                let mut recent = recent.lock().unwrap_or_else(|e| e.into_inner());
+                for (seq, event) in stored {
+                    recent.keep(seq, event);
+                }
+                drop(recent);
                 let mut appended = appended.into_iter();
                 for write in writes {
                     match write {
                         Write::Append(_, reply) => {
-                            let _ = reply.send(Ok(appended.next().unwrap_or_default()));
+                            reply(Ok(appended.next().unwrap_or_default()));
                         }
                         Write::Complete(.., done)
                         | Write::RetryAt(.., done)
                         | Write::DeadLetter(.., done)
                         | Write::Flush(done)
                         | Write::Probe(done) => {
-                            let _ = done.send(Ok(()));
+                            done(Ok(()));
                         }
                     }
                 }
@@ -288,14 +325,14 @@ fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Write>) {
                 for write in writes {
                     match write {
                         Write::Append(_, reply) => {
-                            let _ = reply.send(Err(JournalError(e.0.clone())));
+                            reply(Err(JournalError(e.0.clone())));
                         }
                         Write::Complete(.., done)
                         | Write::RetryAt(.., done)
                         | Write::DeadLetter(.., done)
                         | Write::Flush(done)
                         | Write::Probe(done) => {
-                            let _ = done.send(Err(JournalError(e.0.clone())));
+                            done(Err(JournalError(e.0.clone())));
                         }
                     }
                 }
@@ -318,6 +355,7 @@ fn insert(
     tx: &rusqlite::Transaction<'_>,
     batch: &[NewEvent],
     now: i64,
+    kept: &mut Vec<(i64, Arc<Event>)>,
 ) -> Result<Appended, JournalError> {
     let mut appended = Appended::default();
     let mut add_event = tx.prepare_cached(
@@ -335,6 +373,7 @@ fn insert(
         }
         appended.events += 1;
         let seq = tx.last_insert_rowid();
+        kept.push((seq, new.event.clone()));
         for plugin in &new.plugins {
             add_delivery.execute(params![seq, plugin, now])?;
             appended.deliveries += 1;
@@ -368,7 +407,9 @@ impl SqliteJournal {
     /// Queue a write and wait for its commit.
     fn committed(&self, write: impl FnOnce(Done) -> Write) -> Result<(), JournalError> {
         let (done, answer) = mpsc::channel();
-        self.write(write(done))?;
+        self.write(write(Box::new(move |r| {
+            let _ = done.send(r);
+        })))?;
         answer
             .recv()
             .map_err(|_| JournalError("the journal writer has stopped".into()))?
@@ -448,7 +489,12 @@ fn restore(body: &str) -> Result<Event, JournalError> {
 impl Journal for SqliteJournal {
     fn append(&self, batch: Vec<NewEvent>) -> Result<Appended, JournalError> {
         let (reply, answer) = mpsc::channel();
-        self.write(Write::Append(batch, reply))?;
+        self.write(Write::Append(
+            batch,
+            Box::new(move |r| {
+                let _ = reply.send(r);
+            }),
+        ))?;
         answer
             .recv()
             .map_err(|_| JournalError("the journal writer has stopped".into()))?
@@ -466,24 +512,20 @@ impl Journal for SqliteJournal {
             return Ok(Vec::new());
         }
         let conn = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        let busy = vec!["?"; in_flight.len()].join(",");
-        let busy_args = || {
-            in_flight
-                .iter()
-                .map(|id| rusqlite::types::Value::Integer(*id))
-        };
+        // The ids in flight as one JSON array parameter: the statements stay
+        // the same text (prepared once, cached) whatever their number.
+        let busy = serde_json::to_string(in_flight).unwrap_or_else(|_| "[]".into());
         // Each plugin's oldest due deliveries, as many as it has free slots,
         // by index; then those of plugins not named (not loaded any more).
         let mut rows: Vec<(i64, i64, i64, String, u32)> = Vec::new();
-        let pick = "SELECT due_at, id, event_seq, plugin, attempts + 1 FROM deliveries";
-        let mut per_plugin = conn.prepare(&format!(
-            "{pick} WHERE plugin = ? AND due_at <= ? AND id NOT IN ({busy}) ORDER BY due_at, id LIMIT ?"
-        ))?;
+        let mut per_plugin = conn.prepare_cached(
+            "SELECT due_at, id, event_seq, plugin, attempts + 1 FROM deliveries
+             WHERE plugin = ?1 AND due_at <= ?2
+               AND id NOT IN (SELECT value FROM json_each(?3))
+             ORDER BY due_at, id LIMIT ?4",
+        )?;
         for (plugin, n) in slots.iter().filter(|(_, n)| *n > 0) {
-            let mut args: Vec<rusqlite::types::Value> = vec![plugin.clone().into(), now_ms.into()];
-            args.extend(busy_args());
-            args.push(i64::from(*n).into());
-            let found = per_plugin.query_map(params_from_iter(args), |r| {
+            let found = per_plugin.query_map(params![plugin, now_ms, busy, n], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?;
             for row in found {
@@ -493,20 +535,16 @@ impl Journal for SqliteJournal {
         // Plugins not named are rare (removed plugins) and finding them scans
         // every due row: only when asked.
         if other_slots > 0 {
-            let named = vec!["?"; slots.len()].join(",");
-            let mut others = conn.prepare(&format!(
-                "{pick} WHERE due_at <= ? AND plugin NOT IN ({named}) AND id NOT IN ({busy})
-                 ORDER BY due_at, id LIMIT ?"
-            ))?;
-            let mut args: Vec<rusqlite::types::Value> = vec![now_ms.into()];
-            args.extend(
-                slots
-                    .iter()
-                    .map(|(p, _)| rusqlite::types::Value::Text(p.clone())),
-            );
-            args.extend(busy_args());
-            args.push(i64::from(other_slots).into());
-            let found = others.query_map(params_from_iter(args), |r| {
+            let named: Vec<&str> = slots.iter().map(|(p, _)| p.as_str()).collect();
+            let named = serde_json::to_string(&named).unwrap_or_else(|_| "[]".into());
+            let mut others = conn.prepare_cached(
+                "SELECT due_at, id, event_seq, plugin, attempts + 1 FROM deliveries
+                 WHERE due_at <= ?1
+                   AND plugin NOT IN (SELECT value FROM json_each(?2))
+                   AND id NOT IN (SELECT value FROM json_each(?3))
+                 ORDER BY due_at, id LIMIT ?4",
+            )?;
+            let found = others.query_map(params![now_ms, named, busy, other_slots], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?;
             for row in found {
@@ -518,13 +556,27 @@ impl Journal for SqliteJournal {
         rows.truncate(limit);
         let mut event =
             conn.prepare_cached("SELECT body, received_at FROM events WHERE seq = ?1")?;
+        let mut received = conn.prepare_cached("SELECT received_at FROM events WHERE seq = ?1")?;
         let mut due = Vec::with_capacity(rows.len());
         for (_, id, seq, plugin, attempt) in rows {
-            let (body, received_at_ms): (String, i64) =
-                event.query_row(params![seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let known = self
+                .recent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .by_seq
+                .get(&seq)
+                .cloned();
+            let (event, received_at_ms) = match known {
+                Some(event) => (event, received.query_row(params![seq], |r| r.get(0))?),
+                None => {
+                    let (body, at): (String, i64) =
+                        event.query_row(params![seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    (Arc::new(restore(&body)?), at)
+                }
+            };
             due.push(DueDelivery {
                 id,
-                event: restore(&body)?,
+                event,
                 plugin,
                 attempt,
                 received_at_ms,
@@ -567,6 +619,42 @@ impl Journal for SqliteJournal {
             .query_row("SELECT COUNT(*) FROM deliveries", [], |r| {
                 r.get::<_, i64>(0)
             })? as u64)
+    }
+
+    fn append_then(&self, batch: Vec<NewEvent>, done: AppendCompletion) {
+        let sent = self
+            .writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(Write::Append(batch, done));
+        if let Err(mpsc::SendError(Write::Append(_, done))) = sent {
+            done(Err(JournalError("the journal writer has stopped".into())));
+        }
+    }
+
+    fn settle(&self, settlement: Settlement, done: Completion) {
+        let write = match settlement {
+            Settlement::Complete(id) => Write::Complete(id, done),
+            Settlement::RetryAt { id, due_ms, error } => Write::RetryAt(id, due_ms, error, done),
+            Settlement::DeadLetter {
+                id,
+                reason,
+                error,
+                at_ms,
+                attempts,
+            } => Write::DeadLetter(id, reason, error, at_ms, attempts, done),
+        };
+        let sent = self
+            .writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(write);
+        if let Err(mpsc::SendError(
+            Write::Complete(_, done) | Write::RetryAt(.., done) | Write::DeadLetter(.., done),
+        )) = sent
+        {
+            done(Err(JournalError("the journal writer has stopped".into())));
+        }
     }
 
     fn check_writable(&self) -> Result<(), JournalError> {
