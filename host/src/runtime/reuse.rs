@@ -35,14 +35,26 @@ impl WarmInstance {
         event_id: &str,
         attempt: u32,
     ) -> Result<Self, wasmtime::Error> {
-        let mut store = runtime.store(plugin, event_id, attempt);
-        runtime.arm(&mut store, plugin, Instant::now());
-        let instance = plugin.pre.instantiate_async(&mut store).await?;
+        let (store, instance) = Self::start(runtime, plugin, event_id, attempt).await;
         Ok(Self {
             store,
-            instance,
+            instance: instance?,
             uses: 0,
         })
+    }
+
+    /// A store armed for `plugin` and an instance in it; the store comes
+    /// back even when instantiating fails, to report how it failed.
+    async fn start(
+        runtime: &Runtime,
+        plugin: &PluginVersion,
+        event_id: &str,
+        attempt: u32,
+    ) -> (Store<PluginState>, wasmtime::Result<Plugin>) {
+        let mut store = runtime.store(plugin, event_id, attempt);
+        runtime.arm(&mut store, plugin, Instant::now());
+        let instance = plugin.pre.instantiate_async(&mut store).await;
+        (store, instance)
     }
 
     /// Call `handle` on the kept instance.
@@ -89,9 +101,8 @@ impl Runtime {
             Some(warm) => warm,
             None => {
                 let started = Instant::now();
-                let mut store = self.store(plugin, &event.id, attempt);
-                self.arm(&mut store, plugin, started);
-                match plugin.pre.instantiate_async(&mut store).await {
+                let (store, instance) = WarmInstance::start(self, plugin, &event.id, attempt).await;
+                match instance {
                     Ok(instance) => WarmInstance {
                         store,
                         instance,
