@@ -515,6 +515,11 @@ async fn status_in_the_admin_api_and_the_cli() {
     let host = Host::start().await;
     host.post_one("counted").await;
     host.handled_by("counted").await;
+    // The sink sees the request before dispatch counts the outcome.
+    wait("the delivery counted", || {
+        host.server.dispatcher.plugin_counters("echo").delivered == 1
+    })
+    .await;
     let base = format!("http://{}", host.server.addr);
     let unauthorized = host
         .client
