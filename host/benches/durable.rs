@@ -14,6 +14,15 @@ use tokio::process::{Child, Command};
 
 const SENDERS: usize = 4;
 
+/// The plugin's `max_concurrency` (`GRIDLET_BENCH_CONCURRENCY`, default
+/// 64); the host's `max_in_flight` stays at its default.
+fn concurrency() -> u32 {
+    std::env::var("GRIDLET_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
+}
+
 fn root() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -28,7 +37,6 @@ async fn start(dir: &Path, port: u16, fsync: bool) -> Child {
         .env("GRIDLET_SECRET", "bench")
         .env("GRIDLET_JOURNAL_FSYNC", fsync.to_string())
         .env("GRIDLET_QUEUE_CAPACITY", "10000000")
-        .env("GRIDLET_MAX_IN_FLIGHT", "256")
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -84,7 +92,7 @@ async fn run(size: usize, events: usize, fsync: bool) -> (f64, f64, f64, f64) {
     .expect("run `cargo xtask plugins` first");
     std::fs::write(
         dir.path().join("plugins/trivial.toml"),
-        "[limits]\nmax_concurrency = 128\n",
+        format!("[limits]\nmax_concurrency = {}\n", concurrency()),
     )
     .expect("manifest");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -147,8 +155,9 @@ fn main() {
         .build()
         .expect("tokio");
     let scale = if quick { 1 } else { 4 };
+    let c = concurrency();
     println!(
-        "gridlet serve (own process) ← {SENDERS} concurrent senders; plugin: trivial Rust (ok at once), max_concurrency 128, max_in_flight 256\n"
+        "gridlet serve (own process) ← {SENDERS} concurrent senders; plugin: trivial Rust (ok at once), max_concurrency {c}, max_in_flight default\n"
     );
     println!(
         "| batch | fsync | events | acknowledged events/s | delivered events/s (end to end) | request p50 ms | request p99 ms |"

@@ -109,22 +109,17 @@ fn main() {
     .expect("rt");
     let temp = tempfile::tempdir().expect("tempdir");
     println!(
-        "{:<11} {:>9} {:>11} {:>11} {:>12} {:>13} {:>13} {:>7}",
-        "language",
-        "size KiB",
-        "compile ms",
-        "cache ms",
-        "instance µs",
-        "fresh µs/ev",
-        "reuse µs/ev",
-        "fresh÷reuse"
+        "| language | size KiB | compile ms | load from cache ms | instantiate µs | per event, fresh µs | per event, reused µs | fresh ÷ reused |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     );
     for l in &LANGUAGES {
         let wasm = root()
             .join("target/plugins")
             .join(format!("{}.wasm", l.plugin));
         if !wasm.exists() {
-            println!("{:<11} not built (cargo xtask plugins)", l.name);
+            println!(
+                "| {} | not built (cargo xtask plugins) | | | | | | |",
+                l.name
+            );
             continue;
         }
         let bytes = std::fs::read(&wasm).expect("wasm");
@@ -177,7 +172,7 @@ fn main() {
             (median(inst), median(f), median(r))
         });
         println!(
-            "{:<11} {:>9} {:>11.1} {:>11.2} {:>12.1} {:>13.1} {:>13.1} {:>6.1}x",
+            "| {} | {} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1}× |",
             l.name,
             bytes.len() / 1024,
             ms(compile),

@@ -125,8 +125,7 @@ fn main() {
         .expect("runtime"),
     );
     println!(
-        "{:<8} {:>10} {:>14} {:>16} {:>8}",
-        "plugin", "size", "cold ms (med)", "cached ms (med)", "ratio"
+        "| plugin | size KiB | cold (compile) ms, median | from cache ms, median | cold ÷ cached |\n|---|---:|---:|---:|---:|"
     );
     for s in subjects(quick) {
         let temp = tempfile::tempdir().expect("tempdir");
@@ -165,7 +164,7 @@ fn main() {
         });
         let (cold, cached) = (median(cold), median(cached));
         println!(
-            "{:<8} {:>9}K {:>14.1} {:>16.1} {:>7.1}x",
+            "| {} | {} | {:.1} | {:.1} | {:.1}× |",
             s.language,
             bytes.len() / 1024,
             ms(cold),
@@ -174,7 +173,7 @@ fn main() {
         );
     }
     println!(
-        "(watcher debounce {} ms included; target from cache for Rust: <= 50 ms)",
+        "\n(watcher debounce {} ms included; target from cache for Rust: ≤ 50 ms)",
         WatchSettings::default().debounce.as_millis()
     );
 }

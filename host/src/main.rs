@@ -5,6 +5,12 @@ mod cli;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+// The host allocates per request and per delivery (bodies, events, WIT
+// values); glibc's malloc spent ~15 % of the durable path on fragmentation
+// upkeep (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// gridlet: run sandboxed WebAssembly plugins on Azure Machine Learning
 /// events delivered by Azure Event Grid.
 #[derive(Parser)]

@@ -403,7 +403,7 @@ impl Journal for Broken {
         &self,
         now: i64,
         limit: usize,
-        slots: &[(String, u32)],
+        slots: &[gridlet::journal::Slots],
         other: u32,
         busy: &[i64],
     ) -> Result<Vec<gridlet::journal::DueDelivery>, gridlet::journal::JournalError> {

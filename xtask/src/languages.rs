@@ -155,7 +155,7 @@ fn c(root: &Path, out: &Path, name: &str, file: &str) -> Result<()> {
     if !stale(&wasm, &[source.clone(), root.join("wit")])? {
         return Ok(());
     }
-    debian_c_packages()?;
+    debian_packages(&DEBIAN_C_PACKAGES, "the C plugin")?;
     let tools = tools_dir()?;
     let wit_bindgen = cargo_tool(&tools, "wit-bindgen-cli", WIT_BINDGEN_CLI, "wit-bindgen")?;
     let wasm_tools = cargo_tool(&tools, "wasm-tools", WASM_TOOLS, "wasm-tools")?;
@@ -203,7 +203,7 @@ fn c(root: &Path, out: &Path, name: &str, file: &str) -> Result<()> {
 }
 
 /// Where `cargo install`ed tools live across clones.
-fn tools_dir() -> Result<PathBuf> {
+pub(crate) fn tools_dir() -> Result<PathBuf> {
     if let Ok(dir) = std::env::var("GRIDLET_TOOLS_DIR") {
         return Ok(PathBuf::from(dir));
     }
@@ -213,7 +213,7 @@ fn tools_dir() -> Result<PathBuf> {
 
 /// `bin` from crate `krate` at `version` in `tools`, installed if missing
 /// or of another version.
-fn cargo_tool(tools: &Path, krate: &str, version: &str, bin: &str) -> Result<PathBuf> {
+pub(crate) fn cargo_tool(tools: &Path, krate: &str, version: &str, bin: &str) -> Result<PathBuf> {
     let path = tools.join("bin").join(bin);
     let current = Command::new(&path).arg("--version").output().ok();
     if current.is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains(version)) {
@@ -239,11 +239,11 @@ fn cargo_tool(tools: &Path, krate: &str, version: &str, bin: &str) -> Result<Pat
     Ok(path)
 }
 
-/// clang-16 with the wasm32 runtime and wasi-libc, from Debian.
-fn debian_c_packages() -> Result<()> {
+/// Debian `packages`, installed if missing (as root), for `what`.
+pub(crate) fn debian_packages(packages: &[&str], what: &str) -> Result<()> {
     let present = Command::new("dpkg-query")
         .args(["-W", "-f=${Status}\n"])
-        .args(DEBIAN_C_PACKAGES)
+        .args(packages)
         .output()
         .map(|o| {
             let text = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -255,14 +255,14 @@ fn debian_c_packages() -> Result<()> {
     }
     let install = format!(
         "apt-get install -y --no-install-recommends {}",
-        DEBIAN_C_PACKAGES.join(" ")
+        packages.join(" ")
     );
     let root_user = Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     if !root_user {
-        bail!("the C plugin needs Debian packages; run: sudo {install}");
+        bail!("{what} needs Debian packages; run: sudo {install}");
     }
     eprintln!("xtask: {install}");
     let quiet = |c: &mut Command| {

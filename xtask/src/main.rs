@@ -8,9 +8,12 @@
 //!   local sink standing in for the services they call, and the sample
 //!   events sent as Event Grid sends them (`--once` to stop after that).
 //! - `test`: `plugins`, then every test of the workspace.
+//! - `bench`: `plugins`, then every benchmark, writing docs/BENCHMARKS.md
+//!   (`--quick` for short runs).
 //! - `lint`: rustfmt and clippy (warnings are errors) over every crate.
 //! - `fmt`: rustfmt every crate.
 
+mod bench;
 mod languages;
 
 use anyhow::{Context, Result, bail};
@@ -44,9 +47,13 @@ fn main() -> Result<()> {
             plugins(&root)?;
             test(&root)
         }
+        "bench" => {
+            plugins(&root)?;
+            bench::bench(&root, std::env::args().any(|a| a == "--quick"))
+        }
         "lint" => lint(&root),
         "fmt" => fmt(&root, false),
-        _ => bail!("usage: cargo xtask <plugins|demo|test|lint|fmt>"),
+        _ => bail!("usage: cargo xtask <plugins|demo|test|bench|lint|fmt>"),
     }
 }
 
@@ -306,7 +313,14 @@ fn start_sink(gridlet: &Path) -> Result<(Child, String)> {
 }
 
 /// Every crate, host and guests alike.
-const CRATE_ROOTS: [&str; 4] = [".", "plugins", "host/tests/guests", "sdk/rust"];
+const CRATE_ROOTS: [&str; 6] = [
+    ".",
+    "plugins",
+    "host/tests/guests",
+    "sdk/rust",
+    "bench/peers",
+    "bench/extism-host",
+];
 
 fn fmt(root: &Path, check: bool) -> Result<()> {
     for dir in CRATE_ROOTS {

@@ -52,7 +52,7 @@ pub struct ServeArgs {
     /// Deliveries waiting at most [default: 100000].
     #[arg(long, env = "GRIDLET_QUEUE_CAPACITY")]
     queue_capacity: Option<usize>,
-    /// Deliveries running at once [default: 64].
+    /// Deliveries claimed at once, running or awaiting their commit [default: 1024].
     #[arg(long, env = "GRIDLET_MAX_IN_FLIGHT")]
     max_in_flight: Option<usize>,
     /// fsync every journal commit [default: true].

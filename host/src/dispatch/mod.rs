@@ -9,7 +9,7 @@
 use crate::event::Event;
 use crate::ingest::{Busy, Intake};
 use crate::journal::{
-    DeadLetterReason, DueDelivery, Journal, JournalError, NewEvent, Settlement, now_ms,
+    DeadLetterReason, DueDelivery, Journal, JournalError, NewEvent, Settlement, Slots, now_ms,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,46 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// How a delivery ended, as dispatch needs to know it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Handled.
-    Done,
-    /// Try again later (a `retry`, a trap, a limit).
-    Retry(String),
-    /// Never try again (a `reject`).
-    DeadLetter(String),
-}
+mod claims;
+mod target;
 
-/// A plugin's delivery policy (its manifest's `[retry]` and concurrency).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
-    /// Attempts before dead-lettering.
-    pub max_attempts: u32,
-    /// Age after which the event is dead-lettered instead of attempted.
-    pub time_to_live: Duration,
-    /// Deliveries of this plugin claimed at once.
-    pub max_concurrency: u32,
-}
-
-/// A plugin, as dispatch sees it.
-#[async_trait::async_trait]
-pub trait Target: Send + Sync + 'static {
-    /// Its name.
-    fn name(&self) -> &str;
-    /// Does its filter let `event` through?
-    fn accepts(&self, event: &Event) -> bool;
-    /// Its retry and concurrency policy.
-    fn policy(&self) -> Policy;
-    /// Deliver one event.
-    async fn deliver(&self, event: &Event, attempt: u32) -> Verdict;
-}
-
-/// The plugins serving right now.
-pub trait Targets: Send + Sync + 'static {
-    /// A snapshot of the current plugins.
-    fn current(&self) -> Vec<Arc<dyn Target>>;
-}
+pub use claims::CLAIM_DEPTH;
+use claims::{Gates, Running};
+pub use target::{Policy, Target, Targets, Verdict};
 
 /// Dispatch settings.
 #[derive(Debug, Clone)]
@@ -85,7 +51,7 @@ impl Default for DispatchSettings {
     fn default() -> Self {
         Self {
             queue_capacity: 100_000,
-            max_in_flight: 64,
+            max_in_flight: 1024,
             retry_after_secs: 10,
             retry_delays: event_grid_schedule(),
             shutdown_grace: Duration::from_secs(30),
@@ -144,6 +110,8 @@ pub struct Dispatcher {
     outstanding: AtomicU64,
     /// Running deliveries per plugin.
     running: Mutex<Running>,
+    /// Per plugin, the permits its claimed deliveries run under.
+    gates: Gates,
     wake: Notify,
     stopping: AtomicBool,
 }
@@ -171,6 +139,7 @@ impl Dispatcher {
             per_plugin: Mutex::default(),
             outstanding: AtomicU64::new(outstanding),
             running: Mutex::new(Running::default()),
+            gates: Gates::default(),
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
         });
@@ -256,29 +225,6 @@ impl Dispatcher {
             metrics::gauge!("gridlet_deliveries_pending")
                 .set(self.outstanding.load(Ordering::SeqCst) as f64);
             let targets = self.targets.current();
-            let (free, slots, in_flight) = {
-                let running = self.running();
-                let slots: Vec<(String, u32)> = targets
-                    .iter()
-                    .map(|t| {
-                        let busy = running.per_plugin.get(t.name()).copied().unwrap_or(0);
-                        (
-                            t.name().to_string(),
-                            t.policy().max_concurrency.saturating_sub(busy),
-                        )
-                    })
-                    .collect();
-                let free = self
-                    .settings
-                    .max_in_flight
-                    .saturating_sub(running.plugin_of.len());
-                (
-                    free,
-                    slots,
-                    running.plugin_of.keys().copied().collect::<Vec<i64>>(),
-                )
-            };
-            let journal = self.journal.clone();
             // Deliveries of plugins that are not loaded (removed): looked for
             // once a second, as finding them scans every due delivery.
             let other_slots = if last_sweep.elapsed() >= Duration::from_secs(1) {
@@ -287,6 +233,33 @@ impl Dispatcher {
             } else {
                 0
             };
+            let (free, slots, in_flight) = {
+                let running = self.running();
+                let mut busy_ids = running.by_plugin();
+                let slots: Vec<Slots> = targets
+                    .iter()
+                    .map(|t| {
+                        let busy = running.per_plugin.get(t.name()).copied().unwrap_or(0);
+                        Slots {
+                            plugin: t.name().to_string(),
+                            free: (t.policy().max_concurrency * CLAIM_DEPTH).saturating_sub(busy),
+                            in_flight: busy_ids.remove(t.name()).unwrap_or_default(),
+                        }
+                    })
+                    .collect();
+                let free = self
+                    .settings
+                    .max_in_flight
+                    .saturating_sub(running.plugin_of.len());
+                // Every id in flight, only for the sweep of removed plugins.
+                let in_flight: Vec<i64> = if other_slots > 0 {
+                    running.plugin_of.keys().copied().collect()
+                } else {
+                    Vec::new()
+                };
+                (free, slots, in_flight)
+            };
+            let journal = self.journal.clone();
             let claimed = blocking(move || {
                 journal.claim_due(now_ms(), free, &slots, other_slots, &in_flight)
             })
@@ -351,6 +324,14 @@ impl Dispatcher {
                         ),
                     )
                 } else {
+                    let gate = self.gates.of(t.name(), policy.max_concurrency);
+                    let _running = gate.acquire_owned().await;
+                    if self.stopping.load(Ordering::SeqCst) {
+                        // Claimed but not started: it stays pending, unattempted.
+                        self.running().finish(&d);
+                        self.wake.notify_one();
+                        return;
+                    }
                     match t.deliver(&d.event, d.attempt).await {
                         Verdict::Done => Record::Done,
                         Verdict::DeadLetter(why) => Record::Dead(DeadLetterReason::Rejected, why),
@@ -365,12 +346,8 @@ impl Dispatcher {
         self.count(&d, &record);
         let id = d.id;
         let settlement = match &record {
-            Record::Done => {
-                self.stats.done.fetch_add(1, Ordering::SeqCst);
-                Settlement::Complete(id)
-            }
+            Record::Done => Settlement::Complete(id),
             Record::Retry(why) => {
-                self.stats.retry.fetch_add(1, Ordering::SeqCst);
                 let due_ms = now_ms() + self.backoff(d.attempt).as_millis() as i64;
                 Settlement::RetryAt {
                     id,
@@ -379,7 +356,6 @@ impl Dispatcher {
                 }
             }
             Record::Dead(reason, why) => {
-                self.stats.dead.fetch_add(1, Ordering::SeqCst);
                 tracing::warn!(plugin = %d.plugin, event_id = %d.event.id, attempts = d.attempt, reason = reason.as_str(), why, "dead-lettered");
                 // A TTL or missing-plugin dead letter made no attempt this time.
                 let attempts = match reason {
@@ -408,9 +384,19 @@ impl Dispatcher {
         let result = rx
             .await
             .unwrap_or_else(|_| Err(JournalError("the journal dropped an outcome".into())));
-        if let Err(e) = result {
+        match result {
+            // Counted once recorded, so the counters never run ahead of
+            // what the journal (and its admin API) shows.
+            Ok(()) => {
+                let counter = match &record {
+                    Record::Done => &self.stats.done,
+                    Record::Retry(_) => &self.stats.retry,
+                    Record::Dead(..) => &self.stats.dead,
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
             // The delivery stays in the journal and is attempted again.
-            tracing::error!(delivery = id, "cannot record an outcome: {e}");
+            Err(e) => tracing::error!(delivery = id, "cannot record an outcome: {e}"),
         }
         if !matches!(record, Record::Retry(_)) {
             // Saturating: deliveries also arrive by replay and from a journal
@@ -470,27 +456,6 @@ impl Dispatcher {
             .copied()
             .unwrap_or(Duration::from_secs(10));
         base.mul_f64(rand::random_range(0.9..1.1))
-    }
-}
-
-/// Deliveries being attempted (claims live here, not in the journal).
-#[derive(Default)]
-struct Running {
-    plugin_of: HashMap<i64, String>,
-    per_plugin: HashMap<String, u32>,
-}
-
-impl Running {
-    fn start(&mut self, d: &DueDelivery) {
-        self.plugin_of.insert(d.id, d.plugin.clone());
-        *self.per_plugin.entry(d.plugin.clone()).or_default() += 1;
-    }
-
-    fn finish(&mut self, d: &DueDelivery) {
-        self.plugin_of.remove(&d.id);
-        if let Some(n) = self.per_plugin.get_mut(&d.plugin) {
-            *n = n.saturating_sub(1);
-        }
     }
 }
 

@@ -163,21 +163,34 @@ impl From<rusqlite::Error> for JournalError {
     }
 }
 
+/// What the dispatcher may claim of one plugin.
+#[derive(Debug, Clone, Default)]
+pub struct Slots {
+    /// The plugin.
+    pub plugin: String,
+    /// Deliveries it may take now.
+    pub free: u32,
+    /// Its deliveries claimed and not yet settled: not to be claimed again.
+    /// Per plugin, so each plugin's claim skips only its own (with many
+    /// plugins, one list of every id made each plugin's query parse it).
+    pub in_flight: Vec<i64>,
+}
+
 /// The durable store of events, deliveries, dead letters and plugin state.
 pub trait Journal: Send + Sync + 'static {
     /// Store the batch in one transaction (committed before this returns),
     /// skipping events already seen.
     fn append(&self, batch: Vec<NewEvent>) -> Result<Appended, JournalError>;
     /// Up to `limit` deliveries due at `now_ms`, oldest first, at most
-    /// `slots` for each named plugin (`other_slots` for plugins not named),
-    /// leaving out the ids `in_flight`. Claims live in the dispatcher, not
+    /// each named plugin's free [`Slots`] (leaving out its ids in flight),
+    /// and `other_slots` for plugins not named (leaving out `in_flight`). Claims live in the dispatcher, not
     /// here: after a crash every delivery without a recorded outcome is
     /// simply due again, and an interrupted attempt does not count.
     fn claim_due(
         &self,
         now_ms: i64,
         limit: usize,
-        slots: &[(String, u32)],
+        slots: &[Slots],
         other_slots: u32,
         in_flight: &[i64],
     ) -> Result<Vec<DueDelivery>, JournalError>;

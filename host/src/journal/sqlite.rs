@@ -6,7 +6,7 @@
 
 use super::{
     AppendCompletion, Appended, Completion, DeadLetter, DeadLetterReason, DueDelivery, Journal,
-    JournalError, NewEvent, PendingDelivery, Settlement, now_ms,
+    JournalError, NewEvent, PendingDelivery, Settlement, Slots, now_ms,
 };
 use crate::event::{DeliveryHeaders, Event, Schema, parse_cloud_event, parse_event_grid};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -504,7 +504,7 @@ impl Journal for SqliteJournal {
         &self,
         now_ms: i64,
         limit: usize,
-        slots: &[(String, u32)],
+        slots: &[Slots],
         other_slots: u32,
         in_flight: &[i64],
     ) -> Result<Vec<DueDelivery>, JournalError> {
@@ -512,9 +512,9 @@ impl Journal for SqliteJournal {
             return Ok(Vec::new());
         }
         let conn = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        // The ids in flight as one JSON array parameter: the statements stay
-        // the same text (prepared once, cached) whatever their number.
-        let busy = serde_json::to_string(in_flight).unwrap_or_else(|_| "[]".into());
+        // Ids in flight as one JSON array parameter: the statements stay the
+        // same text (prepared once, cached) whatever their number.
+        let ids = |ids: &[i64]| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
         // Each plugin's oldest due deliveries, as many as it has free slots,
         // by index; then those of plugins not named (not loaded any more).
         let mut rows: Vec<(i64, i64, i64, String, u32)> = Vec::new();
@@ -524,10 +524,12 @@ impl Journal for SqliteJournal {
                AND id NOT IN (SELECT value FROM json_each(?3))
              ORDER BY due_at, id LIMIT ?4",
         )?;
-        for (plugin, n) in slots.iter().filter(|(_, n)| *n > 0) {
-            let found = per_plugin.query_map(params![plugin, now_ms, busy, n], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?;
+        for slot in slots.iter().filter(|s| s.free > 0) {
+            let busy = ids(&slot.in_flight);
+            let found = per_plugin
+                .query_map(params![slot.plugin, now_ms, busy, slot.free], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?;
             for row in found {
                 rows.push(row?);
             }
@@ -535,7 +537,8 @@ impl Journal for SqliteJournal {
         // Plugins not named are rare (removed plugins) and finding them scans
         // every due row: only when asked.
         if other_slots > 0 {
-            let named: Vec<&str> = slots.iter().map(|(p, _)| p.as_str()).collect();
+            let named: Vec<&str> = slots.iter().map(|s| s.plugin.as_str()).collect();
+            let busy = ids(in_flight);
             let named = serde_json::to_string(&named).unwrap_or_else(|_| "[]".into());
             let mut others = conn.prepare_cached(
                 "SELECT due_at, id, event_seq, plugin, attempts + 1 FROM deliveries

@@ -19,6 +19,8 @@ wasmtime::component::bindgen!({
 
 use self::gridlet::plugin::types as wit;
 pub use exports::gridlet::plugin::handler::HandlerError;
+/// The WIT `event` record as the generated bindings take it.
+pub type WitEvent = wit::Event;
 
 /// The WIT `event` record for one delivery.
 pub fn to_wit(event: &Event, attempt: u32) -> wit::Event {

@@ -26,7 +26,7 @@ pub use http::{AllowList, HttpLimits};
 pub use keyvalue::{JournalKeyValue, KeyValue, MemoryKeyValue};
 pub use limits::Limits;
 pub use outcome::{Failure, FailureKind, Outcome};
-pub use reuse::WarmInstance;
+pub use reuse::{BareCall, WarmInstance};
 
 use crate::event::Event;
 use activity::Activity;

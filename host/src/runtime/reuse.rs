@@ -17,7 +17,7 @@ use super::state::PluginState;
 use super::{Invocation, Outcome, PluginVersion, Runtime, bindings, finish};
 use crate::event::Event;
 use std::time::Instant;
-use wasmtime::Store;
+use wasmtime::{Store, UpdateDeadline};
 
 /// One instance of a plugin version, kept for several calls. Use it only
 /// with the runtime and version it was made with.
@@ -83,6 +83,44 @@ impl WarmInstance {
             Err(_) => Err(DeadlineExceeded(plugin.limits.deadline).into()),
         };
         finish(plugin, &self.store, result, started, event, attempt)
+    }
+}
+
+/// The bare wasmtime baseline the peer benchmarks compare gridlet's path
+/// against: one instance made once, the event converted to WIT values once,
+/// and each call only `handle` — no deadline or fuel to arm, no log record
+/// to reset, no outcome to classify. Not a delivery path.
+pub struct BareCall {
+    warm: WarmInstance,
+    event: bindings::WitEvent,
+}
+
+impl BareCall {
+    /// Instantiate `plugin` and convert `event` for calls that never expire.
+    pub async fn new(
+        runtime: &Runtime,
+        plugin: &PluginVersion,
+        event: &Event,
+    ) -> Result<Self, wasmtime::Error> {
+        let mut warm = WarmInstance::new(runtime, plugin, &event.id, 1).await?;
+        warm.store
+            .epoch_deadline_callback(|_| Ok(UpdateDeadline::Continue(u64::MAX / 2)));
+        Ok(Self {
+            warm,
+            event: bindings::to_wit(event, 1),
+        })
+    }
+
+    /// Call `handle` once; `true` when the plugin answered `ok`.
+    pub async fn call(&mut self) -> bool {
+        let warm = &mut self.warm;
+        matches!(
+            warm.instance
+                .gridlet_plugin_handler()
+                .call_handle(&mut warm.store, &self.event)
+                .await,
+            Ok(Ok(()))
+        )
     }
 }
 

@@ -40,7 +40,7 @@ pub struct ConfigFile {
     pub allowed_rate: Option<u32>,
     /// Deliveries waiting at most before batches are refused with 503 (default 100000).
     pub queue_capacity: Option<usize>,
-    /// Deliveries running at once across plugins (default 64).
+    /// Deliveries claimed at once across plugins (default 1024).
     pub max_in_flight: Option<usize>,
     /// fsync every journal commit (default true).
     pub journal_fsync: Option<bool>,

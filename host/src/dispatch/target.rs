@@ -1,0 +1,48 @@
+//! Plugins as dispatch sees them: a name, a filter, a policy and a way to
+//! deliver. The plugin stage implements [`Target`] over the runtime.
+
+use crate::event::Event;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a delivery ended, as dispatch needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Handled.
+    Done,
+    /// Try again later (a `retry`, a trap, a limit).
+    Retry(String),
+    /// Never try again (a `reject`).
+    DeadLetter(String),
+}
+
+/// A plugin's delivery policy (its manifest's `[retry]` and concurrency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Attempts before dead-lettering.
+    pub max_attempts: u32,
+    /// Age after which the event is dead-lettered instead of attempted.
+    pub time_to_live: Duration,
+    /// Deliveries of this plugin running at once (claimed: up to
+    /// [`CLAIM_DEPTH`](super::CLAIM_DEPTH) times as many).
+    pub max_concurrency: u32,
+}
+
+/// A plugin, as dispatch sees it.
+#[async_trait::async_trait]
+pub trait Target: Send + Sync + 'static {
+    /// Its name.
+    fn name(&self) -> &str;
+    /// Does its filter let `event` through?
+    fn accepts(&self, event: &Event) -> bool;
+    /// Its retry and concurrency policy.
+    fn policy(&self) -> Policy;
+    /// Deliver one event.
+    async fn deliver(&self, event: &Event, attempt: u32) -> Verdict;
+}
+
+/// The plugins serving right now.
+pub trait Targets: Send + Sync + 'static {
+    /// A snapshot of the current plugins.
+    fn current(&self) -> Vec<Arc<dyn Target>>;
+}
