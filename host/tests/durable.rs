@@ -352,6 +352,75 @@ async fn shutdown_lets_running_deliveries_finish_and_leaves_the_rest_pending() {
     );
 }
 
+/// A plugin stand-in that records how many of its deliveries run at once.
+struct Crowded {
+    policy: Policy,
+    now: std::sync::atomic::AtomicU32,
+    peak: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl Target for Crowded {
+    fn name(&self) -> &str {
+        "crowded"
+    }
+    fn accepts(&self, _: &Event) -> bool {
+        true
+    }
+    fn policy(&self) -> Policy {
+        self.policy
+    }
+    async fn deliver(&self, _: &Event, _: u32) -> Verdict {
+        let running = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(running, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        Verdict::Done
+    }
+}
+
+struct One(Arc<Crowded>);
+
+impl Targets for One {
+    fn current(&self) -> Vec<Arc<dyn Target>> {
+        vec![self.0.clone() as Arc<dyn Target>]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_outnumber_max_concurrency_but_no_more_run_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = journal(&dir);
+    let plugin = Arc::new(Crowded {
+        policy: Policy {
+            max_attempts: 3,
+            time_to_live: Duration::from_secs(3600),
+            max_concurrency: 3,
+        },
+        now: Default::default(),
+        peak: Default::default(),
+    });
+    let d = Dispatcher::start(Arc::new(One(plugin.clone())), journal.clone(), settings())
+        .expect("start");
+    assert_eq!(d.accept(events(60)).await, Ok(60));
+    // Claims fill up to CLAIM_DEPTH × max_concurrency while three run.
+    let mut most_claimed = 0;
+    while d.stats().done.load(Ordering::SeqCst) < 60 {
+        most_claimed = most_claimed.max(d.in_flight().len());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        plugin.peak.load(Ordering::SeqCst),
+        3,
+        "max_concurrency caps running"
+    );
+    assert!(
+        most_claimed > 3 && most_claimed <= (3 * gridlet::dispatch::CLAIM_DEPTH) as usize,
+        "claimed at once: {most_claimed}"
+    );
+    drained(journal.as_ref()).await;
+}
+
 #[tokio::test]
 async fn plugin_state_survives_a_restart_and_stays_in_its_namespace() {
     let dir = tempfile::tempdir().expect("tempdir");

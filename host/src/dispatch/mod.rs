@@ -108,7 +108,8 @@ pub struct Dispatcher {
     per_plugin: Mutex<HashMap<String, PluginCounters>>,
     /// Deliveries in the journal not yet done (kept in memory for backpressure).
     outstanding: AtomicU64,
-    /// Running deliveries per plugin.
+    /// Claimed deliveries (running, waiting for a permit, or waiting for
+    /// their outcome's commit).
     running: Mutex<Running>,
     /// Per plugin, the permits its claimed deliveries run under.
     gates: Gates,
