@@ -144,11 +144,15 @@ fn plot(points: &[Point], png: &Path) -> Result<()> {
                     .map(|xy| Circle::new(xy, 3, color.filled())),
             )?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
+        // One legend, where the left panel is empty (its lines start low).
+        if per_event > 0.0 {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
+        }
     }
     root.present()?;
     Ok(())

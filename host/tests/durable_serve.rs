@@ -411,7 +411,7 @@ async fn a_trapping_plugin_is_retried_then_dead_lettered_with_the_trap() {
             );
             let error = d["lastError"].as_str().expect("error");
             assert!(
-                error.starts_with("trap: trap: wasm trap: wasm `unreachable` instruction executed"),
+                error.starts_with("trap: wasm trap: wasm `unreachable` instruction executed"),
                 "{error}"
             );
             assert!(

@@ -115,7 +115,7 @@ async fn a_panic_is_a_trap_with_the_panic_message() {
     let (kind, message) = failure(&invocation.outcome);
     assert_eq!(kind, FailureKind::Trap);
     assert!(
-        message.starts_with("trap: wasm trap: wasm `unreachable` instruction executed"),
+        message.starts_with("wasm trap: wasm `unreachable` instruction executed"),
         "{message}"
     );
     assert!(

@@ -116,7 +116,7 @@ pub(super) fn classify(
     let (kind, what) = match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => (FailureKind::Fuel, "fuel exhausted".to_string()),
         Some(Trap::StackOverflow) => (FailureKind::Stack, "wasm stack exhausted".to_string()),
-        Some(trap) => (FailureKind::Trap, format!("trap: {trap}")),
+        Some(trap) => (FailureKind::Trap, trap.to_string()),
         None => (FailureKind::Host, format!("{error:#}")),
     };
     // A panic's message goes to stderr just before the trap: show the last
