@@ -374,17 +374,7 @@ impl Dispatcher {
                 }
             }
         };
-        // Awaited without holding a thread: the journal's writer answers.
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.journal.settle(
-            settlement,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        let result = rx
-            .await
-            .unwrap_or_else(|_| Err(JournalError("the journal dropped an outcome".into())));
+        let result = answer(|done| self.journal.settle(settlement, done), "an outcome").await;
         match result {
             // Counted once recorded, so the counters never run ahead of
             // what the journal (and its admin API) shows.
@@ -466,6 +456,20 @@ enum Record {
     Dead(DeadLetterReason, String),
 }
 
+/// Hand work to the journal and await its answer without holding a thread:
+/// the journal's writer calls `done` once the work is committed.
+async fn answer<T: Send + 'static>(
+    submit: impl FnOnce(Box<dyn FnOnce(Result<T, JournalError>) + Send>),
+    what: &str,
+) -> Result<T, JournalError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    submit(Box::new(move |r| {
+        let _ = tx.send(r);
+    }));
+    rx.await
+        .unwrap_or_else(|_| Err(JournalError(format!("the journal dropped {what}"))))
+}
+
 /// Run blocking journal work off the async workers.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, JournalError> + Send + 'static,
@@ -510,16 +514,8 @@ impl Intake for Dispatcher {
                 retry_after: self.settings.retry_after_secs,
             });
         }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.journal.append_then(
-            batch,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        let appended = rx
+        let appended = answer(|done| self.journal.append_then(batch, done), "a batch")
             .await
-            .unwrap_or_else(|_| Err(JournalError("the journal dropped a batch".into())))
             .map_err(|e| {
                 self.stats.refused.fetch_add(1, Ordering::SeqCst);
                 tracing::error!("cannot commit a batch, answering 503: {e}");

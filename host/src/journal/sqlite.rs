@@ -72,9 +72,7 @@ enum Write {
         Vec<NewEvent>,
         Box<dyn FnOnce(Result<Appended, JournalError>) + Send>,
     ),
-    Complete(i64, Done),
-    RetryAt(i64, i64, String, Done),
-    DeadLetter(i64, DeadLetterReason, String, i64, u32, Done),
+    Settle(Settlement, Done),
     Flush(Done),
     /// A real write, to prove the journal can commit (readiness).
     Probe(Done),
@@ -265,17 +263,33 @@ fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Write>, recent: &M
             for write in &writes {
                 match write {
                     Write::Append(batch, _) => appended.push(insert(&tx, batch, now, &mut stored)?),
-                    Write::Complete(id, _) => {
+                    Write::Settle(Settlement::Complete(id), _) => {
                         tx.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
                             .execute(params![id])?;
                     }
-                    Write::RetryAt(id, due, error, _) => {
+                    Write::Settle(
+                        Settlement::RetryAt {
+                            id,
+                            due_ms: due,
+                            error,
+                        },
+                        _,
+                    ) => {
                         tx.prepare_cached(
                             "UPDATE deliveries SET attempts = attempts + 1, due_at = ?2, last_error = ?3 WHERE id = ?1",
                         )?
                         .execute(params![id, due, error])?;
                     }
-                    Write::DeadLetter(id, reason, error, at, attempts, _) => {
+                    Write::Settle(
+                        Settlement::DeadLetter {
+                            id,
+                            reason,
+                            error,
+                            at_ms: at,
+                            attempts,
+                        },
+                        _,
+                    ) => {
                         tx.prepare_cached(
                             "INSERT INTO dead_letters (event_seq, plugin, reason, attempts, last_error, dead_at)
                              SELECT event_seq, plugin, ?2, ?5, ?3, ?4 FROM deliveries WHERE id = ?1",
@@ -310,11 +324,7 @@ fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Write>, recent: &M
                         Write::Append(_, reply) => {
                             reply(Ok(appended.next().unwrap_or_default()));
                         }
-                        Write::Complete(.., done)
-                        | Write::RetryAt(.., done)
-                        | Write::DeadLetter(.., done)
-                        | Write::Flush(done)
-                        | Write::Probe(done) => {
+                        Write::Settle(_, done) | Write::Flush(done) | Write::Probe(done) => {
                             done(Ok(()));
                         }
                     }
@@ -327,11 +337,7 @@ fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Write>, recent: &M
                         Write::Append(_, reply) => {
                             reply(Err(JournalError(e.0.clone())));
                         }
-                        Write::Complete(.., done)
-                        | Write::RetryAt(.., done)
-                        | Write::DeadLetter(.., done)
-                        | Write::Flush(done)
-                        | Write::Probe(done) => {
+                        Write::Settle(_, done) | Write::Flush(done) | Write::Probe(done) => {
                             done(Err(JournalError(e.0.clone())));
                         }
                     }
@@ -594,11 +600,12 @@ impl Journal for SqliteJournal {
     }
 
     fn complete(&self, id: i64) -> Result<(), JournalError> {
-        self.committed(|done| Write::Complete(id, done))
+        self.committed(|done| Write::Settle(Settlement::Complete(id), done))
     }
 
     fn retry_at(&self, id: i64, due_ms: i64, error: &str) -> Result<(), JournalError> {
-        self.committed(|done| Write::RetryAt(id, due_ms, error.to_string(), done))
+        let error = error.to_string();
+        self.committed(|done| Write::Settle(Settlement::RetryAt { id, due_ms, error }, done))
     }
 
     fn dead_letter(
@@ -609,9 +616,14 @@ impl Journal for SqliteJournal {
         now_ms: i64,
         attempts: u32,
     ) -> Result<(), JournalError> {
-        self.committed(|done| {
-            Write::DeadLetter(id, reason, error.to_string(), now_ms, attempts, done)
-        })
+        let settlement = Settlement::DeadLetter {
+            id,
+            reason,
+            error: error.to_string(),
+            at_ms: now_ms,
+            attempts,
+        };
+        self.committed(|done| Write::Settle(settlement, done))
     }
 
     fn pending(&self) -> Result<u64, JournalError> {
@@ -636,26 +648,12 @@ impl Journal for SqliteJournal {
     }
 
     fn settle(&self, settlement: Settlement, done: Completion) {
-        let write = match settlement {
-            Settlement::Complete(id) => Write::Complete(id, done),
-            Settlement::RetryAt { id, due_ms, error } => Write::RetryAt(id, due_ms, error, done),
-            Settlement::DeadLetter {
-                id,
-                reason,
-                error,
-                at_ms,
-                attempts,
-            } => Write::DeadLetter(id, reason, error, at_ms, attempts, done),
-        };
         let sent = self
             .writes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .send(write);
-        if let Err(mpsc::SendError(
-            Write::Complete(_, done) | Write::RetryAt(.., done) | Write::DeadLetter(.., done),
-        )) = sent
-        {
+            .send(Write::Settle(settlement, done));
+        if let Err(mpsc::SendError(Write::Settle(_, done))) = sent {
             done(Err(JournalError("the journal writer has stopped".into())));
         }
     }
