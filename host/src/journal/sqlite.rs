@@ -78,6 +78,17 @@ enum Write {
     Probe(Done),
 }
 
+impl Write {
+    /// Answer the write's waiter with `error`: nothing of it was stored.
+    fn fail(self, error: &JournalError) {
+        let error = JournalError(error.0.clone());
+        match self {
+            Write::Append(_, reply) => reply(Err(error)),
+            Write::Settle(_, done) | Write::Flush(done) | Write::Probe(done) => done(Err(error)),
+        }
+    }
+}
+
 /// The SQLite journal.
 pub struct SqliteJournal {
     conn: Arc<Mutex<Connection>>,
@@ -333,14 +344,7 @@ fn group_commit(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Write>, recent: &M
             Err(e) => {
                 tracing::error!("journal commit failed: {e}");
                 for write in writes {
-                    match write {
-                        Write::Append(_, reply) => {
-                            reply(Err(JournalError(e.0.clone())));
-                        }
-                        Write::Settle(_, done) | Write::Flush(done) | Write::Probe(done) => {
-                            done(Err(JournalError(e.0.clone())));
-                        }
-                    }
+                    write.fail(&e);
                 }
             }
         }
@@ -413,21 +417,25 @@ impl SqliteJournal {
     /// Queue a write and wait for its commit.
     fn committed(&self, write: impl FnOnce(Done) -> Write) -> Result<(), JournalError> {
         let (done, answer) = mpsc::channel();
-        self.write(write(Box::new(move |r| {
+        self.queue(write(Box::new(move |r| {
             let _ = done.send(r);
-        })))?;
+        })));
         answer
             .recv()
             .map_err(|_| JournalError("the journal writer has stopped".into()))?
     }
 
-    /// Queue a write for the writer thread.
-    fn write(&self, write: Write) -> Result<(), JournalError> {
-        self.writes
+    /// Queue a write for the writer thread; one it can no longer take is
+    /// answered with an error at once.
+    fn queue(&self, write: Write) {
+        let sent = self
+            .writes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .send(write)
-            .map_err(|_| JournalError("the journal writer has stopped".into()))
+            .send(write);
+        if let Err(mpsc::SendError(write)) = sent {
+            write.fail(&JournalError("the journal writer has stopped".into()));
+        }
     }
 
     /// Dead letters matching `filter` (one `?1` parameter), newest first,
@@ -495,12 +503,12 @@ fn restore(body: &str) -> Result<Event, JournalError> {
 impl Journal for SqliteJournal {
     fn append(&self, batch: Vec<NewEvent>) -> Result<Appended, JournalError> {
         let (reply, answer) = mpsc::channel();
-        self.write(Write::Append(
+        self.queue(Write::Append(
             batch,
             Box::new(move |r| {
                 let _ = reply.send(r);
             }),
-        ))?;
+        ));
         answer
             .recv()
             .map_err(|_| JournalError("the journal writer has stopped".into()))?
@@ -637,25 +645,11 @@ impl Journal for SqliteJournal {
     }
 
     fn append_then(&self, batch: Vec<NewEvent>, done: AppendCompletion) {
-        let sent = self
-            .writes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(Write::Append(batch, done));
-        if let Err(mpsc::SendError(Write::Append(_, done))) = sent {
-            done(Err(JournalError("the journal writer has stopped".into())));
-        }
+        self.queue(Write::Append(batch, done));
     }
 
     fn settle(&self, settlement: Settlement, done: Completion) {
-        let sent = self
-            .writes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(Write::Settle(settlement, done));
-        if let Err(mpsc::SendError(Write::Settle(_, done))) = sent {
-            done(Err(JournalError("the journal writer has stopped".into())));
-        }
+        self.queue(Write::Settle(settlement, done));
     }
 
     fn check_writable(&self) -> Result<(), JournalError> {
