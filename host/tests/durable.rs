@@ -140,6 +140,11 @@ async fn retries_follow_the_schedule_until_the_plugin_succeeds() {
             ("evt-0".into(), 3)
         ]
     );
+    // Counters move once the dispatcher hears the commit, a moment after it.
+    let started = Instant::now();
+    while d.stats().finished() < 1 && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     assert_eq!(d.stats().retry.load(Ordering::SeqCst), 2);
     assert_eq!(d.stats().done.load(Ordering::SeqCst), 1);
     assert!(journal.dead_letters(None).expect("list").is_empty());
