@@ -9,10 +9,9 @@
 use crate::process::Paths;
 use anyhow::{Context, Result};
 use gridlet::event::{self, Event};
-use gridlet::plugin::{self, LoadedPlugin, Manifest};
+use gridlet::plugin::{self, LoadedPlugin, Manifest, PluginGrant};
 use gridlet::runtime::{BareCall, MemoryKeyValue, Outcome, Runtime, RuntimeSettings, WarmInstance};
 use std::fmt::Write as _;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,7 @@ use std::time::{Duration, Instant};
 struct Guest {
     language: &'static str,
     plugin: &'static str,
-    config: &'static str,
+    config: &'static [(&'static str, &'static str)],
     event: &'static str,
     /// Calls per round: slow guests get fewer.
     calls: u32,
@@ -30,35 +29,38 @@ const GUESTS: [Guest; 5] = [
     Guest {
         language: "Rust (trivial)",
         plugin: "failed-run-alert",
-        config: "chat_webhook_url = \"https://chat.example.com/\"",
+        config: &[("chat_webhook_url", "https://chat.example.com/")],
         event: "run-completed.json",
         calls: 2000,
     },
     Guest {
         language: "Rust",
         plugin: "model-promotion",
-        config: "deploy_url = \"https://deploy.example.com/\"",
+        config: &[("deploy_url", "https://deploy.example.com/")],
         event: "model-registered-pascalcase.json",
         calls: 2000,
     },
     Guest {
         language: "C",
         plugin: "audit-counter",
-        config: "",
+        config: &[],
         event: "run-completed.json",
         calls: 2000,
     },
     Guest {
         language: "Python",
         plugin: "drift-guard",
-        config: "threshold = \"0.99\"\npipeline_url = \"https://pipeline.example.com/\"",
+        config: &[
+            ("threshold", "0.99"),
+            ("pipeline_url", "https://pipeline.example.com/"),
+        ],
         event: "dataset-drift-detected.json",
         calls: 100,
     },
     Guest {
         language: "JavaScript",
         plugin: "deployment-notifier",
-        config: "chat_webhook_url = \"https://chat.example.com/\"",
+        config: &[("chat_webhook_url", "https://chat.example.com/")],
         event: "model-registered.json",
         calls: 300,
     },
@@ -78,13 +80,18 @@ fn event_file(paths: &Paths, name: &str) -> std::path::PathBuf {
 }
 
 fn load(runtime: &Runtime, paths: &Paths, guest: &Guest) -> Result<LoadedPlugin> {
-    let manifest = Manifest::parse(
-        &format!("[grants.config]\n{}\n", guest.config),
-        Path::new("bench.toml"),
-        &|_| None,
-    )?;
-    plugin::load(runtime, &paths.plugin(guest.plugin), manifest, None)
-        .with_context(|| format!("{} (run `cargo xtask plugins`)", guest.plugin))
+    let mut grant = PluginGrant::default();
+    for (key, value) in guest.config {
+        grant.config.insert(*key, *value);
+    }
+    plugin::load(
+        runtime,
+        &paths.plugin(guest.plugin),
+        Manifest::default(),
+        &grant,
+        None,
+    )
+    .with_context(|| format!("{} (run `cargo xtask plugins`)", guest.plugin))
 }
 
 /// Median µs per event: (bare wasmtime, gridlet reused, gridlet fresh).

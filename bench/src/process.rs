@@ -84,10 +84,14 @@ impl Gridlet {
                 .with_context(|| format!("{} (run `cargo xtask plugins`)", p.wasm.display()))?;
             std::fs::write(folder.join(format!("{}.toml", p.name)), p.manifest)?;
         }
+        // The operator lets the plugins run as many at once as they ask.
+        let config = dir.path().join("gridlet.toml");
+        std::fs::write(&config, "[plugin_limits]\nmax_concurrency = 1024\n")?;
         let port = free_port()?;
         let child = Command::new(&paths.gridlet)
             .arg("serve")
             .current_dir(dir.path())
+            .env("GRIDLET_CONFIG", &config)
             .env("GRIDLET_LISTEN", format!("127.0.0.1:{port}"))
             .env("GRIDLET_PLUGINS_DIR", &folder)
             .env("GRIDLET_STATE_DIR", dir.path().join("state"))

@@ -7,7 +7,7 @@
 //! (`-- --quick` for a short run).
 
 use gridlet::event::{self, Event};
-use gridlet::plugin::{self, LoadedPlugin, Manifest};
+use gridlet::plugin::{self, LoadedPlugin, Manifest, PluginGrant};
 use gridlet::runtime::{MemoryKeyValue, Outcome, Runtime, RuntimeSettings, WarmInstance};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,13 +21,11 @@ fn setup(settings: RuntimeSettings) -> (Runtime, LoadedPlugin) {
     let runtime = Runtime::new(settings, Arc::new(MemoryKeyValue::default())).expect("runtime");
     let wasm = root().join("target/plugins/model-promotion.wasm");
     assert!(wasm.exists(), "run `cargo xtask plugins` first");
-    let manifest = Manifest::parse(
-        "[grants.config]\ndeploy_url = \"https://deploy.example.com/\"\n",
-        Path::new("bench.toml"),
-        &|_| None,
-    )
-    .expect("manifest");
-    let plugin = plugin::load(&runtime, &wasm, manifest, None).expect("plugin");
+    let mut grant = PluginGrant::default();
+    grant
+        .config
+        .insert("deploy_url", "https://deploy.example.com/");
+    let plugin = plugin::load(&runtime, &wasm, Manifest::default(), &grant, None).expect("plugin");
     (runtime, plugin)
 }
 

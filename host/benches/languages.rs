@@ -15,7 +15,7 @@
 //! (`-- --quick` for fewer rounds).
 
 use gridlet::event::{self, Event};
-use gridlet::plugin::{self, LoadedPlugin, Manifest};
+use gridlet::plugin::{self, LoadedPlugin, Manifest, PluginGrant};
 use gridlet::runtime::{MemoryKeyValue, Outcome, Runtime, RuntimeSettings, WarmInstance};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ fn root() -> PathBuf {
 struct Language {
     name: &'static str,
     plugin: &'static str,
-    config: &'static str,
+    config: &'static [(&'static str, &'static str)],
     event: &'static str,
 }
 
@@ -37,25 +37,28 @@ const LANGUAGES: [Language; 4] = [
     Language {
         name: "Rust",
         plugin: "model-promotion",
-        config: "deploy_url = \"https://deploy.example.com/\"",
+        config: &[("deploy_url", "https://deploy.example.com/")],
         event: "model-registered-pascalcase.json",
     },
     Language {
         name: "C",
         plugin: "audit-counter",
-        config: "",
+        config: &[],
         event: "run-completed.json",
     },
     Language {
         name: "Python",
         plugin: "drift-guard",
-        config: "threshold = \"0.99\"\npipeline_url = \"https://pipeline.example.com/\"",
+        config: &[
+            ("threshold", "0.99"),
+            ("pipeline_url", "https://pipeline.example.com/"),
+        ],
         event: "dataset-drift-detected.json",
     },
     Language {
         name: "JavaScript",
         plugin: "deployment-notifier",
-        config: "chat_webhook_url = \"https://chat.example.com/\"",
+        config: &[("chat_webhook_url", "https://chat.example.com/")],
         event: "model-registered.json",
     },
 ];
@@ -87,12 +90,13 @@ fn time<T>(n: usize, mut f: impl FnMut() -> T) -> Duration {
 }
 
 fn load(runtime: &Runtime, l: &Language, wasm: &Path, reuse: u32) -> LoadedPlugin {
-    let text = format!(
-        "[limits]\nreuse_instance = {reuse}\n[grants.config]\n{}\n",
-        l.config
-    );
-    let manifest = Manifest::parse(&text, Path::new("bench.toml"), &|_| None).expect("manifest");
-    plugin::load(runtime, wasm, manifest, None).expect("plugin")
+    let text = format!("[limits]\nreuse_instance = {reuse}\n");
+    let manifest = Manifest::parse(&text, Path::new("bench.toml")).expect("manifest");
+    let mut grant = PluginGrant::default();
+    for (key, value) in l.config {
+        grant.config.insert(*key, *value);
+    }
+    plugin::load(runtime, wasm, manifest, &grant, None).expect("plugin")
 }
 
 fn main() {

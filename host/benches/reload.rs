@@ -14,7 +14,8 @@
 use gridlet::dispatch::Verdict;
 use gridlet::event::{self, Event};
 use gridlet::plugin::cache::content_hash;
-use gridlet::plugin::{Registry, WatchSettings, Watcher};
+use gridlet::plugin::registry::{DEFAULT_MAX_PLUGIN_BYTES, Folder};
+use gridlet::plugin::{OperatorGrants, PluginGrant, Registry, WatchSettings, Watcher};
 use gridlet::runtime::{MemoryKeyValue, Runtime, RuntimeSettings};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,7 +29,7 @@ fn root() -> PathBuf {
 struct Subject {
     language: &'static str,
     wasm: PathBuf,
-    manifest: &'static str,
+    config: &'static [(&'static str, &'static str)],
     event: &'static str,
     cold_rounds: usize,
 }
@@ -39,14 +40,17 @@ fn subjects(quick: bool) -> Vec<Subject> {
         Subject {
             language: "Rust",
             wasm: plugins.join("model-promotion.wasm"),
-            manifest: "[grants.config]\ndeploy_url = \"https://deploy.example.com/\"\n",
+            config: &[("deploy_url", "https://deploy.example.com/")],
             event: "model-registered-pascalcase.json",
             cold_rounds: if quick { 3 } else { 10 },
         },
         Subject {
             language: "Python",
             wasm: plugins.join("drift-guard.wasm"),
-            manifest: "[grants.config]\nthreshold = \"0.9\"\npipeline_url = \"https://pipeline.example.com/\"\n",
+            config: &[
+                ("threshold", "0.9"),
+                ("pipeline_url", "https://pipeline.example.com/"),
+            ],
             event: "dataset-drift-detected.json",
             cold_rounds: if quick { 1 } else { 3 },
         },
@@ -131,7 +135,14 @@ fn main() {
         let temp = tempfile::tempdir().expect("tempdir");
         let dir = temp.path().join("plugins");
         std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(dir.join("plugin.toml"), s.manifest).expect("manifest");
+        let mut grant = PluginGrant::default();
+        for (key, value) in s.config {
+            grant.config.insert(*key, *value);
+        }
+        let grants = OperatorGrants::new(
+            PluginGrant::default(),
+            [("plugin".to_string(), grant)].into_iter().collect(),
+        );
         let bytes = std::fs::read(&s.wasm).expect("wasm");
         let event_bytes =
             std::fs::read(root().join("examples/events/eventgrid").join(s.event)).expect("event");
@@ -140,8 +151,12 @@ fn main() {
             .remove(0);
         let registry = Arc::new(Registry::new(
             runtime.clone(),
-            dir.clone(),
-            temp.path().join("compiled"),
+            Folder {
+                dir: dir.clone(),
+                cache_dir: temp.path().join("compiled"),
+                max_plugin_bytes: DEFAULT_MAX_PLUGIN_BYTES,
+                grants: Arc::new(grants),
+            },
         ));
         let _watcher = Watcher::start(registry.clone(), WatchSettings::default()).expect("watch");
         let nonce = rand::random::<u64>();

@@ -15,6 +15,7 @@ pub mod event;
 pub mod filter;
 pub mod ingest;
 pub mod journal;
+pub mod lograte;
 pub mod plugin;
 pub mod runtime;
 pub mod serve;

@@ -9,9 +9,6 @@ use tokio::process::Command;
 async fn gridlet(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gridlet"));
     command.args(args).current_dir(root());
-    command
-        .env_remove("DEPLOY_URL")
-        .env_remove("CHAT_WEBHOOK_URL");
     for (k, v) in env {
         command.env(k, v);
     }
@@ -32,10 +29,14 @@ async fn run_shows_requests_state_and_outcomes_and_exits_zero() {
             "run",
             plugin.to_str().unwrap(),
             "examples/events/eventgrid/batch-mixed.json",
+            "--config",
+            &format!("deploy_url={url}"),
             "--allow-host",
             &sink.host(),
+            "--allow-private-network",
+            "127.0.0.1/32",
         ],
-        &[("DEPLOY_URL", &url)],
+        &[],
     )
     .await;
     let stdout = text(&out.stdout);
@@ -82,11 +83,12 @@ async fn config_values_are_never_printed() {
             "run",
             plugin.to_str().unwrap(),
             "examples/events/eventgrid/model-registered-pascalcase.json",
+            "--config",
+            "deploy_url=https://deploy.example.net/secret-path",
+            "--config",
+            "deploy_token=tok-12345",
         ],
-        &[
-            ("DEPLOY_URL", "https://deploy.example.net/secret-path"),
-            ("DEPLOY_TOKEN", "tok-12345"),
-        ],
+        &[],
     )
     .await;
     let all = text(&out.stdout) + &text(&out.stderr);
@@ -105,11 +107,7 @@ async fn config_values_are_never_printed() {
 async fn a_reject_or_a_limit_exits_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = dir.path().join("loop.toml");
-    std::fs::write(
-        &manifest,
-        "[limits]\ndeadline_ms = 200\n[grants.config]\nbehaviour = \"loop\"\n",
-    )
-    .expect("write");
+    std::fs::write(&manifest, "[limits]\ndeadline_ms = 200\n").expect("write");
     let plugin = plugin_path("hostile");
     let out = gridlet(
         &[
@@ -118,6 +116,8 @@ async fn a_reject_or_a_limit_exits_one() {
             "examples/events/eventgrid/run-completed.json",
             "--manifest",
             manifest.to_str().unwrap(),
+            "--config",
+            "behaviour=loop",
         ],
         &[],
     )
@@ -129,7 +129,7 @@ async fn a_reject_or_a_limit_exits_one() {
         "{stdout}"
     );
 
-    // --config overrides the manifest; a reject is a failure too.
+    // Another behaviour: a reject is a failure too.
     let out = gridlet(
         &[
             "run",
@@ -163,10 +163,14 @@ async fn a_retry_is_a_normal_answer_and_exits_zero() {
             "run",
             plugin.to_str().unwrap(),
             "examples/events/eventgrid/run-status-changed-failed.json",
+            "--config",
+            &format!("chat_webhook_url={url}"),
             "--allow-host",
             &sink.host(),
+            "--allow-private-network",
+            "127.0.0.1/32",
         ],
-        &[("CHAT_WEBHOOK_URL", &url)],
+        &[],
     )
     .await;
     let stdout = text(&out.stdout);
@@ -185,7 +189,7 @@ async fn unusable_input_exits_two_with_the_reason() {
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, r#"[{"id": "x", "subject": "s"}]"#).expect("write");
 
-    // The shipped manifest needs DEPLOY_URL.
+    // The shipped manifest requires deploy_url.
     let out = gridlet(
         &[
             "run",
@@ -197,14 +201,20 @@ async fn unusable_input_exits_two_with_the_reason() {
     .await;
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).ends_with("model-promotion.toml: grants.config.deploy_url: environment variable DEPLOY_URL is not set\n"),
+        text(&out.stderr).ends_with("model-promotion.wasm: config key `deploy_url` required by the manifest and not granted: the operator sets it in gridlet.toml [plugins.model-promotion.config] (or `gridlet run --config KEY=VALUE`)\n"),
         "{}",
         text(&out.stderr)
     );
 
     let out = gridlet(
-        &["run", plugin, bad.to_str().unwrap()],
-        &[("DEPLOY_URL", "https://x.example.com")],
+        &[
+            "run",
+            plugin,
+            bad.to_str().unwrap(),
+            "--config",
+            "deploy_url=https://x.example.com",
+        ],
+        &[],
     )
     .await;
     assert_eq!(out.status.code(), Some(2));
@@ -215,8 +225,14 @@ async fn unusable_input_exits_two_with_the_reason() {
     );
 
     let out = gridlet(
-        &["run", plugin, "no-such-file.json"],
-        &[("DEPLOY_URL", "https://x.example.com")],
+        &[
+            "run",
+            plugin,
+            "no-such-file.json",
+            "--config",
+            "deploy_url=https://x.example.com",
+        ],
+        &[],
     )
     .await;
     assert_eq!(out.status.code(), Some(2));

@@ -220,7 +220,8 @@ async fn dead_letters_for_attempts_reject_ttl_and_missing_plugins_then_replay() 
 
     // Replay makes a new delivery and marks the dead letter.
     let rejected = letters[1].id;
-    assert_eq!(d.replay(vec![rejected]).await.expect("replay"), 1);
+    let replayed = d.replay(vec![rejected], false).await.expect("replay");
+    assert_eq!((replayed.replayed, replayed.skipped), (1, 0));
     drained(journal.as_ref()).await;
     assert_eq!(rejecting.calls().len(), 2, "replayed once");
     let after = journal.dead_letters(Some("rejecting")).expect("list");
@@ -229,6 +230,15 @@ async fn dead_letters_for_attempts_reject_ttl_and_missing_plugins_then_replay() 
             .iter()
             .any(|l| l.id == rejected && l.replayed_ms.is_some())
     );
+    // Replaying it again delivers nothing; `force` does.
+    let again = d.replay(vec![rejected], false).await.expect("replay");
+    assert_eq!((again.replayed, again.skipped), (0, 1));
+    drained(journal.as_ref()).await;
+    assert_eq!(rejecting.calls().len(), 2, "not replayed twice");
+    let forced = d.replay(vec![rejected], true).await.expect("replay");
+    assert_eq!((forced.replayed, forced.skipped), (1, 0));
+    drained(journal.as_ref()).await;
+    assert_eq!(rejecting.calls().len(), 3, "replayed again when forced");
 }
 
 #[tokio::test]
@@ -536,8 +546,13 @@ impl Journal for Broken {
     fn purge(&self, ids: &[i64]) -> Result<u64, gridlet::journal::JournalError> {
         self.0.purge(ids)
     }
-    fn replay(&self, ids: &[i64], now: i64) -> Result<u64, gridlet::journal::JournalError> {
-        self.0.replay(ids, now)
+    fn replay(
+        &self,
+        ids: &[i64],
+        now: i64,
+        force: bool,
+    ) -> Result<gridlet::journal::Replayed, gridlet::journal::JournalError> {
+        self.0.replay(ids, now, force)
     }
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Recorder, plugin_path, root};
+use common::{Recorder, echo_grant, install, root};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::Path;
@@ -35,6 +35,10 @@ async fn serve(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true);
+    // The operator's grants, written by `install`.
+    if dir.join("gridlet.toml").exists() {
+        command.env("GRIDLET_CONFIG", dir.join("gridlet.toml"));
+    }
     for (k, v) in extra {
         command.env(k, v);
     }
@@ -54,16 +58,6 @@ async fn serve(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Child {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child
-}
-
-fn install(dir: &Path, name: &str, wasm: &str, manifest: String) {
-    std::fs::create_dir_all(dir.join("plugins")).expect("plugins dir");
-    std::fs::copy(
-        plugin_path(wasm),
-        dir.join("plugins").join(format!("{name}.wasm")),
-    )
-    .expect("copy");
-    std::fs::write(dir.join("plugins").join(format!("{name}.toml")), manifest).expect("manifest");
 }
 
 fn batch(sender: usize, n: usize) -> Value {
@@ -93,11 +87,8 @@ async fn every_acknowledged_event_is_delivered_after_kill_9() {
         dir.path(),
         "echo",
         "echo",
-        format!(
-            "[limits]\nmax_concurrency = 4\n[grants]\nallowed_hosts = [\"{}\"]\n[grants.config]\nname = \"echo\"\nsink_url = \"{}\"\n",
-            sink.host(),
-            sink.url("/echo")
-        ),
+        "[limits]\nmax_concurrency = 4\n",
+        &echo_grant(&sink, "echo"),
     );
     let port = free_port();
     let mut server = serve(dir.path(), port, &[]).await;
@@ -213,7 +204,8 @@ async fn dead_letters_through_the_admin_api_and_cli() {
         dir.path(),
         "strict",
         "hostile",
-        "[grants.config]\nbehaviour = \"refuse\"\n".into(),
+        "",
+        "config = { behaviour = \"refuse\" }",
     );
     let port = free_port();
     let _server = serve(
@@ -382,7 +374,8 @@ async fn a_trapping_plugin_is_retried_then_dead_lettered_with_the_trap() {
         dir.path(),
         "crashy",
         "hostile",
-        "[grants.config]\nbehaviour = \"trap\"\n[retry]\nmaxDeliveryAttempts = 2\n".into(),
+        "[retry]\nmaxDeliveryAttempts = 2\n",
+        "config = { behaviour = \"trap\" }",
     );
     let port = free_port();
     let _server = serve(dir.path(), port, &[("GRIDLET_ADMIN_TOKEN", "t")]).await;
@@ -437,11 +430,8 @@ async fn sigterm_finishes_running_deliveries_and_leaves_the_rest_pending() {
         dir.path(),
         "echo",
         "echo",
-        format!(
-            "[limits]\nmax_concurrency = 1\n[grants]\nallowed_hosts = [\"{}\"]\n[grants.config]\nname = \"echo\"\nsink_url = \"{}\"\n",
-            sink.host(),
-            sink.url("/echo")
-        ),
+        "[limits]\nmax_concurrency = 1\n",
+        &echo_grant(&sink, "echo"),
     );
     let port = free_port();
     let server = serve(dir.path(), port, &[("GRIDLET_SHUTDOWN_GRACE_MS", "10000")]).await;

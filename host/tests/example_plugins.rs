@@ -3,20 +3,19 @@
 
 mod common;
 
-use common::{Recorder, event, events, load, runtime};
-use gridlet::plugin::LoadedPlugin;
+use common::{Recorder, event, events, grant, load, runtime};
+use gridlet::plugin::{LoadedPlugin, PluginGrant};
 use gridlet::runtime::{Entry, Outcome, Runtime};
 
 /// failed-run-alert granted a local sink as its chat webhook.
 async fn alerting() -> (Recorder, Runtime, LoadedPlugin) {
     let sink = Recorder::start().await;
     let runtime = runtime();
-    let url = sink.url("/chat");
     let plugin = load(
         &runtime,
         "failed-run-alert",
-        &alert_manifest(&sink),
-        &[("CHAT_WEBHOOK_URL", &url)],
+        "",
+        &grant(&[("chat_webhook_url", &sink.url("/chat"))], &[&sink.host()]),
     );
     (sink, runtime, plugin)
 }
@@ -25,26 +24,19 @@ async fn alerting() -> (Recorder, Runtime, LoadedPlugin) {
 async fn promoting() -> (Recorder, Runtime, LoadedPlugin) {
     let sink = Recorder::start().await;
     let runtime = runtime();
-    let url = sink.url("/deploy");
     let plugin = load(
         &runtime,
         "model-promotion",
-        &promotion_manifest(&sink),
-        &[("DEPLOY_URL", &url)],
+        "",
+        &grant(
+            &[
+                ("deploy_url", &sink.url("/deploy")),
+                ("deploy_token", "s3cret-token"),
+            ],
+            &[&sink.host()],
+        ),
     );
     (sink, runtime, plugin)
-}
-
-fn alert_manifest(sink: &Recorder) -> String {
-    format!(
-        r#"
-[grants]
-allowed_hosts = ["{}"]
-[grants.config]
-chat_webhook_url = "${{CHAT_WEBHOOK_URL}}"
-"#,
-        sink.host()
-    )
 }
 
 #[tokio::test]
@@ -130,7 +122,7 @@ async fn failed_run_alert_retries_on_5xx_and_rejects_on_4xx() {
 #[tokio::test]
 async fn failed_run_alert_without_config_rejects_and_names_the_key() {
     let runtime = runtime();
-    let plugin = load(&runtime, "failed-run-alert", "", &[]);
+    let plugin = load(&runtime, "failed-run-alert", "", &PluginGrant::default());
     let outcome = runtime
         .invoke(
             &plugin.version,
@@ -141,7 +133,11 @@ async fn failed_run_alert_without_config_rejects_and_names_the_key() {
         .outcome;
     assert_eq!(
         outcome,
-        Outcome::Reject("config key `chat_webhook_url` is not set in the plugin's manifest".into())
+        Outcome::Reject(
+            "config key `chat_webhook_url` is not set (the operator grants it in gridlet.toml \
+             [plugins.<name>.config])"
+                .into()
+        )
     );
 }
 
@@ -156,7 +152,10 @@ async fn failed_run_alert_shipped_manifest_filters_to_failed_runs() {
         &runtime,
         "failed-run-alert",
         &manifest,
-        &[("CHAT_WEBHOOK_URL", "https://x.webhook.office.com/a")],
+        &grant(
+            &[("chat_webhook_url", "https://x.webhook.office.com/a")],
+            &[],
+        ),
     );
     let failed = event("eventgrid/run-status-changed-failed.json");
     assert!(plugin.filter.matches(&failed));
@@ -174,19 +173,6 @@ async fn failed_run_alert_shipped_manifest_filters_to_failed_runs() {
     let mut running = failed.clone();
     running.raw_data["runStatus"] = "Running".into();
     assert!(!plugin.filter.matches(&running));
-}
-
-fn promotion_manifest(sink: &Recorder) -> String {
-    format!(
-        r#"
-[grants]
-allowed_hosts = ["{}"]
-[grants.config]
-deploy_url = "${{DEPLOY_URL}}"
-deploy_token = "s3cret-token"
-"#,
-        sink.host()
-    )
 }
 
 #[tokio::test]

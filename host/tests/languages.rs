@@ -50,14 +50,33 @@ fn sample(file: &str) -> PathBuf {
     root().join("examples/events/eventgrid").join(file)
 }
 
-/// The environment the example manifests read, pointed at `sink`.
+/// The environment the demo's configuration (examples/demo.toml) reads,
+/// pointed at `sink`.
 fn env(sink: &Recorder) -> Vec<(&'static str, String)> {
     vec![
         ("RETRAIN_PIPELINE_URL", sink.url("/retrain")),
         ("RETRAIN_PIPELINE_HOST", sink.host()),
         ("CHAT_WEBHOOK_URL", sink.url("/chat")),
         ("CHAT_WEBHOOK_HOST", sink.host()),
+        ("DEPLOY_URL", sink.url("/deploy")),
+        ("DEPLOY_HOST", sink.host()),
     ]
+}
+
+/// What `gridlet run` grants: the sink as every example's endpoint.
+fn grants(sink: &Recorder) -> Vec<String> {
+    let mut flags = Vec::new();
+    for (key, path) in [("pipeline_url", "/retrain"), ("chat_webhook_url", "/chat")] {
+        flags.push("--config".to_string());
+        flags.push(format!("{key}={}", sink.url(path)));
+    }
+    flags.extend([
+        "--allow-host".to_string(),
+        sink.host(),
+        "--allow-private-network".to_string(),
+        "127.0.0.1/32".to_string(),
+    ]);
+    flags
 }
 
 /// One compile per plugin for the whole test binary: the first caller fills
@@ -87,8 +106,8 @@ async fn run(name: &str, events: &Path, sink: &Recorder, extra: &[&str]) -> (i32
         .arg(events)
         .arg("--cache-dir")
         .arg(cache_dir())
+        .args(grants(sink))
         .args(extra)
-        .envs(env(sink))
         .output()
         .await
         .expect("gridlet run");
@@ -270,7 +289,8 @@ async fn all_three_through_gridlet_serve_with_retry_on_5xx() {
         .env("GRIDLET_COMPILE_CACHE_DIR", cache_dir())
         .env("GRIDLET_RETRY_DELAYS_MS", "100")
         .env("GRIDLET_ADMIN_TOKEN", "t")
-        .env_remove("GRIDLET_CONFIG")
+        // The demo's grants; the environment above overrides its paths.
+        .env("GRIDLET_CONFIG", root().join("examples/demo.toml"))
         .envs(env(&sink))
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Recorder, plugin_path};
+use common::{Recorder, echo_grant, install, plugin_path};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Stdio;
@@ -38,7 +38,7 @@ impl Host {
             .env("GRIDLET_ADMIN_TOKEN", TOKEN)
             .env("GRIDLET_RETRY_DELAYS_MS", "50")
             .env("GRIDLET_JOURNAL_FSYNC", "false")
-            .env_remove("GRIDLET_CONFIG")
+            .env("GRIDLET_CONFIG", dir.join("gridlet.toml"))
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(if logs { Stdio::piped() } else { Stdio::null() })
@@ -109,23 +109,6 @@ fn event(id: &str) -> Value {
     }])
 }
 
-fn install(dir: &Path, name: &str, fixture: &str, manifest: &str) {
-    let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).expect("plugins");
-    std::fs::write(plugins.join(format!("{name}.toml")), manifest).expect("manifest");
-    let tmp = plugins.join(format!(".{name}.partial"));
-    std::fs::copy(plugin_path(fixture), &tmp).expect("copy");
-    std::fs::rename(&tmp, plugins.join(format!("{name}.wasm"))).expect("rename");
-}
-
-fn echo_manifest(sink: &Recorder) -> String {
-    format!(
-        "[grants]\nallowed_hosts = [\"{}\"]\n[grants.config]\nsink_url = \"{}\"\n",
-        sink.host(),
-        sink.url("/echo")
-    )
-}
-
 /// The value of the sample of `family` whose labels include all of `labels`.
 fn sample(text: &str, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
@@ -158,12 +141,13 @@ async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
 async fn metrics_follow_a_scripted_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = Recorder::start().await;
-    install(dir.path(), "echo", "echo", &echo_manifest(&sink));
+    install(dir.path(), "echo", "echo", "", &echo_grant(&sink, "echo"));
     install(
         dir.path(),
         "hostile",
         "hostile",
-        "[grants.config]\nbehaviour = \"trap\"\n[retry]\nmaxDeliveryAttempts = 1\n",
+        "[retry]\nmaxDeliveryAttempts = 1\n",
+        "config = { behaviour = \"trap\" }",
     );
     let host = Host::start(dir.path(), &[], false).await;
     let m = host.metrics().await;
@@ -322,12 +306,13 @@ fn check(doc: &Value, name: &str, body: &Value) {
 async fn the_admin_api_matches_its_openapi_document() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = Recorder::start().await;
-    install(dir.path(), "echo", "echo", &echo_manifest(&sink));
+    install(dir.path(), "echo", "echo", "", &echo_grant(&sink, "echo"));
     install(
         dir.path(),
         "hostile",
         "hostile",
-        "[grants.config]\nbehaviour = \"trap\"\n[retry]\nmaxDeliveryAttempts = 1\n",
+        "[retry]\nmaxDeliveryAttempts = 1\n",
+        "config = { behaviour = \"trap\" }",
     );
     std::fs::write(dir.path().join("plugins/broken.wasm"), b"garbage").expect("write");
     let host = Host::start(dir.path(), &[], false).await;
@@ -443,7 +428,7 @@ async fn the_admin_api_matches_its_openapi_document() {
 async fn readiness_flips_when_the_journal_is_locked_and_during_shutdown() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = Recorder::start().await;
-    install(dir.path(), "echo", "echo", &echo_manifest(&sink));
+    install(dir.path(), "echo", "echo", "", &echo_grant(&sink, "echo"));
     let mut host = Host::start(dir.path(), &[("GRIDLET_SHUTDOWN_DELAY_MS", "1500")], false).await;
     let ready = async |host: &Host| {
         let r = host
@@ -460,18 +445,16 @@ async fn readiness_flips_when_the_journal_is_locked_and_during_shutdown() {
     assert_eq!(body["checks"]["plugins"]["serving"], 1);
 
     // Another process holds the database's write lock: not ready.
+    // Readiness answers from the last probe (one a second), so it notices
+    // within a few seconds, and says which check failed, not why.
     let lock = rusqlite::Connection::open(dir.path().join("state/journal.sqlite3")).expect("open");
     lock.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+    wait_for("not ready", async || ready(&host).await.0 == 503).await;
     let (code, body) = ready(&host).await;
     assert_eq!(code, 503, "{body}");
     assert_eq!(body["status"], "not ready");
-    assert!(
-        body["checks"]["journal"]
-            .as_str()
-            .unwrap_or("")
-            .contains("journal"),
-        "{body}"
-    );
+    assert_eq!(body["checks"]["journal"], "not writable", "{body}");
+    assert_eq!(body["checks"]["auth"], "OFF (loopback only)", "{body}");
     lock.execute_batch("ROLLBACK").expect("unlock");
     wait_for("ready again", async || ready(&host).await.0 == 200).await;
 
@@ -501,7 +484,7 @@ async fn json_logs_name_the_plugin_version_event_and_attempt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = Recorder::start().await;
     sink.answer(503);
-    install(dir.path(), "echo", "echo", &echo_manifest(&sink));
+    install(dir.path(), "echo", "echo", "", &echo_grant(&sink, "echo"));
     let mut host = Host::start(dir.path(), &[], true).await;
     assert_eq!(host.post(event("logged")).await, 200);
     let stderr = host.child.stderr.take().expect("stderr");

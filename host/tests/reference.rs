@@ -80,17 +80,27 @@ fn every_manifest_key_is_in_the_readme() {
         .next()
         .unwrap_or("");
     let parse = |text: &str| {
-        Manifest::parse(text, Path::new("m.toml"), &|_| None)
+        Manifest::parse(text, Path::new("m.toml"))
             .expect_err("unknown key")
             .message
     };
     let sections = expected_fields(&parse("zzz_unknown = 1"));
-    assert_eq!(sections, ["limits", "grants", "filter", "retry"]);
+    assert_eq!(
+        sections,
+        ["limits", "config", "outbound", "filter", "retry"]
+    );
     for s in &sections {
         assert!(
             section.contains(&format!("[{s}]")),
             "[{s}] is not in the README's manifest section"
         );
+        if s == "config" {
+            // Its keys are the plugin's own; the forms they take are documented.
+            for form in ["{ required = true }", "{ default = ", "{}"] {
+                assert!(section.contains(form), "[config] form {form}");
+            }
+            continue;
+        }
         for key in expected_fields(&parse(&format!("[{s}]\nzzz_unknown = 1"))) {
             assert!(
                 section.contains(&format!("\n{key} ="))

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Recorder, plugin_path};
+use common::{Recorder, grant, grants, plugin_path};
 use gridlet::dispatch::Targets;
 use gridlet::plugin::cache::content_hash;
 use gridlet::serve::{self, ServeSettings, Server};
@@ -53,6 +53,13 @@ impl Host {
             state_dir: dir.join("state"),
             journal_fsync: false,
             admin_token: Some(TOKEN.into()),
+            grants: grants(vec![(
+                "echo",
+                grant(
+                    &[("name", "echo"), ("sink_url", &sink.url("/echo"))],
+                    &[&sink.host()],
+                ),
+            )]),
             ..ServeSettings::default()
         };
         settings.dispatch.retry_delays = vec![Duration::from_millis(50)];
@@ -159,13 +166,10 @@ impl Host {
     }
 }
 
-/// The manifest of an echo plugin posting to `sink`, with `extra` appended.
-fn manifest(sink: &Recorder, extra: &str) -> String {
-    format!(
-        "[limits]\nmax_concurrency = 8\n[grants]\nallowed_hosts = [\"{}\"]\n[grants.config]\nname = \"echo\"\nsink_url = \"{}\"\n{extra}",
-        sink.host(),
-        sink.url("/echo")
-    )
+/// The manifest of an echo plugin, with `extra` appended (what it posts
+/// to is the operator's grant: [`Host::on`]).
+fn manifest(_sink: &Recorder, extra: &str) -> String {
+    format!("[limits]\nmax_concurrency = 8\n[config]\nname = {{ required = true }}\n{extra}")
 }
 
 /// Write `bytes` to a temporary name in the folder, then rename it to
@@ -470,7 +474,7 @@ async fn manifest_changes_reuse_the_code_and_restarts_load_from_the_cache() {
     // A restart on the same state loads the version from the cache.
     let (dir, sink) = (host.dir.clone(), host.sink.clone());
     let temp = host._temp;
-    host.server.shutdown().await.expect("shutdown");
+    host.server.shutdown().await;
     let again = Host::on(&dir, sink).await;
     let status = again.status("echo").await;
     assert_eq!(status["code"], "cache", "{status}");

@@ -4,17 +4,19 @@
 
 mod common;
 
-use common::{Recorder, event, load, runtime};
+use common::{Recorder, event, grant, load, runtime};
 use gridlet::event::Event;
+use gridlet::plugin::PluginGrant;
 use gridlet::runtime::Outcome;
 use std::time::Duration;
 
-fn manifest(sink: &Recorder, limits: &str) -> String {
-    format!(
-        "[limits]\n{limits}\n[grants]\nallowed_hosts = [\"{}\"]\n[grants.config]\nsink_url = \"{}\"\n",
-        sink.host(),
-        sink.url("/echo")
-    )
+fn manifest(limits: &str) -> String {
+    format!("[limits]\n{limits}\n")
+}
+
+/// Echo posts to `sink`.
+fn to(sink: &Recorder) -> PluginGrant {
+    grant(&[("sink_url", &sink.url("/echo"))], &[&sink.host()])
 }
 
 /// `instanceCalls` of every POST so far.
@@ -36,8 +38,8 @@ async fn a_reused_instance_serves_n_deliveries_then_is_replaced() {
     let plugin = load(
         &runtime,
         "echo",
-        &manifest(&sink, "reuse_instance = 3"),
-        &[],
+        &manifest("reuse_instance = 3"),
+        &to(&sink),
     );
     for _ in 0..7 {
         let outcome = runtime.invoke(&plugin.version, &sample(), 1).await.outcome;
@@ -53,8 +55,8 @@ async fn a_failed_delivery_discards_the_instance() {
     let plugin = load(
         &runtime,
         "echo",
-        &manifest(&sink, "reuse_instance = 100"),
-        &[],
+        &manifest("reuse_instance = 100"),
+        &to(&sink),
     );
     runtime.invoke(&plugin.version, &sample(), 1).await;
     runtime.invoke(&plugin.version, &sample(), 1).await;
@@ -75,7 +77,7 @@ async fn a_failed_delivery_discards_the_instance() {
 async fn without_the_option_every_delivery_gets_a_fresh_instance() {
     let sink = Recorder::start().await;
     let runtime = runtime();
-    let plugin = load(&runtime, "echo", &manifest(&sink, ""), &[]);
+    let plugin = load(&runtime, "echo", &manifest(""), &to(&sink));
     for _ in 0..4 {
         runtime.invoke(&plugin.version, &sample(), 1).await;
     }
@@ -91,8 +93,8 @@ async fn a_reused_instance_never_serves_two_deliveries_at_once() {
     let plugin = load(
         &runtime,
         "echo",
-        &manifest(&sink, "reuse_instance = 100\nmax_concurrency = 2"),
-        &[],
+        &manifest("reuse_instance = 100\nmax_concurrency = 2"),
+        &to(&sink),
     );
     let (first, second) = (sample(), sample());
     let (a, b) = tokio::join!(

@@ -4,15 +4,20 @@
 
 mod common;
 
-use common::{Recorder, event, load, runtime};
+use common::{Recorder, event, grant, load, runtime};
 use gridlet::event::Event;
-use gridlet::plugin::{self, Manifest, PluginError};
+use gridlet::plugin::{self, LimitCaps, Manifest, PluginError, PluginGrant};
 use gridlet::runtime::{Entry, FailureKind, LoadError, Outcome, Runtime};
 use std::path::Path;
 use std::time::Duration;
 
-fn hostile(behaviour: &str, limits: &str) -> String {
-    format!("[limits]\n{limits}\n[grants.config]\nbehaviour = \"{behaviour}\"\n")
+fn limits(limits: &str) -> String {
+    format!("[limits]\n{limits}\n")
+}
+
+/// The hostile plugin, told by its operator to behave as `behaviour`.
+fn behaving(behaviour: &str) -> PluginGrant {
+    grant(&[("behaviour", behaviour)], &[])
 }
 
 fn sample() -> Event {
@@ -21,7 +26,7 @@ fn sample() -> Event {
 
 /// After any hostile run, a well-behaved plugin on the same runtime works.
 async fn well_behaved_still_works(runtime: &Runtime) {
-    let plugin = load(runtime, "model-promotion", "", &[]);
+    let plugin = load(runtime, "model-promotion", "", &PluginGrant::default());
     let outcome = runtime
         .invoke(
             &plugin.version,
@@ -46,8 +51,8 @@ async fn an_infinite_loop_hits_the_deadline() {
     let plugin = load(
         &runtime,
         "hostile",
-        &hostile("loop", "deadline_ms = 300"),
-        &[],
+        &limits("deadline_ms = 300"),
+        &behaving("loop"),
     );
     let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
     assert_eq!(
@@ -64,8 +69,8 @@ async fn an_infinite_loop_runs_out_of_fuel_when_fuel_is_capped() {
     let plugin = load(
         &runtime,
         "hostile",
-        &hostile("loop", "fuel = 50_000_000\ndeadline_ms = 60000"),
-        &[],
+        &limits("fuel = 50_000_000\ndeadline_ms = 60000"),
+        &behaving("loop"),
     );
     let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
     assert_eq!(
@@ -82,8 +87,8 @@ async fn a_memory_bomb_hits_the_memory_cap() {
     let plugin = load(
         &runtime,
         "hostile",
-        &hostile("memory", "memory_mib = 24"),
-        &[],
+        &limits("memory_mib = 24"),
+        &behaving("memory"),
     );
     let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
     let (kind, message) = failure(&invocation.outcome);
@@ -98,7 +103,7 @@ async fn a_memory_bomb_hits_the_memory_cap() {
 #[tokio::test]
 async fn deep_recursion_exhausts_the_wasm_stack() {
     let runtime = runtime();
-    let plugin = load(&runtime, "hostile", &hostile("recursion", ""), &[]);
+    let plugin = load(&runtime, "hostile", "", &behaving("recursion"));
     let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
     assert_eq!(
         failure(&invocation.outcome),
@@ -110,7 +115,7 @@ async fn deep_recursion_exhausts_the_wasm_stack() {
 #[tokio::test]
 async fn a_panic_is_a_trap_with_the_panic_message() {
     let runtime = runtime();
-    let plugin = load(&runtime, "hostile", &hostile("trap", ""), &[]);
+    let plugin = load(&runtime, "hostile", "", &behaving("trap"));
     let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
     let (kind, message) = failure(&invocation.outcome);
     assert_eq!(kind, FailureKind::Trap);
@@ -129,7 +134,7 @@ async fn a_panic_is_a_trap_with_the_panic_message() {
 #[tokio::test]
 async fn a_log_flood_is_capped_and_counted() {
     let runtime = runtime();
-    let plugin = load(&runtime, "hostile", &hostile("flood", ""), &[]);
+    let plugin = load(&runtime, "hostile", "", &behaving("flood"));
     let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
     assert_eq!(invocation.outcome, Outcome::Handled);
     let logs = invocation
@@ -153,13 +158,17 @@ async fn the_sandbox_denies_files_env_sockets_and_ungranted_hosts() {
     unsafe { std::env::set_var("GRIDLET_TEST_SECRET", "do-not-leak") };
 
     let runtime = runtime();
-    let manifest = format!(
-        "[grants]\nallowed_hosts = [\"granted.example.com\"]\n[grants.config]\nbehaviour = \"probe\"\n\
-         socket_target = \"{}\"\nforbidden_url = \"{}\"\n",
-        listener.local_addr().expect("addr"),
-        server.url("/exfiltrate"),
+    let socket_target = listener.local_addr().expect("addr").to_string();
+    let forbidden_url = server.url("/exfiltrate");
+    let granted = grant(
+        &[
+            ("behaviour", "probe"),
+            ("socket_target", &socket_target),
+            ("forbidden_url", &forbidden_url),
+        ],
+        &["granted.example.com"],
     );
-    let plugin = load(&runtime, "hostile", &manifest, &[]);
+    let plugin = load(&runtime, "hostile", "", &granted);
     let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
     assert_eq!(
         invocation.outcome,
@@ -215,12 +224,8 @@ async fn the_sandbox_denies_files_env_sockets_and_ungranted_hosts() {
 async fn plugins_cannot_read_each_others_state() {
     let runtime = runtime();
     let sink = Recorder::start().await;
-    let manifest = format!(
-        "[grants]\nallowed_hosts = [\"{}\"]\n[grants.config]\ndeploy_url = \"{}\"\n",
-        sink.host(),
-        sink.url("/deploy")
-    );
-    let promotion = load(&runtime, "model-promotion", &manifest, &[]);
+    let granted = grant(&[("deploy_url", &sink.url("/deploy"))], &[&sink.host()]);
+    let promotion = load(&runtime, "model-promotion", "", &granted);
     assert_eq!(
         runtime
             .invoke(&promotion.version, &sample(), 1)
@@ -235,9 +240,7 @@ async fn plugins_cannot_read_each_others_state() {
     let copy = tempfile::tempdir().expect("tempdir");
     let other = copy.path().join("other-team.wasm");
     std::fs::copy(common::plugin_path("model-promotion"), &other).expect("copy");
-    let manifest =
-        Manifest::parse(&manifest, Path::new("other-team.toml"), &|_| None).expect("manifest");
-    let other = plugin::load(&runtime, &other, manifest, None).expect("load");
+    let other = plugin::load(&runtime, &other, Manifest::default(), &granted, None).expect("load");
     assert_eq!(
         runtime.invoke(&other.version, &sample(), 1).await.outcome,
         Outcome::Handled
@@ -279,7 +282,13 @@ async fn things_that_are_not_plugins_are_refused_with_a_reason() {
     for (name, bytes, expected) in cases {
         let path = dir.path().join(format!("{name}.wasm"));
         std::fs::write(&path, bytes).expect("write");
-        let error = match plugin::load(&runtime, &path, Manifest::default(), None) {
+        let error = match plugin::load(
+            &runtime,
+            &path,
+            Manifest::default(),
+            &PluginGrant::default(),
+            None,
+        ) {
             Err(PluginError::Load { source, .. }) => source,
             Err(other) => panic!("{name}: unexpected {other}"),
             Ok(_) => panic!("{name} loaded"),
@@ -294,18 +303,44 @@ async fn things_that_are_not_plugins_are_refused_with_a_reason() {
 }
 
 #[tokio::test]
-async fn a_limit_over_the_hosts_maximum_is_refused() {
+async fn a_limit_over_the_operators_cap_is_clamped_with_a_warning() {
     let runtime = runtime();
-    let manifest = Manifest::parse(
-        "[limits]\nmemory_mib = 2048\n",
-        Path::new("big.toml"),
-        &|_| None,
+    let manifest =
+        Manifest::parse("[limits]\nmemory_mib = 2048\n", Path::new("big.toml")).expect("parses");
+    let loaded = plugin::load(
+        &runtime,
+        &common::plugin_path("audit-counter"),
+        manifest,
+        &PluginGrant::default(),
+        None,
     )
-    .expect("parses");
+    .expect("loads within the cap");
+    assert_eq!(loaded.version.limits().memory_bytes, 256 * 1024 * 1024);
+    assert_eq!(
+        loaded.warnings,
+        [
+            "limits.memory_mib: asked for 2048 MiB, the operator's cap is 256 MiB; running with 256 MiB"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_cap_over_the_hosts_maximum_is_refused() {
+    let runtime = runtime();
+    let manifest =
+        Manifest::parse("[limits]\nmemory_mib = 2048\n", Path::new("big.toml")).expect("parses");
+    let generous = PluginGrant {
+        caps: LimitCaps {
+            memory_bytes: 4096 * 1024 * 1024,
+            ..LimitCaps::default()
+        },
+        ..PluginGrant::default()
+    };
     let error = plugin::load(
         &runtime,
-        &common::plugin_path("model-promotion"),
+        &common::plugin_path("audit-counter"),
         manifest,
+        &generous,
         None,
     )
     .err()
@@ -330,12 +365,8 @@ async fn outbound_responses_are_capped_and_slow_services_time_out() {
         ..RuntimeSettings::default()
     });
     let sink = Recorder::start().await;
-    let manifest = format!(
-        "[grants]\nallowed_hosts = [\"{}\"]\n[grants.config]\ndeploy_url = \"{}\"\n",
-        sink.host(),
-        sink.url("/deploy")
-    );
-    let plugin = load(&runtime, "model-promotion", &manifest, &[]);
+    let granted = grant(&[("deploy_url", &sink.url("/deploy"))], &[&sink.host()]);
+    let plugin = load(&runtime, "model-promotion", "", &granted);
 
     // A 4 KiB answer to a plugin allowed 1 KiB: the read fails, the plugin retries.
     sink.answer_body(vec![b'x'; 4096]);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Received, Recorder, plugin_path, root};
+use common::{Received, Recorder, grant, grants, plugin_path, root};
 use gridlet::dispatch::Targets;
 use gridlet::ingest::{Auth, SecretAuth};
 use gridlet::serve::{self, ServeSettings, Server};
@@ -31,41 +31,25 @@ impl Host {
     async fn start(configure: impl FnOnce(&mut ServeSettings)) -> Host {
         let sink = Recorder::start().await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let grant = format!("[grants]\nallowed_hosts = [\"{}\"]\n", sink.host());
+        let echo = |name: &str| {
+            grant(
+                &[("name", name), ("sink_url", &sink.url("/echo"))],
+                &[&sink.host()],
+            )
+        };
         let plugins = [
-            (
-                "echo-all",
-                "echo",
-                format!(
-                    "{grant}[grants.config]\nname = \"echo-all\"\nsink_url = \"{}\"\n",
-                    sink.url("/echo")
-                ),
-            ),
+            ("echo-all", "echo", String::new()),
             (
                 "echo-models",
                 "echo",
-                format!(
-                    "{grant}[grants.config]\nname = \"echo-models\"\nsink_url = \"{}\"\n\
-                 [filter]\nincludedEventTypes = [\"Microsoft.MachineLearningServices.ModelRegistered\"]\nsubjectBeginsWith = \"models/\"\n",
-                    sink.url("/echo")
-                ),
+                "[filter]\nincludedEventTypes = [\"Microsoft.MachineLearningServices.ModelRegistered\"]\nsubjectBeginsWith = \"models/\"\n".to_string(),
             ),
             (
                 "failed-run-alert",
                 "failed-run-alert",
-                format!(
-                    "{grant}[grants.config]\nchat_webhook_url = \"{}\"\n[filter]\nadvancedFilters = [{{ operatorType = \"StringIn\", key = \"data.runStatus\", values = [\"failed\"] }}]\n",
-                    sink.url("/chat")
-                ),
+                "[filter]\nadvancedFilters = [{ operatorType = \"StringIn\", key = \"data.runStatus\", values = [\"failed\"] }]\n".to_string(),
             ),
-            (
-                "model-promotion",
-                "model-promotion",
-                format!(
-                    "{grant}[grants.config]\ndeploy_url = \"{}\"\n",
-                    sink.url("/deploy")
-                ),
-            ),
+            ("model-promotion", "model-promotion", String::new()),
         ];
         for (name, wasm, manifest) in plugins {
             std::fs::copy(plugin_path(wasm), dir.path().join(format!("{name}.wasm")))
@@ -76,6 +60,18 @@ impl Host {
             listen: "127.0.0.1:0".parse().expect("addr"),
             plugins_dir: dir.path().to_path_buf(),
             state_dir: dir.path().join("state"),
+            grants: grants(vec![
+                ("echo-all", echo("echo-all")),
+                ("echo-models", echo("echo-models")),
+                (
+                    "failed-run-alert",
+                    grant(&[("chat_webhook_url", &sink.url("/chat"))], &[&sink.host()]),
+                ),
+                (
+                    "model-promotion",
+                    grant(&[("deploy_url", &sink.url("/deploy"))], &[&sink.host()]),
+                ),
+            ]),
             ..ServeSettings::default()
         };
         settings.ingest.auth = Auth {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Recorder, plugin_path, root};
+use common::{Recorder, echo_grant, plugin_path, root};
 use gridlet::ingest::{Auth, EntraAuth};
 use gridlet::serve::config::ConfigFile;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -45,8 +45,8 @@ fn bearer(token: &str) -> axum::http::HeaderMap {
     h
 }
 
-#[test]
-fn entra_tokens_are_checked_for_signature_issuer_audience_and_expiry() {
+#[tokio::test]
+async fn entra_tokens_are_checked_for_signature_issuer_audience_and_expiry() {
     let keys = serde_json::from_slice(&std::fs::read(fixture("entra-jwks.json")).expect("jwks"))
         .expect("jwks");
     let auth = Auth {
@@ -54,12 +54,15 @@ fn entra_tokens_are_checked_for_signature_issuer_audience_and_expiry() {
         entra: Some(EntraAuth::new(ISSUER, AUDIENCE, keys)),
     };
     let good = json!({"iss": ISSUER, "aud": AUDIENCE, "exp": now() + 600, "sub": "eventgrid"});
-    assert!(auth.check(
-        None,
-        &bearer(&token(good.clone(), Some("gridlet-test-key")))
-    ));
     assert!(
-        auth.check(None, &bearer(&token(good.clone(), None))),
+        auth.check(
+            None,
+            &bearer(&token(good.clone(), Some("gridlet-test-key")))
+        )
+        .await
+    );
+    assert!(
+        auth.check(None, &bearer(&token(good.clone(), None))).await,
         "no kid: the set's only key"
     );
 
@@ -87,9 +90,12 @@ fn entra_tokens_are_checked_for_signature_issuer_audience_and_expiry() {
         "not-a-jwt".to_string(),
     ];
     for t in &refused {
-        assert!(!auth.check(None, &bearer(t)), "{t}");
+        assert!(!auth.check(None, &bearer(t)).await, "{t}");
     }
-    assert!(!auth.check(None, &axum::http::HeaderMap::new()), "no token");
+    assert!(
+        !auth.check(None, &axum::http::HeaderMap::new()).await,
+        "no token"
+    );
 }
 
 #[tokio::test]
@@ -156,7 +162,7 @@ async fn configuration_layers_flag_over_env_over_file_over_default() {
     let error = ConfigFile::load(&path)
         .expect_err("unknown key")
         .to_string();
-    assert!(error.ends_with("gridlet.toml: line 2: unknown field `listne`, expected one of `listen`, `webhook_path`, `plugins_dir`, `state_dir`, `secret`, `secondary_secret`, `secret_query_param`, `secret_header`, `allowed_topics`, `body_limit_bytes`, `allowed_origins`, `allowed_rate`, `queue_capacity`, `max_in_flight`, `journal_fsync`, `retry_delays_ms`, `shutdown_grace_ms`, `admin_token`, `metrics`, `shutdown_delay_ms`, `compile_cache_dir`, `watch_plugins`, `reload_debounce_ms`, `entra`"), "{error}");
+    assert!(error.ends_with("gridlet.toml: line 2 (`listne`): unknown field `listne`, expected one of `listen`, `webhook_path`, `plugins_dir`, `state_dir`, `secret`, `secondary_secret`, `secret_query_param`, `secret_header`, `allowed_topics`, `body_limit_bytes`, `allowed_origins`, `allowed_rate`, `queue_capacity`, `max_in_flight`, `journal_fsync`, `retry_delays_ms`, `shutdown_grace_ms`, `admin_token`, `metrics`, `shutdown_delay_ms`, `compile_cache_dir`, `watch_plugins`, `reload_debounce_ms`, `insecure_no_auth`, `admin_listen`, `max_connections`, `header_timeout_ms`, `body_timeout_ms`, `max_plugin_bytes`, `allow_private_networks`, `plugin_limits`, `plugins`, `entra`"), "{error}");
     let bad = ConfigFile {
         listen: Some("port 80".into()),
         ..ConfigFile::default()
@@ -186,18 +192,23 @@ async fn configuration_layers_flag_over_env_over_file_over_default() {
     );
 }
 
-/// `gridlet serve` from environment variables only, and `gridlet send`
-/// against it in every mode.
+/// `gridlet serve` from environment variables (and a file for the grants),
+/// and `gridlet send` against it in every mode.
 #[tokio::test]
 async fn serve_from_env_and_send_in_every_mode() {
     let sink = Recorder::start().await;
     let plugins = tempfile::tempdir().expect("tempdir");
     std::fs::copy(plugin_path("echo"), plugins.path().join("echo.wasm")).expect("copy");
+    // Grants are tables: the one thing that needs a file.
+    let operator = plugins.path().join("grants.toml");
     std::fs::write(
-        plugins.path().join("echo.toml"),
-        format!("[grants]\nallowed_hosts = [\"{}\"]\n[grants.config]\nname = \"echo\"\nsink_url = \"{}\"\n", sink.host(), sink.url("/echo")),
+        &operator,
+        format!(
+            "allow_private_networks = [\"127.0.0.1/32\"]\n[plugins.echo]\n{}\n",
+            echo_grant(&sink, "echo")
+        ),
     )
-    .expect("manifest");
+    .expect("grants");
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
@@ -210,7 +221,7 @@ async fn serve_from_env_and_send_in_every_mode() {
         .env("GRIDLET_STATE_DIR", plugins.path().join("state"))
         .env("GRIDLET_SECRET", "env-secret")
         .env("GRIDLET_WEBHOOK_PATH", "/hooks/ml")
-        .env_remove("GRIDLET_CONFIG")
+        .env("GRIDLET_CONFIG", &operator)
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()

@@ -202,11 +202,17 @@ fn demo(root: &Path, once: bool) -> Result<()> {
     let state = root.join("target/demo-state");
     let _ = std::fs::remove_dir_all(&state);
     let secret = "demo-secret";
+    // The demo's configuration (grants included) is examples/demo.toml;
+    // paths in it are relative to the repository.
     let mut serve = Command::new(&gridlet)
-        .args(["serve", "--listen", &listen, "--plugins-dir"])
-        .arg(root.join("target/plugins"))
-        .arg("--state-dir")
-        .arg(&state)
+        .current_dir(root)
+        .args([
+            "serve",
+            "--config",
+            "examples/demo.toml",
+            "--listen",
+            &listen,
+        ])
         .env("GRIDLET_SECRET", secret)
         // Compiled plugins outlive the demo's fresh journal: Python and
         // JavaScript compile once, not on every demo.

@@ -33,7 +33,7 @@ pub const FAMILIES: &[(&str, &str, &str, &str)] = &[
         "gridlet_requests_rejected_total",
         "counter",
         "reason",
-        "Webhook requests refused: auth (401), topic (403), size (413), malformed (400), busy (503/429)",
+        "Requests refused: auth (401), topic (403), size (413), timeout (408), malformed (400), busy (503/429), admin-auth (401 on /admin)",
     ),
     (
         "gridlet_delivery_success_total",

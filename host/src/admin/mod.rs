@@ -11,9 +11,12 @@ pub mod plugins;
 
 use crate::dispatch::Dispatcher;
 use crate::ingest::Problem;
+use crate::lograte::LogRate;
 use crate::plugin::Registry;
 use axum::Router;
+use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use sha2::{Digest, Sha256};
@@ -42,12 +45,40 @@ pub fn router(token: &str, dispatcher: Arc<Dispatcher>, plugins: Arc<Registry>) 
             get(plugins::invocations),
         )
         .route("/admin/deliveries", get(deliveries::list))
-        .route("/admin/openapi.json", get(openapi))
         .route("/admin/dead-letters", get(dead_letters::list))
         .route("/admin/dead-letters/{id}", get(dead_letters::show))
         .route("/admin/dead-letters/replay", post(dead_letters::replay))
         .route("/admin/dead-letters/purge", post(dead_letters::purge))
+        // The token is checked before anything of the request is parsed
+        // (path, query, body): an unauthenticated caller learns nothing.
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .route("/admin/openapi.json", get(openapi))
         .with_state(state)
+}
+
+/// Refused admin requests' log lines, rate-limited.
+fn refusals() -> &'static LogRate {
+    static RATE: std::sync::OnceLock<LogRate> = std::sync::OnceLock::new();
+    RATE.get_or_init(|| LogRate::new(5, 50))
+}
+
+/// 401 unless the request carries the admin token.
+async fn require_token(
+    State(admin): State<Arc<Admin>>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    if admin.authorized(request.headers()) {
+        return next.run(request).await;
+    }
+    ::metrics::counter!("gridlet_requests_rejected_total", "reason" => "admin-auth").increment(1);
+    if refusals().allow() {
+        tracing::warn!(
+            suppressed_before = refusals().suppressed(),
+            "admin request refused: missing or wrong token"
+        );
+    }
+    Problem::unauthorized().into_response()
 }
 
 impl Admin {
@@ -72,11 +103,6 @@ async fn openapi() -> Response {
         OPENAPI,
     )
         .into_response()
-}
-
-/// 401 with a problem body.
-fn unauthorized() -> Response {
-    Problem::unauthorized().into_response()
 }
 
 /// Milliseconds since the epoch as RFC 3339 UTC (`2026-11-28T02:20:31.555Z`).

@@ -25,8 +25,15 @@ enum Action {
         /// The dead letter's id.
         id: i64,
     },
-    /// Deliver dead letters again (a new delivery each).
-    Replay(Choice),
+    /// Deliver dead letters again (a new delivery each); one replayed
+    /// before is skipped unless --force.
+    Replay {
+        #[command(flatten)]
+        choice: Choice,
+        /// Replay dead letters that were replayed before, too.
+        #[arg(long)]
+        force: bool,
+    },
     /// Forget dead letters.
     Purge(Choice),
 }
@@ -60,9 +67,11 @@ pub async fn dead_letters(args: DeadLetterArgs) -> anyhow::Result<ExitCode> {
     let request = match &args.action {
         Action::List(filter) => client.get(&base).query(&query(filter)?),
         Action::Show { id } => client.get(format!("{base}/{id}")),
-        Action::Replay(choice) => client
-            .post(format!("{base}/replay"))
-            .body(body(choice)?.to_string()),
+        Action::Replay { choice, force } => {
+            let mut body = body(choice)?;
+            body["force"] = json!(force);
+            client.post(format!("{base}/replay")).body(body.to_string())
+        }
         Action::Purge(choice) => client
             .post(format!("{base}/purge"))
             .body(body(choice)?.to_string()),

@@ -3,9 +3,10 @@
 use anyhow::Context;
 use clap::Args;
 use gridlet::event::{self, Event};
-use gridlet::plugin::{self, CompileCache, LoadedPlugin};
+use gridlet::plugin::{self, CompileCache, LimitCaps, LoadedPlugin, PluginGrant};
 use gridlet::runtime::{
-    Entry, Invocation, MemoryKeyValue, Outcome, Runtime, RuntimeSettings, http::AllowedHost,
+    AllowList, ConfigValues, Entry, Invocation, MemoryKeyValue, NetworkPolicy, Outcome, Runtime,
+    RuntimeSettings,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,12 +22,19 @@ pub struct RunArgs {
     /// The manifest to use instead of the sidecar `<plugin>.toml`.
     #[arg(long)]
     manifest: Option<PathBuf>,
-    /// Set a config value (repeatable): `--config chat_webhook_url=http://127.0.0.1:9090/`.
+    /// Grant a config value (repeatable): `--config chat_webhook_url=http://127.0.0.1:9090/`.
     #[arg(long = "config", value_name = "KEY=VALUE")]
     config: Vec<String>,
-    /// Allow an outbound host (repeatable), in addition to the manifest's.
+    /// Grant an outbound host (repeatable): `--allow-host hooks.slack.com`.
     #[arg(long = "allow-host", value_name = "HOST")]
     allow_hosts: Vec<String>,
+    /// Grant every host the manifest's [outbound] asks for.
+    #[arg(long)]
+    allow_manifest_hosts: bool,
+    /// Let granted hosts resolve to this private network (repeatable):
+    /// `--allow-private-network 127.0.0.1/32` for a local sink.
+    #[arg(long = "allow-private-network", value_name = "CIDR")]
+    allow_private_networks: Vec<String>,
     /// The attempt number to tell the plugin.
     #[arg(long, default_value_t = 1)]
     attempt: u32,
@@ -47,36 +55,52 @@ pub struct RunArgs {
 /// limit, 0 otherwise (retry is a normal answer for a plugin to give).
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     super::init_logging("error");
-    let (mut manifest, manifest_path) =
-        plugin::read_manifest(&args.plugin, args.manifest.as_deref())?;
+    let (manifest, manifest_path) = plugin::read_manifest(&args.plugin, args.manifest.as_deref())?;
+    // Whoever runs `gridlet run` is its operator: the flags grant.
+    let mut config = ConfigValues::default();
     for pair in &args.config {
         let (key, value) = pair
             .split_once('=')
             .with_context(|| format!("--config {pair:?}: expected KEY=VALUE"))?;
-        manifest.grants.config.insert(key, value);
+        config.insert(key, value);
     }
-    for host in &args.allow_hosts {
-        let host = AllowedHost::parse(host).map_err(|e| anyhow::anyhow!("--allow-host {e}"))?;
-        manifest.grants.allowed_hosts.push(host);
+    let mut allowed_hosts =
+        AllowList::parse(&args.allow_hosts).map_err(|e| anyhow::anyhow!("--allow-host {e}"))?;
+    if args.allow_manifest_hosts {
+        for host in &manifest.outbound {
+            allowed_hosts.push(host.clone());
+        }
     }
+    let settings = RuntimeSettings::default();
+    let grant = PluginGrant {
+        config,
+        allowed_hosts,
+        networks: NetworkPolicy::parse(&args.allow_private_networks)
+            .map_err(|e| anyhow::anyhow!("--allow-private-network {e}"))?,
+        caps: LimitCaps::unlimited(&settings),
+    };
     let bytes = std::fs::read(&args.events)
         .with_context(|| format!("cannot read {}", args.events.display()))?;
     let events =
         event::parse_document(&bytes).with_context(|| format!("{}", args.events.display()))?;
 
-    let runtime = Runtime::new(
-        RuntimeSettings::default(),
-        Arc::new(MemoryKeyValue::default()),
-    )?;
+    let runtime = Runtime::new(settings, Arc::new(MemoryKeyValue::default()))?;
     let cache_dir = args.cache_dir.clone().or_else(|| {
         std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/gridlet/compiled"))
     });
     let plugin = match cache_dir.filter(|_| !args.no_cache) {
         Some(dir) => {
             let cache = CompileCache::new(dir, &runtime);
-            plugin::load_cached(&runtime, &args.plugin, manifest, manifest_path, &cache)?
+            plugin::load_cached(
+                &runtime,
+                &args.plugin,
+                manifest,
+                &grant,
+                manifest_path,
+                &cache,
+            )?
         }
-        None => plugin::load(&runtime, &args.plugin, manifest, manifest_path)?,
+        None => plugin::load(&runtime, &args.plugin, manifest, &grant, manifest_path)?,
     };
     describe(&plugin);
 
@@ -128,13 +152,18 @@ fn describe(plugin: &LoadedPlugin) {
             n => format!("an instance reused for up to {n} events"),
         }
     );
-    let hosts = grants.allowed_hosts.entries();
+    let hosts = grants.outbound.allowed_hosts.entries();
+    let networks = grants.outbound.networks.entries();
     let keys: Vec<&str> = grants.config.keys().collect();
     println!(
-        "  grants    hosts [{}], config keys [{}]",
+        "  grants    hosts [{}], private networks [{}], config keys [{}]",
         hosts.join(", "),
+        networks.join(", "),
         keys.join(", ")
     );
+    for warning in &plugin.warnings {
+        println!("  warning   {warning}");
+    }
 }
 
 fn header(index: usize, event: &Event) {

@@ -25,8 +25,10 @@ pub struct SendArgs {
     /// With --cloudevents: binary mode (attributes in `ce-*` headers, data as the body).
     #[arg(long, requires = "cloudevents")]
     binary: bool,
-    /// Send all events in one request (Event Grid's batching) instead of one per request.
-    #[arg(long, conflicts_with = "binary")]
+    /// Send all events in one request (Event Grid's batching) instead of one
+    /// per request. Binary mode has no batch form: with --binary every event
+    /// still goes, one request each.
+    #[arg(long)]
     batch: bool,
     /// The secret, sent as `?<secret-param>=<secret>` like a subscription's endpoint URL.
     #[arg(long, env = "GRIDLET_SEND_SECRET", hide_env_values = true)]
@@ -66,7 +68,8 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         }
         None => args.to.clone(),
     };
-    let shown = args.to.as_str();
+    // What is printed never carries a secret: query values are masked.
+    let shown = &masked(&args.to);
     let client = Client::builder().timeout(Duration::from_secs(30)).build()?;
     let mut ok = true;
 
@@ -89,7 +92,13 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
             .map(to_event_grid)
             .collect::<anyhow::Result<_>>()?
     };
-    let groups: Vec<Vec<Value>> = if args.batch {
+    if args.binary && args.batch && events.len() > 1 {
+        println!(
+            "binary mode has no batch form: sending the {} events one request each",
+            events.len()
+        );
+    }
+    let groups: Vec<Vec<Value>> = if args.batch && !args.binary {
         vec![events]
     } else {
         events.into_iter().map(|e| vec![e]).collect()
@@ -143,7 +152,12 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
                 ok &= status.is_success();
             }
             Err(e) => {
-                println!("deliver {} ({}) → failed: {e}", i + 1, ids.join(", "));
+                println!(
+                    "deliver {} ({}) → failed: {}",
+                    i + 1,
+                    ids.join(", "),
+                    e.without_url()
+                );
                 ok = false;
             }
         }
@@ -184,7 +198,10 @@ async fn validation_handshake(
     let response = match response {
         Ok(r) => r,
         Err(e) => {
-            println!("validation handshake with {shown} → failed: {e}");
+            println!(
+                "validation handshake with {shown} → failed: {}",
+                e.without_url()
+            );
             return Ok(false);
         }
     };
@@ -220,7 +237,10 @@ async fn options_handshake(
     let response = match response {
         Ok(r) => r,
         Err(e) => {
-            println!("CloudEvents handshake with {shown} → failed: {e}");
+            println!(
+                "CloudEvents handshake with {shown} → failed: {}",
+                e.without_url()
+            );
             return Ok(false);
         }
     };
@@ -312,6 +332,22 @@ fn binary(mut request: RequestBuilder, event: &Value) -> RequestBuilder {
         .map(|d| d.to_string())
         .unwrap_or_default();
     request.header("content-type", content_type).body(body)
+}
+
+/// `url` with every query value replaced by `***` (`?code=***`): endpoint
+/// URLs carry their secret in the query.
+fn masked(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) => format!("{name}=***"),
+            None => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
 }
 
 fn one_line(body: &str) -> String {

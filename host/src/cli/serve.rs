@@ -97,6 +97,30 @@ pub struct ServeArgs {
     /// Entra ID: signing keys from a JWKS URL.
     #[arg(long, env = "GRIDLET_ENTRA_JWKS_URL")]
     entra_jwks_url: Option<String>,
+    /// Entra ID: app roles every token must carry, comma-separated.
+    #[arg(long, env = "GRIDLET_ENTRA_REQUIRED_ROLES", value_delimiter = ',')]
+    entra_required_roles: Option<Vec<String>>,
+    /// Serve without any auth on a non-loopback address (refused otherwise).
+    #[arg(long, env = "GRIDLET_INSECURE_NO_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    insecure_no_auth: Option<bool>,
+    /// A separate address for the admin API and /metrics [default: the main listener].
+    #[arg(long, env = "GRIDLET_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
+    /// Most connections open at once per listener [default: 1024].
+    #[arg(long, env = "GRIDLET_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Time a client has to send a request's headers, in ms [default: 10000].
+    #[arg(long, env = "GRIDLET_HEADER_TIMEOUT_MS")]
+    header_timeout_ms: Option<u64>,
+    /// Time a client has to send a request's body, in ms [default: 30000].
+    #[arg(long, env = "GRIDLET_BODY_TIMEOUT_MS")]
+    body_timeout_ms: Option<u64>,
+    /// Largest plugin .wasm read, in bytes [default: 134217728].
+    #[arg(long, env = "GRIDLET_MAX_PLUGIN_BYTES")]
+    max_plugin_bytes: Option<u64>,
+    /// Private networks every plugin may reach, comma-separated CIDRs [default: none].
+    #[arg(long, env = "GRIDLET_ALLOW_PRIVATE_NETWORKS", value_delimiter = ',')]
+    allow_private_networks: Option<Vec<String>>,
 }
 
 /// Run the server.
@@ -109,7 +133,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let settings = file.merge(args.into_config()).resolve().await?;
     let server = serve::start(settings).await?;
-    server.wait().await?;
+    server.wait().await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -122,6 +146,7 @@ impl ServeArgs {
             audience: self.entra_audience,
             jwks_file: self.entra_jwks_file,
             jwks_url: self.entra_jwks_url,
+            required_roles: self.entra_required_roles,
         };
         ConfigFile {
             listen: self.listen,
@@ -147,6 +172,16 @@ impl ServeArgs {
             compile_cache_dir: self.compile_cache_dir,
             watch_plugins: self.watch_plugins,
             reload_debounce_ms: self.reload_debounce_ms,
+            insecure_no_auth: self.insecure_no_auth,
+            admin_listen: self.admin_listen,
+            max_connections: self.max_connections,
+            header_timeout_ms: self.header_timeout_ms,
+            body_timeout_ms: self.body_timeout_ms,
+            max_plugin_bytes: self.max_plugin_bytes,
+            allow_private_networks: self.allow_private_networks,
+            // Grants and caps are tables: gridlet.toml only.
+            plugin_limits: None,
+            plugins: None,
             entra: (entra != EntraConfig::default()).then_some(entra),
         }
     }

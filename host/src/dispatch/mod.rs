@@ -9,7 +9,8 @@
 use crate::event::Event;
 use crate::ingest::{Busy, Intake};
 use crate::journal::{
-    DeadLetterReason, DueDelivery, Journal, JournalError, NewEvent, Settlement, Slots, now_ms,
+    DeadLetterReason, DueDelivery, Journal, JournalError, NewEvent, Replayed, Settlement, Slots,
+    now_ms,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -179,14 +180,16 @@ impl Dispatcher {
         &self.journal
     }
 
-    /// Deliver dead letters again: a new delivery each, due now.
-    pub async fn replay(&self, ids: Vec<i64>) -> Result<u64, JournalError> {
+    /// Deliver dead letters again: a new delivery each, due now. One that
+    /// was replayed before is skipped unless `force`d, so a repeated
+    /// request (a retried click, a script run twice) delivers nothing twice.
+    pub async fn replay(&self, ids: Vec<i64>, force: bool) -> Result<Replayed, JournalError> {
         let journal = self.journal.clone();
-        let n = blocking(move || journal.replay(&ids, now_ms())).await?;
-        self.outstanding.fetch_add(n, Ordering::SeqCst);
-        metrics::counter!("gridlet_replayed_total").increment(n);
+        let r = blocking(move || journal.replay(&ids, now_ms(), force)).await?;
+        self.outstanding.fetch_add(r.replayed, Ordering::SeqCst);
+        metrics::counter!("gridlet_replayed_total").increment(r.replayed);
         self.wake.notify_one();
-        Ok(n)
+        Ok(r)
     }
 
     /// Stop claiming deliveries and wait (up to the grace period) for the

@@ -46,6 +46,8 @@ pub struct IngestSettings {
     pub webhook_path: String,
     /// Largest body accepted, in bytes (default 4 MiB); larger is 413.
     pub body_limit: usize,
+    /// Time a sender has to send the whole body (default 30 s); slower is 408.
+    pub body_timeout: std::time::Duration,
     /// Topics (workspace resource ids) events may come from, compared
     /// without case; empty allows every topic.
     pub allowed_topics: Vec<String>,
@@ -62,6 +64,7 @@ impl Default for IngestSettings {
         Self {
             webhook_path: "/api/events".into(),
             body_limit: 4 * 1024 * 1024,
+            body_timeout: std::time::Duration::from_secs(30),
             allowed_topics: Vec::new(),
             allowed_origins: vec!["eventgrid.azure.net".into()],
             allowed_rate: None,
@@ -96,11 +99,12 @@ async fn deliver(
     body: Body,
 ) -> Response {
     let settings = &hook.settings;
-    if !settings.auth.check(uri.query(), &headers) {
+    if !settings.auth.check(uri.query(), &headers).await {
         return refused("auth", Problem::unauthorized());
     }
-    let body = match read_body(body, &headers, settings.body_limit).await {
+    let body = match read_body(body, &headers, settings.body_limit, settings.body_timeout).await {
         Ok(body) => body,
+        Err(problem) if problem.status == 408 => return refused("timeout", problem),
         Err(problem) => return refused("size", problem),
     };
     let events = match schema::read(&headers, &body) {
@@ -141,12 +145,14 @@ fn refused(reason: &'static str, problem: Problem) -> Response {
     problem.into_response()
 }
 
-/// Read at most `limit` bytes; more is 413, refused from `Content-Length`
-/// before reading when the sender declares it.
+/// Read at most `limit` bytes within `deadline`; more is 413 (refused from
+/// `Content-Length` before reading when the sender declares it), slower is
+/// 408 (which Event Grid retries).
 async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
+    deadline: std::time::Duration,
 ) -> Result<axum::body::Bytes, Problem> {
     let too_large = |size: String| {
         Problem::new(
@@ -165,9 +171,18 @@ async fn read_body(
     {
         return Err(too_large(format!("{declared} bytes")));
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large("over the limit".into()))
+    match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
+        Ok(read) => read.map_err(|_| too_large("over the limit".into())),
+        Err(_) => Err(Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body-timeout",
+            "The request body did not arrive in time",
+            format!(
+                "the body was not complete within {} ms",
+                deadline.as_millis()
+            ),
+        )),
+    }
 }
 
 /// 403 for the first event whose topic is not allowed.
@@ -198,8 +213,8 @@ fn forbidden_topic(allowed: &[String], events: &[Event]) -> Option<Problem> {
 /// OPTIONS: the CloudEvents webhook abuse-protection handshake.
 async fn handshake(State(hook): State<Arc<Webhook>>, uri: Uri, headers: HeaderMap) -> Response {
     let settings = &hook.settings;
-    if !settings.auth.check(uri.query(), &headers) {
-        return Problem::unauthorized().into_response();
+    if !settings.auth.check(uri.query(), &headers).await {
+        return refused("auth", Problem::unauthorized());
     }
     let Some(origin) = headers
         .get("webhook-request-origin")

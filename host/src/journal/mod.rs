@@ -96,6 +96,15 @@ pub struct DeadLetter {
     pub replayed_ms: Option<i64>,
 }
 
+/// What a replay did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Dead letters delivered again.
+    pub replayed: u64,
+    /// Dead letters skipped because they were replayed before.
+    pub skipped: u64,
+}
+
 /// A delivery not yet done, as the admin API lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingDelivery {
@@ -251,8 +260,9 @@ pub trait Journal: Send + Sync + 'static {
     ) -> Result<Option<(DeadLetter, serde_json::Value)>, JournalError>;
     /// Forget dead letters; returns how many.
     fn purge(&self, ids: &[i64]) -> Result<u64, JournalError>;
-    /// Deliver dead letters again (a new delivery each); returns how many.
-    fn replay(&self, ids: &[i64], now_ms: i64) -> Result<u64, JournalError>;
+    /// Deliver dead letters again (a new delivery each), skipping those
+    /// replayed before unless `force`.
+    fn replay(&self, ids: &[i64], now_ms: i64, force: bool) -> Result<Replayed, JournalError>;
 }
 
 /// Milliseconds since the Unix epoch.

@@ -6,7 +6,7 @@
 
 use super::{
     AppendCompletion, Appended, Completion, DeadLetter, DeadLetterReason, DueDelivery, Journal,
-    JournalError, NewEvent, PendingDelivery, Settlement, Slots, now_ms,
+    JournalError, NewEvent, PendingDelivery, Replayed, Settlement, Slots, now_ms,
 };
 use crate::event::{DeliveryHeaders, Event, Schema, parse_cloud_event, parse_event_grid};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -734,22 +734,33 @@ impl Journal for SqliteJournal {
         Ok(n)
     }
 
-    fn replay(&self, ids: &[i64], now_ms: i64) -> Result<u64, JournalError> {
+    fn replay(&self, ids: &[i64], now_ms: i64, force: bool) -> Result<Replayed, JournalError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let mut n = 0;
+        let mut done = Replayed::default();
         for id in ids {
-            n += tx.execute(
+            let n = tx.execute(
                 "INSERT INTO deliveries (event_seq, plugin, due_at)
-                 SELECT event_seq, plugin, ?2 FROM dead_letters WHERE id = ?1",
-                params![id, now_ms],
+                 SELECT event_seq, plugin, ?2 FROM dead_letters
+                 WHERE id = ?1 AND (?3 OR replayed_at IS NULL)",
+                params![id, now_ms, force],
             )? as u64;
+            if n == 0 {
+                let exists: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM dead_letters WHERE id = ?1)",
+                    params![id],
+                    |r| r.get(0),
+                )?;
+                done.skipped += u64::from(exists);
+                continue;
+            }
+            done.replayed += n;
             tx.execute(
                 "UPDATE dead_letters SET replayed_at = ?2 WHERE id = ?1",
                 params![id, now_ms],
             )?;
         }
         tx.commit()?;
-        Ok(n)
+        Ok(done)
     }
 }

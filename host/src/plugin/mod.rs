@@ -3,12 +3,15 @@
 //! [`Registry`] (atomic swaps, compile cache, status) and the [`Watcher`].
 
 pub mod cache;
+pub mod files;
+pub mod grants;
 pub mod manifest;
 pub mod registry;
 pub mod target;
 pub mod watcher;
 
 pub use cache::CompileCache;
+pub use grants::{LimitCaps, OperatorGrants, PluginGrant};
 pub use manifest::{Manifest, ManifestError, RetryPolicy};
 pub use registry::{Change, PluginStatus, Registry};
 pub use target::PluginTarget;
@@ -30,6 +33,8 @@ pub struct LoadedPlugin {
     pub source: PathBuf,
     /// The manifest it was loaded with, if any.
     pub manifest: Option<PathBuf>,
+    /// What the manifest asked for and the operator did not grant.
+    pub warnings: Vec<String>,
 }
 
 /// Why a plugin could not be loaded.
@@ -49,6 +54,14 @@ pub enum PluginError {
     /// The manifest is invalid.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// The manifest requires what the operator did not grant.
+    #[error("{}: {reason}", path.display())]
+    NotGranted {
+        /// The plugin's `.wasm`.
+        path: PathBuf,
+        /// What is missing.
+        reason: String,
+    },
     /// The component is not usable.
     #[error("{}: {source}", path.display())]
     Load {
@@ -99,14 +112,15 @@ pub fn read_manifest(
     }
 }
 
-/// Compile and link `wasm` with `manifest`.
+/// Compile and link `wasm` with `manifest`, within what `grant` allows.
 pub fn load(
     runtime: &Runtime,
     wasm: &Path,
     manifest: Manifest,
+    grant: &PluginGrant,
     manifest_path: Option<PathBuf>,
 ) -> Result<LoadedPlugin, PluginError> {
-    load_from(runtime, wasm, manifest, manifest_path, None)
+    load_from(runtime, wasm, manifest, grant, manifest_path, None)
 }
 
 /// [`load`], taking the compiled code from `cache` when it is there (and
@@ -115,20 +129,27 @@ pub fn load_cached(
     runtime: &Runtime,
     wasm: &Path,
     manifest: Manifest,
+    grant: &PluginGrant,
     manifest_path: Option<PathBuf>,
     cache: &CompileCache,
 ) -> Result<LoadedPlugin, PluginError> {
-    load_from(runtime, wasm, manifest, manifest_path, Some(cache))
+    load_from(runtime, wasm, manifest, grant, manifest_path, Some(cache))
 }
 
 fn load_from(
     runtime: &Runtime,
     wasm: &Path,
     manifest: Manifest,
+    grant: &PluginGrant,
     manifest_path: Option<PathBuf>,
     cache: Option<&CompileCache>,
 ) -> Result<LoadedPlugin, PluginError> {
     let name = plugin_name(wasm)?;
+    let resolved =
+        grants::resolve(&name, &manifest, grant).map_err(|reason| PluginError::NotGranted {
+            path: wasm.to_path_buf(),
+            reason,
+        })?;
     let bytes = std::fs::read(wasm).map_err(|source| PluginError::Read {
         path: wasm.to_path_buf(),
         source,
@@ -147,7 +168,7 @@ fn load_from(
         None => runtime.compile(&bytes).map_err(at)?,
     };
     let version = runtime
-        .prepare(&name, &component, manifest.limits, manifest.grants)
+        .prepare(&name, &component, resolved.limits, resolved.grants)
         .map_err(at)?
         .with_version(registry::short(&cache::content_hash(&bytes)));
     Ok(LoadedPlugin {
@@ -156,5 +177,6 @@ fn load_from(
         retry: manifest.retry,
         source: wasm.to_path_buf(),
         manifest: manifest_path,
+        warnings: resolved.warnings,
     })
 }

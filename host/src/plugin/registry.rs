@@ -10,6 +10,8 @@
 //! plugin keeps serving and its status shows the rejected file and why.
 
 use super::cache::{CompileCache, Compiled, content_hash};
+use super::files::{self, MAX_MANIFEST_BYTES};
+use super::grants::{self, OperatorGrants};
 use super::target::History;
 use super::{LoadedPlugin, Manifest, PluginTarget, plugin_name, sidecar};
 use crate::dispatch::{Target, Targets};
@@ -123,10 +125,29 @@ struct Slot {
     unloaded_at: Option<SystemTime>,
 }
 
+/// Where plugins come from and what bounds them.
+#[derive(Debug, Clone)]
+pub struct Folder {
+    /// The plugins folder.
+    pub dir: PathBuf,
+    /// Where compiled code is cached.
+    pub cache_dir: PathBuf,
+    /// Largest `.wasm` read.
+    pub max_plugin_bytes: u64,
+    /// What the operator grants each plugin.
+    pub grants: Arc<OperatorGrants>,
+}
+
+/// Largest `.wasm` read by default: far above any example (the Python one is
+/// the largest, at tens of MiB), far below what would hurt the host.
+pub const DEFAULT_MAX_PLUGIN_BYTES: u64 = 128 * 1024 * 1024;
+
 /// Every plugin of one folder.
 pub struct Registry {
     runtime: Arc<Runtime>,
     dir: PathBuf,
+    max_plugin_bytes: u64,
+    grants: Arc<OperatorGrants>,
     cache: CompileCache,
     /// What dispatch and ingest read on every event: one atomic load.
     serving: ArcSwap<Vec<Arc<dyn Target>>>,
@@ -136,13 +157,14 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// An empty registry for the plugins in `dir`, caching compiled code in
-    /// `cache_dir`.
-    pub fn new(runtime: Arc<Runtime>, dir: PathBuf, cache_dir: PathBuf) -> Self {
-        let cache = CompileCache::new(cache_dir, &runtime);
+    /// An empty registry for the plugins in `folder`.
+    pub fn new(runtime: Arc<Runtime>, folder: Folder) -> Self {
+        let cache = CompileCache::new(folder.cache_dir, &runtime);
         Self {
             runtime,
-            dir,
+            dir: folder.dir,
+            max_plugin_bytes: folder.max_plugin_bytes,
+            grants: folder.grants,
             cache,
             serving: ArcSwap::from_pointee(Vec::new()),
             slots: Mutex::new(BTreeMap::new()),
@@ -166,7 +188,9 @@ impl Registry {
         let mut names: Vec<String> = self.slots().keys().cloned().collect();
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
-            if path.extension().is_some_and(|x| x == "wasm") && path.is_file() {
+            // Whatever its kind: reconcile refuses what is not a regular
+            // file, and the status says so.
+            if path.extension().is_some_and(|x| x == "wasm") {
                 match plugin_name(&path) {
                     Ok(name) => names.push(name),
                     Err(e) => tracing::error!("plugin not loaded: {e}"),
@@ -188,22 +212,23 @@ impl Registry {
     pub fn reconcile(&self, name: &str) -> Change {
         let _one = self.reconciling.lock().unwrap_or_else(|e| e.into_inner());
         let wasm = self.dir.join(format!("{name}.wasm"));
-        let bytes = match std::fs::read(&wasm) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.unload(name),
-            Err(e) => {
-                return self.reject(name, None, format!("{}: cannot read: {e}", wasm.display()));
-            }
+        let bytes = match files::read(&self.dir, &wasm, self.max_plugin_bytes) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return self.unload(name),
+            Err(why) => return self.reject(name, None, why),
         };
         let hash = content_hash(&bytes);
         let manifest_path = sidecar(&wasm);
-        let manifest_text = match std::fs::read_to_string(&manifest_path) {
-            Ok(text) => Some(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                let why = format!("{}: cannot read: {e}", manifest_path.display());
-                return self.reject(name, Some(hash), why);
-            }
+        let manifest_text = match files::read(&self.dir, &manifest_path, MAX_MANIFEST_BYTES) {
+            Ok(None) => None,
+            Ok(Some(bytes)) => match String::from_utf8(bytes) {
+                Ok(text) => Some(text),
+                Err(_) => {
+                    let why = format!("{}: not UTF-8 text", manifest_path.display());
+                    return self.reject(name, Some(hash), why);
+                }
+            },
+            Err(why) => return self.reject(name, Some(hash), why),
         };
         let current = self.slots().get(name).and_then(|s| s.serving.clone());
         if let Some(c) = &current
@@ -215,12 +240,19 @@ impl Registry {
             return Change::Unchanged;
         }
         let manifest = match &manifest_text {
-            Some(text) => Manifest::parse(text, &manifest_path, &|k| std::env::var(k).ok()),
+            Some(text) => Manifest::parse(text, &manifest_path),
             None => Ok(Manifest::default()),
         };
         let manifest = match manifest {
             Ok(manifest) => manifest,
             Err(e) => return self.reject(name, Some(hash), e.to_string()),
+        };
+        let resolved = match grants::resolve(name, &manifest, self.grants.of(name)) {
+            Ok(resolved) => resolved,
+            Err(why) => {
+                let why = format!("{}: {why}", wasm.display());
+                return self.reject(name, Some(hash), why);
+            }
         };
 
         let started = Instant::now();
@@ -233,7 +265,7 @@ impl Registry {
         let prepared = compiled.and_then(|(component, how)| {
             let version = self
                 .runtime
-                .prepare(name, &component, manifest.limits, manifest.grants)?
+                .prepare(name, &component, resolved.limits, resolved.grants)?
                 .with_version(short(&hash));
             Ok((component, how, version))
         });
@@ -258,6 +290,7 @@ impl Registry {
                 retry: manifest.retry,
                 source: wasm,
                 manifest: manifest_text.is_some().then_some(manifest_path),
+                warnings: resolved.warnings,
             },
             history,
         ));
@@ -294,11 +327,17 @@ impl Registry {
             code = how.as_str(),
             load_ms = serving.load_time.as_secs_f64() * 1000.0,
             filter = %p.filter.summary(),
-            hosts = ?p.version.grants().allowed_hosts.entries(),
+            hosts = ?p.version.grants().outbound.allowed_hosts.entries(),
             "{} {}",
             if matches!(change, Change::Loaded { .. }) { "plugin loaded from" } else { "plugin reloaded from" },
             p.source.display(),
         );
+        for warning in &p.warnings {
+            tracing::warn!(
+                plugin = name,
+                "plugin asks for more than it was granted: {warning}"
+            );
+        }
         change
     }
 

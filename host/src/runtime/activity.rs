@@ -10,64 +10,22 @@
 //! stay in the delivery's record but are not written to the log, and are
 //! counted.
 
-use super::Grants;
+use super::config::ConfigValues;
+pub use crate::lograte::LogRate;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
-/// Who is speaking: the plugin, its version, what it was granted (to redact
-/// its config values) and its log rate.
+/// Who is speaking: the plugin, its version, its config values (to redact
+/// them) and its log rate.
 #[derive(Debug)]
 pub struct Source {
     /// The plugin's name.
     pub plugin: Arc<str>,
     /// The version's short content hash ("" when not known).
     pub version: Arc<str>,
-    /// Its grants.
-    pub grants: Arc<Grants>,
+    /// Its config values, redacted from everything it logs.
+    pub config: Arc<ConfigValues>,
     /// Its log rate.
     pub rate: LogRate,
-}
-
-/// A token bucket for log lines written to the host's log: `per_second`
-/// on average, bursts of `burst`.
-#[derive(Debug)]
-pub struct LogRate {
-    per_second: f64,
-    burst: f64,
-    state: Mutex<(f64, Instant)>,
-}
-
-impl LogRate {
-    /// A bucket, full.
-    pub fn new(per_second: u32, burst: u32) -> Self {
-        Self {
-            per_second: f64::from(per_second),
-            burst: f64::from(burst),
-            state: Mutex::new((f64::from(burst), Instant::now())),
-        }
-    }
-
-    /// Take a token if there is one.
-    fn allow(&self) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let refill = now.duration_since(state.1).as_secs_f64() * self.per_second;
-        state.0 = (state.0 + refill).min(self.burst);
-        state.1 = now;
-        if state.0 >= 1.0 {
-            state.0 -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-impl Default for LogRate {
-    /// 100 lines a second, bursts of 1,000.
-    fn default() -> Self {
-        Self::new(100, 1_000)
-    }
 }
 
 /// Severity of a plugin's log line (`wasi:logging` levels).
@@ -185,7 +143,7 @@ impl Activity {
     /// A log line from the plugin, subject to the per-delivery caps, with
     /// config values redacted.
     pub fn log(&self, level: Level, context: &str, message: &str) {
-        let message = &*self.source.grants.config.redact(message);
+        let message = &*self.source.config.redact(message);
         {
             let mut inner = self.inner();
             if inner.lines_left == 0 || inner.bytes_left < message.len() {
@@ -224,15 +182,17 @@ impl Activity {
     /// A key-value change.
     pub fn key_value(&self, bucket: &str, key: &str, change: String) {
         let (event_id, attempt) = self.delivery();
-        tracing::debug!(
-            plugin = &*self.source.plugin,
-            version = &*self.source.version,
-            event_id = &*event_id,
-            attempt,
-            bucket,
-            key,
-            "kv {change}"
-        );
+        if self.loud() {
+            tracing::debug!(
+                plugin = &*self.source.plugin,
+                version = &*self.source.version,
+                event_id = &*event_id,
+                attempt,
+                bucket,
+                key,
+                "kv {change}"
+            );
+        }
         self.record(Entry::KeyValue {
             bucket: bucket.to_string(),
             key: key.to_string(),
@@ -243,10 +203,11 @@ impl Activity {
     /// An outbound request and its result, with config values redacted
     /// from the URL (webhook URLs carry their secret in the path).
     pub fn http(&self, method: &str, url: &str, result: Result<u16, String>) {
-        let url = &*self.source.grants.config.redact(url);
+        let url = &*self.source.config.redact(url);
         let (event_id, attempt) = self.delivery();
         let (plugin, version, event_id) = (&*self.source.plugin, &*self.source.version, &*event_id);
         match &result {
+            _ if !self.loud() => {}
             Ok(status) => {
                 tracing::info!(
                     plugin,
@@ -277,6 +238,29 @@ impl Activity {
             url: url.to_string(),
             result,
         });
+    }
+
+    /// An outbound request the sandbox refused: `message` as a warning line
+    /// in the plugin's log (capped and rate-limited like its own lines) and
+    /// the request in the record, `denied: {short}`.
+    pub fn denied(&self, method: &str, url: &str, short: &str, message: &str) {
+        self.log(Level::Warn, "gridlet", message);
+        let url = self.source.config.redact(url).into_owned();
+        self.record(Entry::Http {
+            method: method.to_string(),
+            url,
+            result: Err(format!("denied: {short}")),
+        });
+    }
+
+    /// May this line go to the host's log? Takes a token from the plugin's
+    /// log rate; a line over the rate is counted instead.
+    fn loud(&self) -> bool {
+        if self.source.rate.allow() {
+            return true;
+        }
+        self.inner().suppressed += 1;
+        false
     }
 
     /// Keep a non-log entry, up to a cap so a looping plugin cannot grow it

@@ -13,11 +13,19 @@ wasmtime::component::bindgen!({
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
         "wasi:io": wasmtime_wasi::p2::bindings::io,
         "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
-        "wasi:keyvalue/store.bucket": super::keyvalue::BucketHandle,
+        "wasi:keyvalue/store.bucket": BucketHandle,
     },
 });
 
 use self::gridlet::plugin::types as wit;
+
+/// The host side of a `wasi:keyvalue` `bucket` resource: just its name; the
+/// namespace comes from the store, so a plugin can only ever open its own.
+#[derive(Debug, Clone)]
+pub struct BucketHandle {
+    /// The bucket's name, as the plugin opened it.
+    pub name: String,
+}
 pub use exports::gridlet::plugin::handler::HandlerError;
 /// The WIT `event` record as the generated bindings take it.
 pub type WitEvent = wit::Event;

@@ -1,13 +1,14 @@
-//! `wasi:config/store`: the values a plugin's manifest grants it
-//! (`[grants.config]`, `${ENV}` already expanded). Values are secrets as far
-//! as the host is concerned: they are never logged or printed, only handed
-//! to the plugin that was granted them.
+//! `wasi:config/store`: the values the operator granted a plugin
+//! (`[plugins.<name>.config]` in gridlet.toml, `${ENV}` already expanded),
+//! and the defaults its manifest declared for keys the operator left out.
+//! Values are secrets as far as the host is concerned: they are never logged
+//! or printed, only handed to the plugin that was granted them.
 
 use super::bindings::wasi::config::store::{Error, Host};
-use super::state::PluginState;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// A plugin's config values. `Debug` shows the keys, never the values.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -56,15 +57,17 @@ impl fmt::Debug for ConfigValues {
     }
 }
 
-impl Host for PluginState {
+/// The `wasi:config` capability's state for one delivery.
+pub struct ConfigStore(pub Arc<ConfigValues>);
+
+impl Host for ConfigStore {
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, Error>> {
-        Ok(Ok(self.grants.config.get(&key).map(str::to_string)))
+        Ok(Ok(self.0.get(&key).map(str::to_string)))
     }
 
     fn get_all(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, Error>> {
         Ok(Ok(self
-            .grants
-            .config
+            .0
             .0
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))

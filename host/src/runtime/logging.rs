@@ -3,7 +3,6 @@
 
 use super::activity::{Activity, Level};
 use super::bindings::wasi::logging::logging::{self, Host};
-use super::state::PluginState;
 use bytes::Bytes;
 use std::io;
 use std::pin::Pin;
@@ -13,7 +12,10 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-impl Host for PluginState {
+/// The `wasi:logging` capability's state for one delivery.
+pub struct PluginLog(pub Arc<Activity>);
+
+impl Host for PluginLog {
     fn log(
         &mut self,
         level: logging::Level,
@@ -28,7 +30,7 @@ impl Host for PluginState {
             logging::Level::Error => Level::Error,
             logging::Level::Critical => Level::Critical,
         };
-        self.activity.log(level, &context, &message);
+        self.0.log(level, &context, &message);
         Ok(())
     }
 }

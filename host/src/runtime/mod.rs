@@ -18,11 +18,11 @@ pub mod limits;
 mod logging;
 pub mod outcome;
 mod reuse;
-mod state;
+mod store;
 
 pub use activity::{Entry, Level, LogLimits, LogRate, Source};
 pub use config::ConfigValues;
-pub use http::{AllowList, HttpLimits};
+pub use http::{AllowList, HttpLimits, NetworkPolicy, OutboundGrant};
 pub use keyvalue::{JournalKeyValue, KeyValue, MemoryKeyValue};
 pub use limits::Limits;
 pub use outcome::{Failure, FailureKind, Outcome};
@@ -32,24 +32,25 @@ use crate::event::Event;
 use activity::Activity;
 use bindings::{HandlerError, PluginPre};
 use outcome::DeadlineExceeded;
-use state::PluginState;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use store::PluginState;
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
 
-/// What a plugin is granted beyond the bare sandbox.
+/// What a plugin is granted beyond the bare sandbox, by capability (each
+/// shared by every delivery of the version).
 #[derive(Debug, Clone, Default)]
 pub struct Grants {
-    /// Hosts it may send HTTP requests to.
-    pub allowed_hosts: AllowList,
+    /// Where it may send HTTP requests.
+    pub outbound: Arc<OutboundGrant>,
     /// Values it may read through `wasi:config`.
-    pub config: ConfigValues,
+    pub config: Arc<ConfigValues>,
 }
 
 /// Engine-wide settings.
@@ -114,7 +115,7 @@ pub struct PluginVersion {
     name: Arc<str>,
     pre: PluginPre<PluginState>,
     limits: Limits,
-    grants: Arc<Grants>,
+    grants: Grants,
     permits: Arc<Semaphore>,
     /// Instances kept for reuse (`limits.reuse_instance`), idle ones only.
     kept: std::sync::Mutex<Vec<WarmInstance>>,
@@ -161,7 +162,7 @@ impl PluginVersion {
         self.source = Arc::new(Source {
             plugin: self.name.clone(),
             version: version.into(),
-            grants: self.grants.clone(),
+            config: self.grants.config.clone(),
             rate: LogRate::default(),
         });
         self
@@ -210,14 +211,7 @@ impl Runtime {
         let engine = build_engine(&settings)?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        use bindings::wasi::{config as wasi_config, keyvalue, logging};
-        type Me = HasSelf<PluginState>;
-        logging::logging::add_to_linker::<_, Me>(&mut linker, |s| s)?;
-        wasi_config::store::add_to_linker::<_, Me>(&mut linker, |s| s)?;
-        keyvalue::store::add_to_linker::<_, Me>(&mut linker, |s| s)?;
-        keyvalue::atomics::add_to_linker::<_, Me>(&mut linker, |s| s)?;
+        store::link(&mut linker)?;
 
         let ticker = EpochTicker::start(engine.clone(), settings.epoch_tick)?;
         Ok(Self {
@@ -281,12 +275,11 @@ impl Runtime {
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = PluginPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let name: Arc<str> = name.into();
-        let grants = Arc::new(grants);
         Ok(PluginVersion {
             source: Arc::new(Source {
                 plugin: name.clone(),
                 version: "".into(),
-                grants: grants.clone(),
+                config: grants.config.clone(),
                 rate: LogRate::default(),
             }),
             name,
@@ -339,7 +332,7 @@ impl Runtime {
         );
         let state = PluginState::new(
             plugin.name.clone(),
-            plugin.grants.clone(),
+            &plugin.grants,
             self.kv.clone(),
             activity,
             plugin.limits.memory_bytes,

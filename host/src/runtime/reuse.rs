@@ -13,7 +13,7 @@
 
 use super::bindings::Plugin;
 use super::outcome::DeadlineExceeded;
-use super::state::PluginState;
+use super::store::PluginState;
 use super::{Invocation, Outcome, PluginVersion, Runtime, bindings, finish};
 use crate::event::Event;
 use std::time::Instant;

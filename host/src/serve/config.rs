@@ -3,10 +3,16 @@
 //! environment over file over default); the CLI does that layering.
 
 use super::ServeSettings;
+use crate::ingest::auth::fetch_jwks;
 use crate::ingest::{Auth, EntraAuth, SecretAuth};
+use crate::plugin::grants::expand_env;
+use crate::plugin::manifest::{locate, scrub};
+use crate::plugin::{LimitCaps, OperatorGrants, PluginGrant};
+use crate::runtime::{AllowList, ConfigValues, NetworkPolicy};
 use anyhow::{Context, bail};
 use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -61,8 +67,61 @@ pub struct ConfigFile {
     pub watch_plugins: Option<bool>,
     /// Quiet time after a plugin's files change before it is reloaded, in ms (default 20).
     pub reload_debounce_ms: Option<u64>,
+    /// Serve without any auth on a non-loopback address (default false:
+    /// refuse to start that way).
+    pub insecure_no_auth: Option<bool>,
+    /// A separate address for the admin API and `/metrics` (default: the
+    /// main listener).
+    pub admin_listen: Option<String>,
+    /// Most connections open at once per listener (default 1024).
+    pub max_connections: Option<usize>,
+    /// Time a client has to send a request's headers, in ms (default 10000).
+    pub header_timeout_ms: Option<u64>,
+    /// Time a client has to send a request's body, in ms (default 30000).
+    pub body_timeout_ms: Option<u64>,
+    /// Largest plugin `.wasm` read, in bytes (default 134217728).
+    pub max_plugin_bytes: Option<u64>,
+    /// Private networks every plugin may reach (CIDRs; default none).
+    pub allow_private_networks: Option<Vec<String>>,
+    /// Caps on every plugin's limits (`[plugins.<name>.limits]` overrides).
+    pub plugin_limits: Option<LimitsConfig>,
+    /// What the operator grants each plugin, by name.
+    pub plugins: Option<BTreeMap<String, PluginConfig>>,
     /// Microsoft Entra ID bearer-token validation.
     pub entra: Option<EntraConfig>,
+}
+
+/// `[plugin_limits]` and `[plugins.<name>.limits]`: the most a plugin's
+/// manifest may ask for.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Linear memory, in MiB (default 256).
+    pub memory_mib: Option<u64>,
+    /// Wall-clock time per delivery, in ms (default 60000).
+    pub deadline_ms: Option<u64>,
+    /// Fuel per delivery (default: no cap).
+    pub fuel: Option<u64>,
+    /// Deliveries at once (default 32).
+    pub max_concurrency: Option<u32>,
+    /// Deliveries per reused instance (default 1000).
+    pub reuse_instance: Option<u32>,
+}
+
+/// `[plugins.<name>]`: what the operator grants one plugin.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Config values it may read (`${VAR}` and `${VAR:-default}` expanded
+    /// from the host's environment).
+    pub config: Option<BTreeMap<String, String>>,
+    /// Hosts it may call (`${VAR}` expanded; an entry that expands to ""
+    /// grants nothing).
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Private networks it may reach, beyond the host-wide ones.
+    pub allow_private_networks: Option<Vec<String>>,
+    /// Caps on its limits, over `[plugin_limits]`.
+    pub limits: Option<LimitsConfig>,
 }
 
 /// `[entra]`: validate the bearer token Event Grid sends when the
@@ -77,8 +136,10 @@ pub struct EntraConfig {
     /// Signing keys from a JWKS file...
     pub jwks_file: Option<PathBuf>,
     /// ...or a JWKS URL, e.g. `https://login.microsoftonline.com/<tenant>/discovery/v2.0/keys`
-    /// (fetched at start and every hour).
+    /// (fetched at start, every hour, and when a token names an unknown key).
     pub jwks_url: Option<String>,
+    /// App roles the token must carry, every one (default: none required).
+    pub required_roles: Option<Vec<String>>,
 }
 
 impl ConfigFile {
@@ -86,13 +147,9 @@ impl ConfigFile {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
-                .unwrap_or(0);
-            anyhow::anyhow!("{}: line {line}: {}", path.display(), e.message())
-        })
+        // The file holds secrets: errors name the line and key, never a value.
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), locate(&text, &e)))
     }
 }
 
@@ -105,6 +162,7 @@ impl ConfigFile {
                 audience: top.audience.or(base.audience),
                 jwks_file: top.jwks_file.or(base.jwks_file),
                 jwks_url: top.jwks_url.or(base.jwks_url),
+                required_roles: top.required_roles.or(base.required_roles),
             }),
             (base, top) => top.or(base),
         };
@@ -132,6 +190,15 @@ impl ConfigFile {
             compile_cache_dir: over.compile_cache_dir.or(self.compile_cache_dir),
             watch_plugins: over.watch_plugins.or(self.watch_plugins),
             reload_debounce_ms: over.reload_debounce_ms.or(self.reload_debounce_ms),
+            insecure_no_auth: over.insecure_no_auth.or(self.insecure_no_auth),
+            admin_listen: over.admin_listen.or(self.admin_listen),
+            max_connections: over.max_connections.or(self.max_connections),
+            header_timeout_ms: over.header_timeout_ms.or(self.header_timeout_ms),
+            body_timeout_ms: over.body_timeout_ms.or(self.body_timeout_ms),
+            max_plugin_bytes: over.max_plugin_bytes.or(self.max_plugin_bytes),
+            allow_private_networks: over.allow_private_networks.or(self.allow_private_networks),
+            plugin_limits: over.plugin_limits.or(self.plugin_limits),
+            plugins: over.plugins.or(self.plugins),
             entra,
         }
     }
@@ -212,7 +279,130 @@ impl ConfigFile {
             None => None,
         };
         s.ingest.auth = Auth { secret, entra };
+        s.insecure_no_auth = self.insecure_no_auth.unwrap_or(false);
+        if let Some(admin) = self.admin_listen.filter(|a| !a.is_empty()) {
+            s.admin_listen = Some(admin.parse().with_context(|| {
+                format!("admin_listen: `{admin}` is not an address like 127.0.0.1:9090")
+            })?);
+        }
+        if let Some(n) = self.max_connections {
+            if n == 0 {
+                bail!("max_connections: must be at least 1");
+            }
+            s.limits.max_connections = n;
+        }
+        if let Some(ms) = self.header_timeout_ms {
+            s.limits.header_timeout = Duration::from_millis(ms.max(1));
+        }
+        if let Some(ms) = self.body_timeout_ms {
+            s.ingest.body_timeout = Duration::from_millis(ms.max(1));
+        }
+        if let Some(n) = self.max_plugin_bytes {
+            s.max_plugin_bytes = n;
+        }
+        s.grants = grants(
+            self.allow_private_networks.unwrap_or_default(),
+            self.plugin_limits.unwrap_or_default(),
+            self.plugins.unwrap_or_default(),
+            &|name| std::env::var(name).ok(),
+        )?;
         Ok(s)
+    }
+}
+
+/// What the operator grants: `[plugins.<name>]` over the host-wide
+/// `allow_private_networks` and `[plugin_limits]`, with `${VAR}` expanded
+/// from `env`. Errors name the key and the variable, never a value.
+pub fn grants(
+    networks: Vec<String>,
+    limits: LimitsConfig,
+    plugins: BTreeMap<String, PluginConfig>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<OperatorGrants> {
+    let networks = NetworkPolicy::parse(&networks)
+        .map_err(|e| anyhow::anyhow!("allow_private_networks: {e}"))?;
+    let caps = limits.over(LimitCaps::default(), "plugin_limits")?;
+    let default = PluginGrant {
+        networks: networks.clone(),
+        caps,
+        ..PluginGrant::default()
+    };
+    let mut named = BTreeMap::new();
+    for (name, plugin) in plugins {
+        let at = format!("plugins.{name}");
+        crate::plugin::plugin_name(Path::new(&format!("{name}.wasm"))).map_err(|_| {
+            anyhow::anyhow!("[{at}]: `{name}` is not a plugin name (a-z, 0-9, `-`, `_`)")
+        })?;
+        let mut config = ConfigValues::default();
+        for (key, value) in plugin.config.unwrap_or_default() {
+            let value =
+                expand_env(&value, env).map_err(|e| anyhow::anyhow!("{at}.config.{key}: {e}"))?;
+            config.insert(key, value);
+        }
+        let mut hosts = Vec::new();
+        for (i, entry) in plugin.allowed_hosts.unwrap_or_default().iter().enumerate() {
+            let host = expand_env(entry, env)
+                .map_err(|e| anyhow::anyhow!("{at}.allowed_hosts[{i}]: {e}"))?;
+            if !host.trim().is_empty() {
+                hosts.push(host);
+            }
+        }
+        let allowed_hosts = AllowList::parse(&hosts)
+            .map_err(|e| anyhow::anyhow!("{at}.allowed_hosts: {}", scrub(&e)))?;
+        let own = NetworkPolicy::parse(&plugin.allow_private_networks.unwrap_or_default())
+            .map_err(|e| anyhow::anyhow!("{at}.allow_private_networks: {e}"))?;
+        let caps = plugin
+            .limits
+            .unwrap_or_default()
+            .over(caps, &format!("{at}.limits"))?;
+        named.insert(
+            name,
+            PluginGrant {
+                config,
+                allowed_hosts,
+                networks: networks.with(&own),
+                caps,
+            },
+        );
+    }
+    Ok(OperatorGrants::new(default, named))
+}
+
+impl LimitsConfig {
+    /// These caps over `base` (each key set here wins).
+    fn over(self, base: LimitCaps, at: &str) -> anyhow::Result<LimitCaps> {
+        let mut caps = base;
+        if let Some(m) = self.memory_mib {
+            if !(1..=4096).contains(&m) {
+                bail!("{at}.memory_mib: {m} is not between 1 and 4096");
+            }
+            caps.memory_bytes = (m as usize) * 1024 * 1024;
+        }
+        if let Some(ms) = self.deadline_ms {
+            if !(1..=600_000).contains(&ms) {
+                bail!("{at}.deadline_ms: {ms} is not between 1 and 600000");
+            }
+            caps.deadline = Duration::from_millis(ms);
+        }
+        if let Some(fuel) = self.fuel {
+            if fuel == 0 {
+                bail!("{at}.fuel: must be above 0");
+            }
+            caps.fuel = Some(fuel);
+        }
+        if let Some(n) = self.max_concurrency {
+            if !(1..=1024).contains(&n) {
+                bail!("{at}.max_concurrency: {n} is not between 1 and 1024");
+            }
+            caps.max_concurrency = n;
+        }
+        if let Some(n) = self.reuse_instance {
+            if n > 100_000 {
+                bail!("{at}.reuse_instance: {n} is not between 0 and 100000");
+            }
+            caps.reuse_instance = n;
+        }
+        Ok(caps)
     }
 }
 
@@ -232,39 +422,26 @@ impl EntraConfig {
                 serde_json::from_str::<JwkSet>(&text)
                     .with_context(|| format!("entra.jwks_file {}: not a JWKS", file.display()))?
             }
-            (None, Some(url)) => fetch_jwks(url).await?,
+            (None, Some(url)) => fetch_jwks(url)
+                .await
+                .map_err(|e| anyhow::anyhow!("entra.jwks_url {e}"))?,
             _ => bail!("[entra] needs exactly one of jwks_file and jwks_url"),
         };
-        let auth = EntraAuth::new(&issuer, &audience, keys);
-        if let Some(url) = self.jwks_url {
+        let mut auth = EntraAuth::new(&issuer, &audience, keys)
+            .with_required_roles(self.required_roles.unwrap_or_default());
+        if let Some(url) = &self.jwks_url {
+            auth = auth.with_key_url(url, Some(std::time::Instant::now()));
             // Entra rotates its signing keys: refresh hourly, keep the old set on failure.
             let refreshed = auth.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
-                    match fetch_jwks(&url).await {
-                        Ok(keys) => refreshed.set_keys(keys),
-                        Err(e) => {
-                            tracing::warn!("entra JWKS refresh failed, keeping the old keys: {e:#}")
-                        }
+                    if let Err(e) = refreshed.refresh().await {
+                        tracing::warn!("entra JWKS refresh failed, keeping the old keys: {e}");
                     }
                 }
             });
         }
         Ok(auth)
     }
-}
-
-async fn fetch_jwks(url: &str) -> anyhow::Result<JwkSet> {
-    let response = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?
-        .get(url)
-        .send()
-        .await
-        .with_context(|| format!("entra.jwks_url {url}"))?
-        .error_for_status()
-        .with_context(|| format!("entra.jwks_url {url}"))?;
-    let text = response.text().await?;
-    serde_json::from_str(&text).with_context(|| format!("entra.jwks_url {url}: not a JWKS"))
 }

@@ -4,11 +4,15 @@
 
 pub mod config;
 pub mod health;
+pub mod listener;
+
+pub use listener::ServerLimits;
 
 use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::ingest::{self, IngestSettings};
 use crate::journal::SqliteJournal;
-use crate::plugin::{Change, Registry, WatchSettings, Watcher};
+use crate::plugin::registry::{DEFAULT_MAX_PLUGIN_BYTES, Folder};
+use crate::plugin::{Change, OperatorGrants, Registry, WatchSettings, Watcher};
 use crate::runtime::{JournalKeyValue, Runtime, RuntimeSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +50,16 @@ pub struct ServeSettings {
     /// On SIGTERM/SIGINT, keep accepting this long with `/readyz` answering
     /// 503, so load balancers stop sending first.
     pub shutdown_delay: std::time::Duration,
+    /// Serve without auth on a non-loopback address (otherwise refused).
+    pub insecure_no_auth: bool,
+    /// A listener of their own for the admin API and `/metrics`.
+    pub admin_listen: Option<SocketAddr>,
+    /// Connection limits of every listener.
+    pub limits: ServerLimits,
+    /// Largest plugin `.wasm` read.
+    pub max_plugin_bytes: u64,
+    /// What the operator grants each plugin.
+    pub grants: OperatorGrants,
 }
 
 impl Default for ServeSettings {
@@ -63,6 +77,11 @@ impl Default for ServeSettings {
             compile_cache_dir: None,
             metrics: true,
             shutdown_delay: std::time::Duration::ZERO,
+            insecure_no_auth: false,
+            admin_listen: None,
+            limits: ServerLimits::default(),
+            max_plugin_bytes: DEFAULT_MAX_PLUGIN_BYTES,
+            grants: OperatorGrants::default(),
         }
     }
 }
@@ -71,27 +90,29 @@ impl Default for ServeSettings {
 pub struct Server {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
+    /// Where the admin API and `/metrics` listen, when on their own.
+    pub admin_addr: Option<SocketAddr>,
     /// The delivery queue, for its counters.
     pub dispatcher: Arc<Dispatcher>,
     /// The plugins and their status.
     pub plugins: Arc<Registry>,
     stop: Option<oneshot::Sender<()>>,
     _watcher: Option<Watcher>,
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<()>,
 }
 
 impl Server {
     /// Stop accepting and wait for the listener to close.
-    pub async fn shutdown(mut self) -> std::io::Result<()> {
+    pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        self.task.await.unwrap_or(Ok(()))
+        let _ = self.task.await;
     }
 
-    /// Run until the listener fails or the process is told to stop.
-    pub async fn wait(self) -> std::io::Result<()> {
-        self.task.await.unwrap_or(Ok(()))
+    /// Run until the process is told to stop.
+    pub async fn wait(self) {
+        let _ = self.task.await;
     }
 }
 
@@ -99,6 +120,17 @@ impl Server {
 /// listens, which plugins loaded (and which did not, and why) and whether
 /// auth is off.
 pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
+    // Fail closed: without auth, only a loopback address, or an explicit
+    // decision to run open.
+    let open = settings.ingest.auth.is_off();
+    if open && !settings.listen.ip().is_loopback() && !settings.insecure_no_auth {
+        anyhow::bail!(
+            "refusing to serve without auth on {}: set GRIDLET_SECRET (and put ?code=<secret> \
+             in the Event Grid endpoint URL) or configure [entra], listen on a loopback address, \
+             or pass --insecure-no-auth",
+            settings.listen
+        );
+    }
     if settings.metrics {
         // First, so that what start-up records (plugin loads) is counted.
         crate::admin::metrics::install();
@@ -113,20 +145,39 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
     )?);
     let plugins = Arc::new(Registry::new(
         runtime,
-        settings.plugins_dir.clone(),
-        settings
-            .compile_cache_dir
-            .clone()
-            .unwrap_or_else(|| settings.state_dir.join("compiled")),
+        Folder {
+            dir: settings.plugins_dir.clone(),
+            cache_dir: settings
+                .compile_cache_dir
+                .clone()
+                .unwrap_or_else(|| settings.state_dir.join("compiled")),
+            max_plugin_bytes: settings.max_plugin_bytes,
+            grants: Arc::new(settings.grants.clone()),
+        },
     ));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
     let addr = listener.local_addr()?;
+    let admin_listener = match settings.admin_listen {
+        Some(admin) => Some(
+            tokio::net::TcpListener::bind(admin)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on admin_listen {admin}: {e}"))?,
+        ),
+        None => None,
+    };
+    let admin_addr = match &admin_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     tracing::info!(
         "gridlet listening on http://{addr}{} (health: /healthz)",
         settings.ingest.webhook_path
     );
+    if let Some(admin) = admin_addr {
+        tracing::info!("admin API and metrics on http://{admin}");
+    }
     // Watch first, then scan, so no change between the two is missed; start-up
     // and reload share one path: reconcile each plugin with its files.
     let dir = settings.plugins_dir.clone();
@@ -168,10 +219,15 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
             dir.display()
         );
     }
-    if settings.ingest.auth.is_off() {
+    if open {
         tracing::warn!(
-            "AUTH IS OFF: anyone who can reach {addr} can deliver events. Set GRIDLET_SECRET \
-             (and put ?code=<secret> in the Event Grid endpoint URL) or configure [entra]."
+            "AUTH IS OFF{}: anyone who can reach {addr} can deliver events. Set GRIDLET_SECRET \
+             (and put ?code=<secret> in the Event Grid endpoint URL) or configure [entra].",
+            if settings.insecure_no_auth {
+                " (--insecure-no-auth)"
+            } else {
+                ""
+            }
         );
     }
     if settings.ingest.allowed_topics.is_empty() {
@@ -182,19 +238,20 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
     let dispatcher =
         Dispatcher::start(plugins.clone(), journal.clone(), settings.dispatch.clone())?;
     let shutting_down = Arc::new(AtomicBool::new(false));
-    let mut app = ingest::router(settings.ingest.clone(), dispatcher.clone()).merge(
-        health::router(health::Readiness {
-            journal,
-            plugins: plugins.clone(),
-            shutting_down: shutting_down.clone(),
-        }),
+    let readiness = health::Readiness::start(
+        journal,
+        plugins.clone(),
+        shutting_down.clone(),
+        health::auth_mode(&settings.ingest.auth, settings.insecure_no_auth),
     );
+    let health = health::router(readiness);
+    let mut admin = axum::Router::new();
     if settings.metrics {
-        app = app.merge(crate::admin::metrics::router());
+        admin = admin.merge(crate::admin::metrics::router());
     }
     match settings.admin_token.as_deref().filter(|t| !t.is_empty()) {
         Some(token) => {
-            app = app.merge(crate::admin::router(
+            admin = admin.merge(crate::admin::router(
                 token,
                 dispatcher.clone(),
                 plugins.clone(),
@@ -202,35 +259,55 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
         }
         None => tracing::info!("admin API off: set GRIDLET_ADMIN_TOKEN to turn it on"),
     }
+    let mut app = ingest::router(settings.ingest.clone(), dispatcher.clone()).merge(health.clone());
+    // On its own listener when asked (so it need not be reachable where
+    // Event Grid is), else beside the webhook.
+    let admin = match admin_listener {
+        Some(admin_listener) => Some((admin_listener, admin.merge(health))),
+        None => {
+            app = app.merge(admin);
+            None
+        }
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     let draining = dispatcher.clone();
     let delay = settings.shutdown_delay;
+    let limits = settings.limits;
     let task = tokio::spawn(async move {
+        let (stop_admin, admin_stopped) = oneshot::channel::<()>();
+        let admin_task = admin.map(|(listener, router)| {
+            tokio::spawn(listener::serve(listener, router, limits, async {
+                let _ = admin_stopped.await;
+            }))
+        });
         // Stop accepting first; then let running deliveries finish within
         // the grace period; the rest stay pending in the journal.
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = stopped => {}
-                    _ = shutdown_signal() => {}
-                }
-                // Not ready from now on; keep serving through the delay so
-                // load balancers see it before connections are refused.
-                shutting_down.store(true, Ordering::SeqCst);
-                if !delay.is_zero() {
-                    tracing::info!(
-                        ?delay,
-                        "not ready; still accepting until the shutdown delay ends"
-                    );
-                    tokio::time::sleep(delay).await;
-                }
-            })
-            .await;
+        listener::serve(listener, app, limits, async move {
+            tokio::select! {
+                _ = stopped => {}
+                _ = shutdown_signal() => {}
+            }
+            // Not ready from now on; keep serving through the delay so
+            // load balancers see it before connections are refused.
+            shutting_down.store(true, Ordering::SeqCst);
+            if !delay.is_zero() {
+                tracing::info!(
+                    ?delay,
+                    "not ready; still accepting until the shutdown delay ends"
+                );
+                tokio::time::sleep(delay).await;
+            }
+        })
+        .await;
         draining.shutdown().await;
-        served
+        let _ = stop_admin.send(());
+        if let Some(task) = admin_task {
+            let _ = task.await;
+        }
     });
     Ok(Server {
         addr,
+        admin_addr,
         dispatcher,
         plugins,
         stop: Some(stop),

@@ -6,8 +6,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use gridlet::event::{self, Event};
-use gridlet::plugin::{self, LoadedPlugin, Manifest};
-use gridlet::runtime::{KeyValue, MemoryKeyValue, Runtime, RuntimeSettings};
+use gridlet::plugin::{self, LoadedPlugin, Manifest, OperatorGrants, PluginGrant};
+use gridlet::runtime::{
+    AllowList, ConfigValues, KeyValue, MemoryKeyValue, NetworkPolicy, Runtime, RuntimeSettings,
+};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -58,16 +61,59 @@ pub fn runtime_settings(settings: RuntimeSettings) -> Runtime {
     Runtime::new(settings, Arc::new(MemoryKeyValue::default())).expect("runtime starts")
 }
 
-/// Load `name` with manifest text (`${ENV}` looked up in `env`).
-pub fn load(runtime: &Runtime, name: &str, manifest: &str, env: &[(&str, &str)]) -> LoadedPlugin {
-    let lookup = |k: &str| {
-        env.iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-    };
-    let manifest =
-        Manifest::parse(manifest, Path::new("test.toml"), &lookup).expect("manifest parses");
-    plugin::load(runtime, &plugin_path(name), manifest, None).expect("plugin loads")
+/// What the operator grants a test plugin: `config`, the `hosts`, and
+/// loopback (where the tests' recorders listen).
+pub fn grant(config: &[(&str, &str)], hosts: &[&str]) -> PluginGrant {
+    let mut values = ConfigValues::default();
+    for (k, v) in config {
+        values.insert(*k, *v);
+    }
+    PluginGrant {
+        config: values,
+        allowed_hosts: AllowList::parse(hosts).expect("hosts"),
+        networks: NetworkPolicy::parse(&["127.0.0.1/32"]).expect("networks"),
+        ..PluginGrant::default()
+    }
+}
+
+/// Operator grants by plugin name; plugins not named get nothing.
+pub fn grants(named: Vec<(&str, PluginGrant)>) -> OperatorGrants {
+    let named: BTreeMap<String, PluginGrant> =
+        named.into_iter().map(|(n, g)| (n.to_string(), g)).collect();
+    OperatorGrants::new(PluginGrant::default(), named)
+}
+
+/// Put plugin `name` (the built `wasm`) in `dir/plugins` with `manifest`
+/// (written first, then the `.wasm` renamed into place), and grant it
+/// `grant` — the TOML of its `[plugins.<name>]` section — in
+/// `dir/gridlet.toml`, which also lets plugins reach loopback.
+pub fn install(dir: &Path, name: &str, wasm: &str, manifest: &str, grant: &str) {
+    let config = dir.join("gridlet.toml");
+    let mut operator = std::fs::read_to_string(&config)
+        .unwrap_or_else(|_| "allow_private_networks = [\"127.0.0.1/32\"]\n".into());
+    operator.push_str(&format!("[plugins.{name}]\n{grant}\n"));
+    std::fs::write(&config, operator).expect("gridlet.toml");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).expect("plugins dir");
+    std::fs::write(plugins.join(format!("{name}.toml")), manifest).expect("manifest");
+    let tmp = plugins.join(format!(".{name}.partial"));
+    std::fs::copy(plugin_path(wasm), &tmp).expect("copy");
+    std::fs::rename(&tmp, plugins.join(format!("{name}.wasm"))).expect("rename");
+}
+
+/// The `[plugins.<name>]` TOML granting echo a `sink` to post to.
+pub fn echo_grant(sink: &Recorder, name: &str) -> String {
+    format!(
+        "allowed_hosts = [\"{}\"]\nconfig = {{ name = \"{name}\", sink_url = \"{}\" }}",
+        sink.host(),
+        sink.url("/echo")
+    )
+}
+
+/// Load `name` with manifest text, granted `grant`.
+pub fn load(runtime: &Runtime, name: &str, manifest: &str, grant: &PluginGrant) -> LoadedPlugin {
+    let manifest = Manifest::parse(manifest, Path::new("test.toml")).expect("manifest parses");
+    plugin::load(runtime, &plugin_path(name), manifest, grant, None).expect("plugin loads")
 }
 
 /// One request the server received.

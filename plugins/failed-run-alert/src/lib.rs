@@ -2,7 +2,8 @@
 //! webhook (Teams, Slack or anything that takes `{"text": ...}`) with the
 //! experiment, the run and a link to the run in Azure ML studio.
 //!
-//! Config (`[grants.config]` in `failed-run-alert.toml`):
+//! Config (declared under `[config]` in `failed-run-alert.toml`; the values
+//! come from the operator, gridlet.toml `[plugins.failed-run-alert.config]`):
 //! - `chat_webhook_url` (required): where to POST the message;
 //! - `studio_url` (optional, default `https://ml.azure.com`).
 

@@ -6,7 +6,8 @@
 //! same version does not deploy twice. It also sends the version as an
 //! `Idempotency-Key` header for pipelines that deduplicate themselves.
 //!
-//! Config (`[grants.config]` in `model-promotion.toml`):
+//! Config (declared under `[config]` in `model-promotion.toml`; the values
+//! come from the operator, gridlet.toml `[plugins.model-promotion.config]`):
 //! - `deploy_url` (required): the pipeline endpoint to POST to;
 //! - `deploy_token` (optional): sent as `Authorization: Bearer <token>`;
 //! - `stage_tag` / `stage_value` (optional, default `stage` / `prod`).

@@ -1,10 +1,12 @@
-//! Settings granted in the plugin's manifest (`[grants.config]`), through
-//! `wasi:config/store`.
+//! Settings through `wasi:config/store`: the values the operator grants the
+//! plugin (gridlet.toml `[plugins.<name>.config]`), and the defaults the
+//! plugin's manifest declares under `[config]` for keys the operator left out.
 
 use crate::wasi::config::store;
 use crate::HandlerError;
 
-/// The value of `key`, or `None` when the manifest does not set it.
+/// The value of `key`, or `None` when neither the operator nor the
+/// manifest's default sets it.
 pub fn get(key: &str) -> Option<String> {
     store::get(key).ok().flatten()
 }
@@ -14,7 +16,7 @@ pub fn get(key: &str) -> Option<String> {
 pub fn require(key: &str) -> Result<String, HandlerError> {
     get(key).ok_or_else(|| {
         HandlerError::Reject(format!(
-            "config key `{key}` is not set in the plugin's manifest"
+            "config key `{key}` is not set (the operator grants it in gridlet.toml [plugins.<name>.config])"
         ))
     })
 }

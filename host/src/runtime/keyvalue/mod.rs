@@ -3,11 +3,12 @@
 //! [`JournalKeyValue`] keeps state in the journal (durable, for `serve`),
 //! [`MemoryKeyValue`] in process (for `gridlet run`).
 
+use super::activity::Activity;
+use super::bindings::BucketHandle;
 use super::bindings::wasi::keyvalue::{atomics, store};
-use super::state::PluginState;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use wasmtime::component::Resource;
+use wasmtime::component::{HasData, Resource, ResourceTable};
 
 /// Longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -191,13 +192,6 @@ fn backend(e: crate::journal::JournalError) -> KvError {
     KvError::Backend(e.to_string())
 }
 
-/// The host side of a `bucket` resource: just its name; the namespace comes
-/// from the store, so a plugin can only ever open its own.
-#[derive(Debug, Clone)]
-pub struct BucketHandle {
-    name: String,
-}
-
 fn check_key(key: &str) -> Result<(), store::Error> {
     if key.len() > MAX_KEY_BYTES {
         return Err(store::Error::Other(format!(
@@ -212,13 +206,48 @@ fn to_wit(e: KvError) -> store::Error {
     store::Error::Other(e.to_string())
 }
 
-impl PluginState {
+/// The `wasi:keyvalue` capability's state for one delivery: whose
+/// namespace, which backend, where changes are recorded.
+pub struct PluginKeyValue {
+    namespace: Arc<str>,
+    kv: Arc<dyn KeyValue>,
+    activity: Arc<Activity>,
+}
+
+impl PluginKeyValue {
+    /// The capability for plugin `namespace` over `kv`.
+    pub fn new(namespace: Arc<str>, kv: Arc<dyn KeyValue>, activity: Arc<Activity>) -> Self {
+        Self {
+            namespace,
+            kv,
+            activity,
+        }
+    }
+}
+
+/// The capability's state with the store's resource table (buckets are
+/// resources), as `wasmtime-wasi`'s views pair a context with the table.
+pub struct KeyValueView<'a> {
+    /// The capability's state.
+    pub ctx: &'a mut PluginKeyValue,
+    /// The store's resource table.
+    pub table: &'a mut ResourceTable,
+}
+
+/// Links `wasi:keyvalue` against a [`KeyValueView`] of the store.
+pub struct KeyValueCapability;
+
+impl HasData for KeyValueCapability {
+    type Data<'a> = KeyValueView<'a>;
+}
+
+impl KeyValueView<'_> {
     fn bucket(&self, handle: &Resource<BucketHandle>) -> wasmtime::Result<String> {
         Ok(self.table.get(handle)?.name.clone())
     }
 }
 
-impl store::Host for PluginState {
+impl store::Host for KeyValueView<'_> {
     fn open(
         &mut self,
         identifier: String,
@@ -232,7 +261,7 @@ impl store::Host for PluginState {
     }
 }
 
-impl store::HostBucket for PluginState {
+impl store::HostBucket for KeyValueView<'_> {
     fn get(
         &mut self,
         bucket: Resource<BucketHandle>,
@@ -242,7 +271,11 @@ impl store::HostBucket for PluginState {
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
-        Ok(self.kv.get(&self.plugin, &name, &key).map_err(to_wit))
+        Ok(self
+            .ctx
+            .kv
+            .get(&self.ctx.namespace, &name, &key)
+            .map_err(to_wit))
     }
 
     fn set(
@@ -262,11 +295,13 @@ impl store::HostBucket for PluginState {
             ))));
         }
         let result = self
+            .ctx
             .kv
-            .set(&self.plugin, &name, &key, &value)
+            .set(&self.ctx.namespace, &name, &key, &value)
             .map_err(to_wit);
         if result.is_ok() {
-            self.activity
+            self.ctx
+                .activity
                 .key_value(&name, &key, format!("set ({} bytes)", value.len()));
         }
         Ok(result)
@@ -278,9 +313,13 @@ impl store::HostBucket for PluginState {
         key: String,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let name = self.bucket(&bucket)?;
-        let result = self.kv.delete(&self.plugin, &name, &key).map_err(to_wit);
+        let result = self
+            .ctx
+            .kv
+            .delete(&self.ctx.namespace, &name, &key)
+            .map_err(to_wit);
         if result.is_ok() {
-            self.activity.key_value(&name, &key, "delete".into());
+            self.ctx.activity.key_value(&name, &key, "delete".into());
         }
         Ok(result)
     }
@@ -292,8 +331,9 @@ impl store::HostBucket for PluginState {
     ) -> wasmtime::Result<Result<bool, store::Error>> {
         let name = self.bucket(&bucket)?;
         Ok(self
+            .ctx
             .kv
-            .get(&self.plugin, &name, &key)
+            .get(&self.ctx.namespace, &name, &key)
             .map(|v| v.is_some())
             .map_err(to_wit))
     }
@@ -305,8 +345,9 @@ impl store::HostBucket for PluginState {
     ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
         let name = self.bucket(&bucket)?;
         Ok(self
+            .ctx
             .kv
-            .list_keys(&self.plugin, &name, cursor.unwrap_or(0))
+            .list_keys(&self.ctx.namespace, &name, cursor.unwrap_or(0))
             .map(|(keys, cursor)| store::KeyResponse { keys, cursor })
             .map_err(to_wit))
     }
@@ -317,7 +358,7 @@ impl store::HostBucket for PluginState {
     }
 }
 
-impl atomics::Host for PluginState {
+impl atomics::Host for KeyValueView<'_> {
     fn increment(
         &mut self,
         bucket: Resource<BucketHandle>,
@@ -329,11 +370,13 @@ impl atomics::Host for PluginState {
             return Ok(Err(e));
         }
         let result = self
+            .ctx
             .kv
-            .increment(&self.plugin, &name, &key, delta)
+            .increment(&self.ctx.namespace, &name, &key, delta)
             .map_err(to_wit);
         if let Ok(value) = result {
-            self.activity
+            self.ctx
+                .activity
                 .key_value(&name, &key, format!("increment by {delta} → {value}"));
         }
         Ok(result)

@@ -1,29 +1,31 @@
-//! What a store holds for one delivery: the WASI context (sandboxed), the
-//! grants, the plugin's key-value namespace, the memory limiter and the
-//! activity record.
+//! What a store holds for one delivery: each capability's own state, the
+//! WASI context (sandboxed) and the resource table they share, and the
+//! memory limiter. The store only composes the capabilities (as
+//! `wasmtime-wasi`'s `WasiView` does); no capability knows the store.
 
-use super::Grants;
 use super::activity::Activity;
-use super::http::OutboundHttp;
-use super::keyvalue::KeyValue;
+use super::config::ConfigStore;
+use super::http::{HttpLimits, OutboundHttp};
+use super::keyvalue::{KeyValue, KeyValueCapability, KeyValueView, PluginKeyValue};
 use super::limits::MemoryLimiter;
-use super::logging::CapturedOutput;
+use super::logging::{CapturedOutput, PluginLog};
+use super::{Grants, bindings};
 use std::sync::Arc;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// The `T` of `Store<T>`.
 pub struct PluginState {
-    pub(super) plugin: Arc<str>,
-    pub(super) grants: Arc<Grants>,
-    pub(super) kv: Arc<dyn KeyValue>,
     pub(super) activity: Arc<Activity>,
     pub(super) limiter: MemoryLimiter,
-    pub(super) table: ResourceTable,
+    table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    hooks: OutboundHttp,
+    outbound: OutboundHttp,
+    config: ConfigStore,
+    keyvalue: PluginKeyValue,
+    log: PluginLog,
     stdout: CapturedOutput,
     stderr: CapturedOutput,
 }
@@ -34,11 +36,11 @@ impl PluginState {
     /// lookups; stdout and stderr go to the activity log.
     pub(super) fn new(
         plugin: Arc<str>,
-        grants: Arc<Grants>,
+        grants: &Grants,
         kv: Arc<dyn KeyValue>,
         activity: Arc<Activity>,
         memory_bytes: usize,
-        http_limits: super::http::HttpLimits,
+        http_limits: HttpLimits,
     ) -> Self {
         let stdout = CapturedOutput::stdout(activity.clone());
         let stderr = CapturedOutput::stderr(activity.clone());
@@ -50,21 +52,16 @@ impl PluginState {
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }))
             .build();
-        let hooks = OutboundHttp {
-            grants: grants.clone(),
-            limits: http_limits,
-            activity: activity.clone(),
-        };
         Self {
-            plugin,
-            grants,
-            kv,
+            outbound: OutboundHttp::new(grants.outbound.clone(), http_limits, activity.clone()),
+            config: ConfigStore(grants.config.clone()),
+            keyvalue: PluginKeyValue::new(plugin, kv, activity.clone()),
+            log: PluginLog(activity.clone()),
             activity,
             limiter: MemoryLimiter::new(memory_bytes),
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
-            hooks,
             stdout,
             stderr,
         }
@@ -74,6 +71,27 @@ impl PluginState {
     pub(super) fn flush_output(&self) {
         self.stdout.flush_partial();
         self.stderr.flush_partial();
+    }
+}
+
+/// Link every capability a plugin may import.
+pub(super) fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    use bindings::wasi::{config, keyvalue, logging};
+    logging::logging::add_to_linker::<_, HasSelf<PluginLog>>(linker, |s| &mut s.log)?;
+    config::store::add_to_linker::<_, HasSelf<ConfigStore>>(linker, |s| &mut s.config)?;
+    keyvalue::store::add_to_linker::<_, KeyValueCapability>(linker, PluginState::keyvalue)?;
+    keyvalue::atomics::add_to_linker::<_, KeyValueCapability>(linker, PluginState::keyvalue)?;
+    Ok(())
+}
+
+impl PluginState {
+    fn keyvalue(&mut self) -> KeyValueView<'_> {
+        KeyValueView {
+            ctx: &mut self.keyvalue,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -91,7 +109,7 @@ impl WasiHttpView for PluginState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.hooks,
+            hooks: &mut self.outbound,
         }
     }
 }

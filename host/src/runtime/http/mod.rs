@@ -1,0 +1,139 @@
+//! `wasi:http/outgoing-handler`: a plugin reaches only the hosts on its
+//! allow-list ([`AllowList`]), and only at addresses its [`NetworkPolicy`]
+//! allows (checked after resolving, on the address connected to), with
+//! timeouts and a cap on the response body. A request to any other host
+//! fails with the standard `HTTP-request-denied` error code, one to a
+//! prohibited address with `destination-IP-prohibited`; either denial is
+//! written to the plugin's log.
+
+mod allow;
+mod policy;
+mod send;
+
+pub use allow::{AllowList, AllowedHost};
+pub use policy::{NetworkPolicy, Prohibited};
+
+use super::activity::Activity;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// Timeouts and caps for outbound requests.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// To establish a connection.
+    pub connect_timeout: Duration,
+    /// To the first byte of the response (and between later ones).
+    pub response_timeout: Duration,
+    /// Largest response body a plugin may read.
+    pub max_response_bytes: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(10),
+            max_response_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// Where a plugin may send requests: the host names it may address, and
+/// the private networks (beyond public addresses) those may lead to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboundGrant {
+    /// Host names (and ports, schemes) requests may be addressed to.
+    pub allowed_hosts: AllowList,
+    /// Private or special networks the names may resolve to.
+    pub networks: NetworkPolicy,
+}
+
+/// The `wasi:http` capability's state for one delivery: what the plugin
+/// was granted, the limits, and where its requests are recorded.
+pub struct OutboundHttp {
+    grants: Arc<OutboundGrant>,
+    limits: HttpLimits,
+    activity: Arc<Activity>,
+}
+
+impl OutboundHttp {
+    /// The capability for one delivery.
+    pub fn new(grants: Arc<OutboundGrant>, limits: HttpLimits, activity: Arc<Activity>) -> Self {
+        Self {
+            grants,
+            limits,
+            activity,
+        }
+    }
+}
+
+impl WasiHttpHooks for OutboundHttp {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), Error>> + Send>,
+                    ),
+                    Error,
+                >,
+            > + Send,
+    > {
+        drop(fut);
+        let method = request.method().to_string();
+        let url = request.uri().to_string();
+        let activity = self.activity.clone();
+        if !self.grants.allowed_hosts.allows(request.uri()) {
+            let host = request.uri().host().unwrap_or("").to_string();
+            activity.denied(
+                &method,
+                &url,
+                "host not in allowed_hosts",
+                &format!("outbound request to `{host}` denied: not in this plugin's allowed_hosts"),
+            );
+            return Box::new(async { Err(Error::HttpRequestDenied) });
+        }
+        // The guest may ask for shorter timeouts, never longer ones.
+        let limits = self.limits;
+        let clamp = |asked: Option<Duration>, cap: Duration| asked.map_or(cap, |a| a.min(cap));
+        let budget = send::Budget {
+            connect: clamp(
+                options.and_then(|o| o.connect_timeout),
+                limits.connect_timeout,
+            ),
+            first_byte: clamp(
+                options.and_then(|o| o.first_byte_timeout),
+                limits.response_timeout,
+            ),
+            between_bytes: clamp(
+                options.and_then(|o| o.between_bytes_timeout),
+                limits.response_timeout,
+            ),
+            max_response_bytes: limits.max_response_bytes,
+        };
+        let grants = self.grants.clone();
+        Box::new(async move {
+            match send::send(request, &grants.networks, budget).await {
+                Ok((response, io)) => {
+                    activity.http(&method, &url, Ok(response.status().as_u16()));
+                    Ok((response, io))
+                }
+                Err(send::Refusal::Prohibited(why)) => {
+                    let message = format!("outbound request denied: {why}");
+                    activity.denied(&method, &url, "address not granted", &message);
+                    Err(Error::DestinationIpProhibited)
+                }
+                Err(send::Refusal::Failed(e)) => {
+                    activity.http(&method, &url, Err(format!("{e:?}")));
+                    Err(e)
+                }
+            }
+        })
+    }
+}
