@@ -15,7 +15,9 @@ use gridlet::dispatch::Verdict;
 use gridlet::event::{self, Event};
 use gridlet::plugin::cache::content_hash;
 use gridlet::plugin::registry::{DEFAULT_MAX_PLUGIN_BYTES, Folder};
-use gridlet::plugin::{OperatorGrants, PluginGrant, Registry, WatchSettings, Watcher};
+use gridlet::plugin::{
+    ChildCompiler, Compiler, OperatorGrants, PluginGrant, Registry, WatchSettings, Watcher,
+};
 use gridlet::runtime::{MemoryKeyValue, Runtime, RuntimeSettings};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -88,7 +90,7 @@ fn place(dir: &Path, bytes: &[u8]) {
 }
 
 /// Rename `bytes` into place; time until an event is handled by them.
-async fn reload(registry: &Registry, dir: &Path, bytes: &[u8], event: &Event) -> Duration {
+async fn reload(registry: &Registry, dir: &Path, bytes: &[u8], event: &Arc<Event>) -> Duration {
     let hash = content_hash(bytes);
     let started = Instant::now();
     place(dir, bytes);
@@ -100,7 +102,7 @@ async fn reload(registry: &Registry, dir: &Path, bytes: &[u8], event: &Event) ->
         tokio::time::sleep(Duration::from_micros(200)).await;
     };
     use gridlet::dispatch::Target;
-    let verdict = serving.target.deliver(event, 1).await;
+    let verdict = serving.target.deliver(event.clone(), 1).await;
     assert_eq!(verdict, Verdict::Done, "the new version handles the event");
     started.elapsed()
 }
@@ -146,9 +148,11 @@ fn main() {
         let bytes = std::fs::read(&s.wasm).expect("wasm");
         let event_bytes =
             std::fs::read(root().join("examples/events/eventgrid").join(s.event)).expect("event");
-        let event = event::parse_document(&event_bytes)
-            .expect("event")
-            .remove(0);
+        let event = Arc::new(
+            event::parse_document(&event_bytes)
+                .expect("event")
+                .remove(0),
+        );
         let registry = Arc::new(Registry::new(
             runtime.clone(),
             Folder {
@@ -156,6 +160,8 @@ fn main() {
                 cache_dir: temp.path().join("compiled"),
                 max_plugin_bytes: DEFAULT_MAX_PLUGIN_BYTES,
                 grants: Arc::new(grants),
+                // As `gridlet serve` compiles: in a child process.
+                compiler: Compiler::Child(ChildCompiler::new(env!("CARGO_BIN_EXE_gridlet").into())),
             },
         ));
         let _watcher = Watcher::start(registry.clone(), WatchSettings::default()).expect("watch");

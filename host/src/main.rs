@@ -36,6 +36,10 @@ enum Command {
     /// A local HTTP endpoint that prints every request it receives: a
     /// stand-in for a chat webhook or a pipeline while you test plugins.
     Sink(cli::sink::SinkArgs),
+    /// Compile one plugin (stdin) into a compile cache file: what `gridlet
+    /// serve` runs as a child, so compiling never bloats the serving process.
+    #[command(hide = true)]
+    CompilePlugin(cli::compile::CompileArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
             Command::Plugins(args) => cli::plugins::plugins(args).await,
             Command::Run(args) => cli::run::run(args).await,
             Command::Sink(args) => cli::sink::sink(args).await,
+            Command::CompilePlugin(args) => cli::compile::compile(args).await,
         }
     });
     match result {

@@ -6,6 +6,7 @@ use gridlet::dispatch::{DispatchSettings, Dispatcher, Policy, Target, Targets, V
 use gridlet::event::{Event, parse_event_grid};
 use gridlet::ingest::Intake;
 use gridlet::journal::{Journal, NewEvent, SqliteJournal, now_ms};
+use gridlet::runtime::keyvalue::KvQuota;
 use gridlet::runtime::{JournalKeyValue, KeyValue};
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -56,7 +57,7 @@ impl Target for Scripted {
     fn policy(&self) -> Policy {
         self.policy
     }
-    async fn deliver(&self, event: &Event, attempt: u32) -> Verdict {
+    async fn deliver(&self, event: Arc<Event>, attempt: u32) -> Verdict {
         self.calls
             .lock()
             .expect("lock")
@@ -316,6 +317,7 @@ async fn claimed_deliveries_resume_after_a_crash() {
             journal
                 .claim_due(now_ms(), 2, &[], 16, &[])
                 .expect("claim")
+                .due
                 .len(),
             2
         );
@@ -385,7 +387,7 @@ impl Target for Crowded {
     fn policy(&self) -> Policy {
         self.policy
     }
-    async fn deliver(&self, _: &Event, _: u32) -> Verdict {
+    async fn deliver(&self, _: Arc<Event>, _: u32) -> Verdict {
         let running = self.now.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(running, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -436,38 +438,66 @@ async fn claims_outnumber_max_concurrency_but_no_more_run_at_once() {
     drained(journal.as_ref()).await;
 }
 
+const QUOTA: KvQuota = KvQuota {
+    max_keys: 100,
+    max_bytes: 1 << 20,
+};
+
 #[tokio::test]
 async fn plugin_state_survives_a_restart_and_stays_in_its_namespace() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let kv = JournalKeyValue(journal(&dir));
-        kv.set("team-a", "default", "promoted/m:1", b"evt-9")
-            .expect("set");
+        kv.set(
+            "team-a",
+            "default",
+            "promoted/m:1",
+            b"evt-9".to_vec(),
+            QUOTA,
+        )
+        .await
+        .expect("set");
         assert_eq!(
-            kv.increment("team-a", "default", "count", 2).expect("inc"),
+            kv.increment("team-a", "default", "count", 2, QUOTA)
+                .await
+                .expect("inc"),
             2
         );
     }
     let kv = JournalKeyValue(journal(&dir));
     assert_eq!(
-        kv.get("team-a", "default", "promoted/m:1").expect("get"),
+        kv.get("team-a", "default", "promoted/m:1")
+            .await
+            .expect("get"),
         Some(b"evt-9".to_vec())
     );
     assert_eq!(
-        kv.increment("team-a", "default", "count", 3).expect("inc"),
+        kv.increment("team-a", "default", "count", 3, QUOTA)
+            .await
+            .expect("inc"),
         5
     );
     assert_eq!(
-        kv.get("team-b", "default", "promoted/m:1").expect("get"),
+        kv.get("team-b", "default", "promoted/m:1")
+            .await
+            .expect("get"),
         None,
         "another plugin's namespace"
     );
     assert_eq!(
-        kv.list_keys("team-a", "default", 0).expect("keys"),
-        (vec!["count".to_string(), "promoted/m:1".to_string()], None)
+        kv.keys("team-a", "default", None, 10).await.expect("keys"),
+        vec!["count".to_string(), "promoted/m:1".to_string()]
+    );
+    assert_eq!(
+        kv.keys("team-a", "default", Some("count".into()), 10)
+            .await
+            .expect("keys"),
+        vec!["promoted/m:1".to_string()],
+        "paged by key"
     );
     assert!(
-        kv.increment("team-a", "default", "promoted/m:1", 1)
+        kv.increment("team-a", "default", "promoted/m:1", 1, QUOTA)
+            .await
             .is_err(),
         "not a counter"
     );
@@ -490,8 +520,22 @@ impl Journal for Broken {
         slots: &[gridlet::journal::Slots],
         other: u32,
         busy: &[i64],
-    ) -> Result<Vec<gridlet::journal::DueDelivery>, gridlet::journal::JournalError> {
+    ) -> Result<gridlet::journal::Claimed, gridlet::journal::JournalError> {
         self.0.claim_due(now, limit, slots, other, busy)
+    }
+    fn postpone(&self, id: i64, due: i64) -> Result<(), gridlet::journal::JournalError> {
+        self.0.postpone(id, due)
+    }
+    fn expire(
+        &self,
+        plugin: &str,
+        before: i64,
+        now: i64,
+    ) -> Result<u64, gridlet::journal::JournalError> {
+        self.0.expire(plugin, before, now)
+    }
+    fn outstanding(&self) -> u64 {
+        self.0.outstanding()
     }
     fn next_due_ms(&self) -> Result<Option<i64>, gridlet::journal::JournalError> {
         self.0.next_due_ms()

@@ -128,10 +128,10 @@ fn mixed_batch_with_unknown_types_fields_and_nulls() {
         "Microsoft.MachineLearningServices.ModelArchived"
     );
     assert_eq!(all[1].data, MlEvent::Other);
-    assert_eq!(all[1].raw_data["archivedBy"], "retention-policy");
+    assert_eq!(all[1].data_value()["archivedBy"], "retention-policy");
     assert!(
         all[1]
-            .data_json
+            .data_json()
             .contains("\"archivedBy\":\"retention-policy\"")
     );
     // Null runType, empty tags, unknown data and envelope fields.

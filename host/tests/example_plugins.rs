@@ -170,8 +170,9 @@ async fn failed_run_alert_shipped_manifest_filters_to_failed_runs() {
             "{file}"
         );
     }
-    let mut running = failed.clone();
-    running.raw_data["runStatus"] = "Running".into();
+    let mut running: serde_json::Value = serde_json::from_str(&failed.raw).expect("json");
+    running["data"]["runStatus"] = "Running".into();
+    let running = gridlet::event::parse_event_grid(&running, 0).expect("event");
     assert!(!plugin.filter.matches(&running));
 }
 

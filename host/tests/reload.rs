@@ -5,8 +5,9 @@
 
 mod common;
 
-use common::{Recorder, grant, grants, plugin_path};
+use common::{Recorder, grant, plugin_path};
 use gridlet::dispatch::Targets;
+use gridlet::plugin::OperatorGrants;
 use gridlet::plugin::cache::content_hash;
 use gridlet::serve::{self, ServeSettings, Server};
 use serde_json::{Value, json};
@@ -53,13 +54,15 @@ impl Host {
             state_dir: dir.join("state"),
             journal_fsync: false,
             admin_token: Some(TOKEN.into()),
-            grants: grants(vec![(
-                "echo",
+            // The default grant, not a named one: a plugin the operator
+            // does not name is unloaded with its file (named ones wait).
+            grants: OperatorGrants::new(
                 grant(
                     &[("name", "echo"), ("sink_url", &sink.url("/echo"))],
                     &[&sink.host()],
                 ),
-            )]),
+                Default::default(),
+            ),
             ..ServeSettings::default()
         };
         settings.dispatch.retry_delays = vec![Duration::from_millis(50)];

@@ -361,6 +361,7 @@ async fn outbound_responses_are_capped_and_slow_services_time_out() {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_millis(300),
             max_response_bytes: 1024,
+            ..HttpLimits::default()
         },
         ..RuntimeSettings::default()
     });

@@ -10,10 +10,14 @@
 //! - `test`: `plugins`, then every test of the workspace.
 //! - `bench`: `plugins`, then every benchmark, writing docs/BENCHMARKS.md
 //!   (`--quick` for short runs).
+//! - `fuzz`: the fuzz targets (`fuzz/`: webhook parsing, filter evaluation),
+//!   each for `--runs N` inputs (default 1,000,000), with cargo-fuzz on the
+//!   stable toolchain (no sanitizer); not part of CI.
 //! - `lint`: rustfmt and clippy (warnings are errors) over every crate.
 //! - `fmt`: rustfmt every crate.
 
 mod bench;
+mod fuzz;
 mod languages;
 
 use anyhow::{Context, Result, bail};
@@ -51,9 +55,10 @@ fn main() -> Result<()> {
             plugins(&root)?;
             bench::bench(&root, std::env::args().any(|a| a == "--quick"))
         }
+        "fuzz" => fuzz::fuzz(&root, &std::env::args().collect::<Vec<_>>()),
         "lint" => lint(&root),
         "fmt" => fmt(&root, false),
-        _ => bail!("usage: cargo xtask <plugins|demo|test|bench|lint|fmt>"),
+        _ => bail!("usage: cargo xtask <plugins|demo|test|bench|fuzz|lint|fmt>"),
     }
 }
 
@@ -319,13 +324,14 @@ fn start_sink(gridlet: &Path) -> Result<(Child, String)> {
 }
 
 /// Every crate, host and guests alike.
-const CRATE_ROOTS: [&str; 6] = [
+const CRATE_ROOTS: [&str; 7] = [
     ".",
     "plugins",
     "host/tests/guests",
     "sdk/rust",
     "bench/peers",
     "bench/extism-host",
+    "fuzz",
 ];
 
 fn fmt(root: &Path, check: bool) -> Result<()> {

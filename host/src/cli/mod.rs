@@ -2,6 +2,7 @@
 //! prints for people.
 
 pub mod admin_api;
+pub mod compile;
 pub mod dead_letters;
 pub mod plugins;
 pub mod run;

@@ -121,6 +121,21 @@ pub struct ServeArgs {
     /// Private networks every plugin may reach, comma-separated CIDRs [default: none].
     #[arg(long, env = "GRIDLET_ALLOW_PRIVATE_NETWORKS", value_delimiter = ',')]
     allow_private_networks: Option<Vec<String>>,
+    /// Free space (MiB) the state folder's disk must keep for /readyz [default: 64].
+    #[arg(long, env = "GRIDLET_MIN_FREE_DISK_MIB")]
+    min_free_disk_mib: Option<u64>,
+    /// Days dead letters are kept [default: 30].
+    #[arg(long, env = "GRIDLET_DEAD_LETTER_RETENTION_DAYS")]
+    dead_letter_retention_days: Option<u64>,
+    /// Compile plugins in the serving process, not a child [default: false].
+    #[arg(long, env = "GRIDLET_COMPILE_IN_PROCESS")]
+    compile_in_process: Option<bool>,
+    /// Most memory (MiB) one plugin's compile may use [default: 2048].
+    #[arg(long, env = "GRIDLET_COMPILE_MAX_MEMORY_MIB")]
+    compile_max_memory_mib: Option<u64>,
+    /// Most time (ms) one plugin's compile may take [default: 300000].
+    #[arg(long, env = "GRIDLET_COMPILE_TIMEOUT_MS")]
+    compile_timeout_ms: Option<u64>,
 }
 
 /// Run the server.
@@ -179,6 +194,11 @@ impl ServeArgs {
             body_timeout_ms: self.body_timeout_ms,
             max_plugin_bytes: self.max_plugin_bytes,
             allow_private_networks: self.allow_private_networks,
+            min_free_disk_mib: self.min_free_disk_mib,
+            dead_letter_retention_days: self.dead_letter_retention_days,
+            compile_in_process: self.compile_in_process,
+            compile_max_memory_mib: self.compile_max_memory_mib,
+            compile_timeout_ms: self.compile_timeout_ms,
             // Grants and caps are tables: gridlet.toml only.
             plugin_limits: None,
             plugins: None,

@@ -2,7 +2,6 @@
 //! journal: after a crash every delivery without an outcome is simply due
 //! again), and the permits that cap how many of a plugin's claims run.
 
-use crate::journal::DueDelivery;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
@@ -23,9 +22,10 @@ pub(super) struct Running {
 }
 
 impl Running {
-    pub(super) fn start(&mut self, d: &DueDelivery) {
-        self.plugin_of.insert(d.id, d.plugin.clone());
-        *self.per_plugin.entry(d.plugin.clone()).or_default() += 1;
+    /// Delivery `id` of `plugin` is claimed.
+    pub(super) fn claim(&mut self, id: i64, plugin: &str) {
+        self.plugin_of.insert(id, plugin.to_string());
+        *self.per_plugin.entry(plugin.to_string()).or_default() += 1;
     }
 
     /// The ids in flight, by plugin.
@@ -37,9 +37,10 @@ impl Running {
         ids
     }
 
-    pub(super) fn finish(&mut self, d: &DueDelivery) {
-        self.plugin_of.remove(&d.id);
-        if let Some(n) = self.per_plugin.get_mut(&d.plugin) {
+    /// Delivery `id` of `plugin` is let go.
+    pub(super) fn finish(&mut self, id: i64, plugin: &str) {
+        self.plugin_of.remove(&id);
+        if let Some(n) = self.per_plugin.get_mut(plugin) {
             *n = n.saturating_sub(1);
         }
     }

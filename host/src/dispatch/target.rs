@@ -14,6 +14,9 @@ pub enum Verdict {
     Retry(String),
     /// Never try again (a `reject`).
     DeadLetter(String),
+    /// Not attempted (no instance could be had): due again soon, and the
+    /// attempt does not count.
+    Postpone(String),
 }
 
 /// A plugin's delivery policy (its manifest's `[retry]` and concurrency).
@@ -37,8 +40,14 @@ pub trait Target: Send + Sync + 'static {
     fn accepts(&self, event: &Event) -> bool;
     /// Its retry and concurrency policy.
     fn policy(&self) -> Policy;
+    /// Does a version serve? A plugin that is declared (its files were
+    /// refused, or the operator names it) but not serving still gets its
+    /// deliveries, kept until a version serves.
+    fn serving(&self) -> bool {
+        true
+    }
     /// Deliver one event.
-    async fn deliver(&self, event: &Event, attempt: u32) -> Verdict;
+    async fn deliver(&self, event: Arc<Event>, attempt: u32) -> Verdict;
 }
 
 /// The plugins serving right now.

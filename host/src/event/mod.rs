@@ -12,9 +12,14 @@ pub use ml::{
     DatasetDriftDetected, MlEvent, ModelDeployed, ModelRegistered, Pairs, RunCompleted,
     RunStatusChanged,
 };
-pub use parse::{parse_cloud_event, parse_document, parse_event_grid};
+pub use parse::{
+    cloud_event_from_text, event_grid_from_text, parse_cloud_event, parse_document,
+    parse_event_grid, restore,
+};
 
 use serde_json::Value;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 
 /// Which envelope an event arrived in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +30,10 @@ pub enum Schema {
     CloudEvents,
 }
 
-/// One event, whichever schema it came in.
+/// One event, whichever schema it came in. Its JSON text is held once
+/// ([`Event::raw`]): the journal stores exactly those bytes, plugins get the
+/// `data` part of them, and the parsed `data` that filters read is built on
+/// demand and dropped ([`Event::shed`]) once ingest has matched filters.
 #[derive(Debug, Clone)]
 pub struct Event {
     /// Unique per topic; (topic, id) identifies a duplicate.
@@ -44,15 +52,58 @@ pub struct Event {
     pub schema: Schema,
     /// The payload, typed for the five ML event types.
     pub data: MlEvent,
-    /// The payload as received (`Value::Null` when absent).
-    pub raw_data: Value,
-    /// `raw_data` as JSON text, rendered once.
-    pub data_json: String,
+    /// The event's JSON text exactly as received (for CloudEvents binary
+    /// mode: the attributes and data as one JSON object).
+    pub raw: Arc<str>,
+    /// Where `data` is in `raw` (empty when the event has none).
+    data_at: Range<usize>,
+    /// `data`, parsed, while something needs it (filters at ingest).
+    data_value: OnceLock<Value>,
     /// What Event Grid's `aeg-*` headers said about the request it came in.
     pub delivery: DeliveryHeaders,
 }
 
 impl Event {
+    /// The payload's JSON text as received (`null` when there is none).
+    pub fn data_json(&self) -> &str {
+        self.raw
+            .get(self.data_at.clone())
+            .filter(|d| !d.is_empty())
+            .unwrap_or("null")
+    }
+
+    /// The payload, parsed (`Value::Null` when there is none). Parsed on
+    /// first use and kept until [`Event::shed`].
+    pub fn data_value(&self) -> &Value {
+        self.data_value
+            .get_or_init(|| read_json(self.data_json()).unwrap_or(Value::Null))
+    }
+
+    /// Drop the parsed payload: what is kept after ingest holds the event's
+    /// text once, not a parsed copy beside it.
+    pub fn shed(&mut self) {
+        self.data_value = OnceLock::new();
+    }
+
+    /// The size of what this event holds, in bytes (its text).
+    pub fn size(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// The event type as a metric label: the short name of a type gridlet
+    /// knows, `Other` for any other — label values must not be whatever a
+    /// sender chooses, or the metrics grow without bound.
+    pub fn type_label(&self) -> &'static str {
+        match &self.data {
+            MlEvent::RunCompleted(_) => "RunCompleted",
+            MlEvent::RunStatusChanged(_) => "RunStatusChanged",
+            MlEvent::ModelRegistered(_) => "ModelRegistered",
+            MlEvent::ModelDeployed(_) => "ModelDeployed",
+            MlEvent::DatasetDriftDetected(_) => "DatasetDriftDetected",
+            MlEvent::Other => "Other",
+        }
+    }
+
     /// The event type without its namespace (`RunCompleted` for
     /// `Microsoft.MachineLearningServices.RunCompleted`): for labels and logs.
     pub fn short_type(&self) -> &str {
@@ -103,6 +154,19 @@ pub enum DocumentError {
     /// One of the events is invalid.
     #[error(transparent)]
     Event(#[from] EventError),
+}
+
+/// Parse JSON that gridlet itself accepted earlier (a stored event, its
+/// payload). Such text is at most as deep as what ingest accepted (a
+/// binary-mode CloudEvent adds one level around its data), so the parser's
+/// recursion limit — which exists against hostile input, already applied —
+/// would only make accepted events unreadable.
+pub fn read_json(text: &str) -> serde_json::Result<Value> {
+    let mut reader = serde_json::Deserializer::from_str(text);
+    reader.disable_recursion_limit();
+    let value = serde::Deserialize::deserialize(&mut reader)?;
+    reader.end()?;
+    Ok(value)
 }
 
 /// The JSON type of a value, in words, for error messages.

@@ -1,14 +1,72 @@
-//! JSON → [`Event`], for both envelopes.
+//! JSON → [`Event`], for both envelopes. An event is read from its own JSON
+//! text, which it keeps ([`Event::raw`]): what is stored and handed on is
+//! exactly what arrived.
 
-use super::{DocumentError, Event, EventError, MlEvent, Schema, json_type};
+use super::{DocumentError, Event, EventError, MlEvent, Schema, json_type, read_json};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 
-/// Read one Event Grid schema event (`index` is its position in the body).
+/// Read one Event Grid schema event from its JSON text (`index` is its
+/// position in the body).
 ///
 /// `id`, `eventType` and `subject` are required strings; `topic`,
 /// `eventTime` and `dataVersion` default to "". Unknown envelope fields are
 /// ignored.
+pub fn event_grid_from_text(raw: &str, index: usize) -> Result<Event, EventError> {
+    let value = text(raw, index)?;
+    event_grid(&value, raw.into(), index)
+}
+
+/// Read one CloudEvents 1.0 event, in JSON structured form, from its text.
+///
+/// `id`, `source`, `type` and `specversion` ("1.0") are required, as the
+/// CloudEvents spec says; `subject` and `time` are optional. A `null`
+/// attribute counts as absent. `data_base64` (binary data) is refused: the
+/// ML events are JSON.
+pub fn cloud_event_from_text(raw: &str, index: usize) -> Result<Event, EventError> {
+    let value = text(raw, index)?;
+    cloud_event(&value, raw.into(), index)
+}
+
+/// [`event_grid_from_text`] for an event already parsed (tests, tools).
 pub fn parse_event_grid(value: &Value, index: usize) -> Result<Event, EventError> {
+    event_grid(value, value.to_string().into(), index)
+}
+
+/// [`cloud_event_from_text`] for an event already parsed (tests, tools).
+pub fn parse_cloud_event(value: &Value, index: usize) -> Result<Event, EventError> {
+    cloud_event(value, value.to_string().into(), index)
+}
+
+/// Read an event gridlet stored earlier, in its schema. It was accepted
+/// once, so it is read without the parser's depth limit (see
+/// [`read_json`]).
+pub fn restore(raw: Arc<str>, schema: Schema) -> Result<Event, EventError> {
+    let value = read_json(&raw).map_err(|e| EventError {
+        index: 0,
+        id: None,
+        field: None,
+        problem: format!("stored event is not valid JSON: {e}"),
+    })?;
+    match schema {
+        Schema::EventGrid => event_grid(&value, raw, 0),
+        Schema::CloudEvents => cloud_event(&value, raw, 0),
+    }
+}
+
+fn text(raw: &str, index: usize) -> Result<Value, EventError> {
+    serde_json::from_str(raw).map_err(|e| EventError {
+        index,
+        id: None,
+        field: None,
+        problem: format!("is not valid JSON: {e}"),
+    })
+}
+
+fn event_grid(value: &Value, raw: Arc<str>, index: usize) -> Result<Event, EventError> {
     let envelope = Envelope::new(value, index)?;
     let id = envelope.required("id")?;
     let envelope = envelope.with_id(&id);
@@ -17,24 +75,21 @@ pub fn parse_event_grid(value: &Value, index: usize) -> Result<Event, EventError
     let topic = envelope.optional("topic")?;
     let event_time = envelope.optional("eventTime")?;
     let data_version = envelope.optional("dataVersion")?;
-    envelope.build(Head {
-        id,
-        topic,
-        subject,
-        event_type,
-        event_time,
-        data_version,
-        schema: Schema::EventGrid,
-    })
+    envelope.build(
+        Head {
+            id,
+            topic,
+            subject,
+            event_type,
+            event_time,
+            data_version,
+            schema: Schema::EventGrid,
+        },
+        raw,
+    )
 }
 
-/// Read one CloudEvents 1.0 event in JSON structured form.
-///
-/// `id`, `source`, `type` and `specversion` ("1.0") are required, as the
-/// CloudEvents spec says; `subject` and `time` are optional. A `null`
-/// attribute counts as absent. `data_base64` (binary data) is refused: the
-/// ML events are JSON.
-pub fn parse_cloud_event(value: &Value, index: usize) -> Result<Event, EventError> {
+fn cloud_event(value: &Value, raw: Arc<str>, index: usize) -> Result<Event, EventError> {
     let envelope = Envelope::new(value, index)?;
     let id = envelope.required("id")?;
     let envelope = envelope.with_id(&id);
@@ -52,15 +107,36 @@ pub fn parse_cloud_event(value: &Value, index: usize) -> Result<Event, EventErro
             "binary data is not supported: send the data as JSON in `data`".into(),
         ));
     }
-    envelope.build(Head {
-        id,
-        topic,
-        subject,
-        event_type,
-        event_time,
-        data_version: String::new(),
-        schema: Schema::CloudEvents,
-    })
+    envelope.build(
+        Head {
+            id,
+            topic,
+            subject,
+            event_type,
+            event_time,
+            data_version: String::new(),
+            schema: Schema::CloudEvents,
+        },
+        raw,
+    )
+}
+
+/// Where an event's `data` member is in its text.
+fn data_at(raw: &str) -> Range<usize> {
+    #[derive(Deserialize)]
+    struct DataOnly<'a> {
+        #[serde(borrow, default)]
+        data: Option<&'a RawValue>,
+    }
+    let mut reader = serde_json::Deserializer::from_str(raw);
+    reader.disable_recursion_limit();
+    match DataOnly::deserialize(&mut reader) {
+        Ok(DataOnly { data: Some(data) }) => {
+            let start = data.get().as_ptr() as usize - raw.as_ptr() as usize;
+            start..start + data.get().len()
+        }
+        _ => 0..0,
+    }
 }
 
 /// Read a file or body that holds one event or an array of events, in
@@ -161,16 +237,20 @@ impl<'a> Envelope<'a> {
         }
     }
 
-    /// Type the payload (`data`) and finish the event.
-    fn build(&self, head: Head) -> Result<Event, EventError> {
-        let data = self.map.get("data").cloned().unwrap_or(Value::Null);
+    /// Type the payload (`data`) and finish the event, which keeps `raw`.
+    fn build(&self, head: Head, raw: Arc<str>) -> Result<Event, EventError> {
+        let null = Value::Null;
+        let data = self.map.get("data").unwrap_or(&null);
         let typed =
-            MlEvent::from_data(&head.event_type, &data).map_err(|(field, problem)| EventError {
+            MlEvent::from_data(&head.event_type, data).map_err(|(field, problem)| EventError {
                 index: self.index,
                 id: self.id.clone(),
                 field: Some(field.clone()),
                 problem: format!("`{field}` {problem}"),
             })?;
+        // Filters read the parsed payload at ingest: keep this parse for them.
+        let data_value = OnceLock::new();
+        let _ = data_value.set(data.clone());
         Ok(Event {
             id: head.id,
             topic: head.topic,
@@ -180,8 +260,9 @@ impl<'a> Envelope<'a> {
             data_version: head.data_version,
             schema: head.schema,
             data: typed,
-            data_json: data.to_string(),
-            raw_data: data,
+            data_at: data_at(&raw),
+            raw,
+            data_value,
             delivery: Default::default(),
         })
     }

@@ -80,7 +80,7 @@ impl Key {
                 Schema::EventGrid => None,
             },
             Key::Data(path) => {
-                let mut at = &event.raw_data;
+                let mut at = event.data_value();
                 for segment in path {
                     let Value::Object(map) = at else { return None };
                     at = map.get(segment).or_else(|| {

@@ -14,9 +14,10 @@
 
 use super::problem::Problem;
 use crate::event::{
-    DeliveryHeaders, DocumentError, Event, EventError, parse_cloud_event, parse_event_grid,
+    DeliveryHeaders, DocumentError, Event, EventError, cloud_event_from_text, event_grid_from_text,
 };
 use axum::http::HeaderMap;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// Most events in one request, as Event Grid batches them.
@@ -50,29 +51,45 @@ pub fn read(headers: &HeaderMap, body: &[u8]) -> Result<Request, Problem> {
     if aeg_type.eq_ignore_ascii_case("SubscriptionDeletion") {
         return Ok(Request::Deletion);
     }
+    // Each event is read from its own text, which it keeps: what the
+    // journal stores is exactly what arrived, and reads back the same way.
     let mut events = if content_type.starts_with("application/cloudevents-batch") {
-        let items = array(json(body)?, "a CloudEvents batch must be a JSON array")?;
-        each(&items, parse_cloud_event)?
+        let items = array(body, "a CloudEvents batch must be a JSON array")?;
+        each(&items, cloud_event_from_text)?
     } else if content_type.starts_with("application/cloudevents") {
-        match json(body)? {
-            Value::Array(items) => each(&items, parse_cloud_event)?,
-            one => vec![parse_cloud_event(&one, 0).map_err(event_problem)?],
+        match raw(body)? {
+            Shape::Array(items) => each(&items, cloud_event_from_text)?,
+            Shape::Object(one) => vec![cloud_event_from_text(one, 0).map_err(event_problem)?],
+            Shape::Other(what) => {
+                return Err(Problem::bad_request(
+                    "not-an-object",
+                    format!("a CloudEvent must be a JSON object, found {what}"),
+                ));
+            }
         }
     } else if headers.contains_key("ce-specversion") {
         vec![binary(headers, body)?]
     } else {
         let items = array(
-            json(body)?,
+            body,
             "an Event Grid delivery must be a JSON array of events",
         )?;
-        if aeg_type.eq_ignore_ascii_case("SubscriptionValidation")
-            || items
+        let validating = aeg_type.eq_ignore_ascii_case("SubscriptionValidation")
+            || items.iter().any(|e| e.get().contains(VALIDATION_EVENT));
+        if validating {
+            let parsed: Vec<Value> = items
                 .iter()
-                .any(|e| e.get("eventType").and_then(Value::as_str) == Some(VALIDATION_EVENT))
-        {
-            return validation(&items);
+                .filter_map(|e| serde_json::from_str(e.get()).ok())
+                .collect();
+            if aeg_type.eq_ignore_ascii_case("SubscriptionValidation")
+                || parsed
+                    .iter()
+                    .any(|e| e.get("eventType").and_then(Value::as_str) == Some(VALIDATION_EVENT))
+            {
+                return validation(&parsed);
+            }
         }
-        each(&items, parse_event_grid)?
+        each(&items, event_grid_from_text)?
     };
     let delivery = DeliveryHeaders {
         subscription_name: header(headers, "aeg-subscription-name").map(str::to_string),
@@ -98,36 +115,71 @@ fn json(body: &[u8]) -> Result<Value, Problem> {
     })
 }
 
-fn array(value: Value, message: &str) -> Result<Vec<Value>, Problem> {
-    match value {
-        Value::Array(items) if items.is_empty() => Err(Problem::bad_request(
+/// A body read just enough to find its events' texts.
+enum Shape<'a> {
+    Array(Vec<&'a RawValue>),
+    Object(&'a str),
+    Other(&'static str),
+}
+
+/// Check the body is JSON (the whole of it, so malformed input is refused
+/// before anything else) and split it into its events' texts.
+fn raw(body: &[u8]) -> Result<Shape<'_>, Problem> {
+    let whole: &RawValue = serde_json::from_slice(body).map_err(|e| {
+        Problem::bad_request(
+            "malformed-json",
+            DocumentError::Json(e.to_string()).to_string(),
+        )
+    })?;
+    let text = whole.get();
+    Ok(match text.as_bytes().first() {
+        Some(b'[') => Shape::Array(serde_json::from_str(text).map_err(|e| {
+            Problem::bad_request(
+                "malformed-json",
+                DocumentError::Json(e.to_string()).to_string(),
+            )
+        })?),
+        Some(b'{') => Shape::Object(text),
+        _ => Shape::Other(crate::event::json_type(
+            &serde_json::from_str(text).unwrap_or(Value::Null),
+        )),
+    })
+}
+
+fn array<'a>(body: &'a [u8], message: &str) -> Result<Vec<&'a RawValue>, Problem> {
+    match raw(body)? {
+        Shape::Array(items) if items.is_empty() => Err(Problem::bad_request(
             "empty-batch",
             DocumentError::Empty.to_string(),
         )),
-        Value::Array(items) if items.len() > MAX_BATCH => Err(Problem::bad_request(
+        Shape::Array(items) if items.len() > MAX_BATCH => Err(Problem::bad_request(
             "batch-too-large",
             format!(
                 "the batch holds {} events; at most {MAX_BATCH}",
                 items.len()
             ),
         )),
-        Value::Array(items) => Ok(items),
-        other => Err(Problem::bad_request(
+        Shape::Array(items) => Ok(items),
+        Shape::Object(_) => Err(Problem::bad_request(
             "not-an-array",
-            format!("{message}, found {}", crate::event::json_type(&other)),
+            format!("{message}, found an object"),
+        )),
+        Shape::Other(what) => Err(Problem::bad_request(
+            "not-an-array",
+            format!("{message}, found {what}"),
         )),
     }
 }
 
 /// All or nothing: the first invalid event refuses the whole body.
 fn each(
-    items: &[Value],
-    parse: fn(&Value, usize) -> Result<Event, EventError>,
+    items: &[&RawValue],
+    parse: fn(&str, usize) -> Result<Event, EventError>,
 ) -> Result<Vec<Event>, Problem> {
     items
         .iter()
         .enumerate()
-        .map(|(i, v)| parse(v, i).map_err(event_problem))
+        .map(|(i, v)| parse(v.get(), i).map_err(event_problem))
         .collect()
 }
 
@@ -208,7 +260,11 @@ fn binary(headers: &HeaderMap, body: &[u8]) -> Result<Event, Problem> {
         Value::String(content_type.to_string()),
     );
     attributes.insert("data".into(), data);
-    parse_cloud_event(&Value::Object(attributes), 0).map_err(event_problem)
+    // The event's text is the attributes and the data as one object: one
+    // level deeper than the body, so a body at the parser's depth limit is
+    // refused here rather than stored and found unreadable later.
+    let text = Value::Object(attributes).to_string();
+    cloud_event_from_text(&text, 0).map_err(event_problem)
 }
 
 /// Undo RFC 7230 quoting, then percent-decoding (CloudEvents HTTP binding 3.1.3.2).

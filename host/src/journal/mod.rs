@@ -5,7 +5,7 @@
 
 mod sqlite;
 
-pub use sqlite::SqliteJournal;
+pub use sqlite::{JournalSettings, KvDone, KvQuota, KvRefusal, KvWrite, SqliteJournal};
 
 use crate::event::Event;
 
@@ -27,6 +27,30 @@ pub struct Appended {
     pub duplicates: usize,
     /// Deliveries created.
     pub deliveries: usize,
+}
+
+/// What a claim found: deliveries to attempt, and deliveries whose stored
+/// event could not be read back (to be dead-lettered on their own, never to
+/// stop the others).
+#[derive(Debug, Default)]
+pub struct Claimed {
+    /// Deliveries to attempt.
+    pub due: Vec<DueDelivery>,
+    /// Deliveries whose event is unreadable.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A claimed delivery whose stored event cannot be read.
+#[derive(Debug, Clone)]
+pub struct Unreadable {
+    /// The delivery.
+    pub id: i64,
+    /// Its plugin.
+    pub plugin: String,
+    /// The attempt it would have been.
+    pub attempt: u32,
+    /// Why the event cannot be read.
+    pub error: String,
 }
 
 /// A delivery that is due, claimed for one attempt.
@@ -55,6 +79,9 @@ pub enum DeadLetterReason {
     Rejected,
     /// The plugin is no longer loaded.
     PluginNotFound,
+    /// The stored event cannot be read back (a journal written by another
+    /// version, a damaged file): only this delivery is given up.
+    EventUnreadable,
 }
 
 impl DeadLetterReason {
@@ -65,6 +92,7 @@ impl DeadLetterReason {
             Self::TimeToLiveExceeded => "TimeToLiveExceeded",
             Self::Rejected => "Rejected",
             Self::PluginNotFound => "PluginNotFound",
+            Self::EventUnreadable => "EventUnreadable",
         }
     }
 }
@@ -146,6 +174,14 @@ pub enum Settlement {
         /// Why the attempt failed.
         error: String,
     },
+    /// Not attempted (no instance could be had, the plugin is not serving):
+    /// due again at `due_ms`, and the attempt does not count.
+    Postpone {
+        /// The delivery.
+        id: i64,
+        /// When.
+        due_ms: i64,
+    },
     /// Given up.
     DeadLetter {
         /// The delivery.
@@ -202,13 +238,15 @@ pub trait Journal: Send + Sync + 'static {
         slots: &[Slots],
         other_slots: u32,
         in_flight: &[i64],
-    ) -> Result<Vec<DueDelivery>, JournalError>;
+    ) -> Result<Claimed, JournalError>;
     /// When the next pending delivery is due, if any.
     fn next_due_ms(&self) -> Result<Option<i64>, JournalError>;
     /// The delivery was handled.
     fn complete(&self, id: i64) -> Result<(), JournalError>;
     /// The delivery failed; try again at `due_ms`.
     fn retry_at(&self, id: i64, due_ms: i64, error: &str) -> Result<(), JournalError>;
+    /// The delivery was not attempted; it is due again at `due_ms`.
+    fn postpone(&self, id: i64, due_ms: i64) -> Result<(), JournalError>;
     /// Give the delivery up after `attempts` attempts.
     fn dead_letter(
         &self,
@@ -218,8 +256,21 @@ pub trait Journal: Send + Sync + 'static {
         now_ms: i64,
         attempts: u32,
     ) -> Result<(), JournalError>;
-    /// Deliveries not yet done.
+    /// Dead-letter `plugin`'s deliveries of events accepted before
+    /// `received_before_ms` as `TimeToLiveExceeded` (for a plugin whose
+    /// deliveries wait while no version serves); returns how many.
+    fn expire(
+        &self,
+        plugin: &str,
+        received_before_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, JournalError>;
+    /// Deliveries not yet done (after everything queued is committed).
     fn pending(&self) -> Result<u64, JournalError>;
+    /// Deliveries committed and not yet done, as the journal counts them
+    /// when it commits: cheap, and never drifting from the journal (the
+    /// backpressure bound is checked against it).
+    fn outstanding(&self) -> u64;
     /// [`Journal::append`] without blocking the caller: `done` is called
     /// once the batch is committed. The default blocks; journals with a
     /// writer of their own answer from it.
@@ -232,6 +283,7 @@ pub trait Journal: Send + Sync + 'static {
         done(match settlement {
             Settlement::Complete(id) => self.complete(id),
             Settlement::RetryAt { id, due_ms, error } => self.retry_at(id, due_ms, &error),
+            Settlement::Postpone { id, due_ms } => self.postpone(id, due_ms),
             Settlement::DeadLetter {
                 id,
                 reason,

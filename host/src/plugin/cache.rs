@@ -8,6 +8,7 @@
 //! leaves half a file under a real name. The folder is gridlet's own state
 //! and is trusted like the journal: loading a `.cwasm` maps native code.
 
+use super::compiler::Compiler;
 use crate::runtime::{LoadError, Runtime};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -69,13 +70,25 @@ impl CompileCache {
     }
 
     /// The component for `bytes` (whose hash is `hash`): from the cache when
-    /// it is there, else compiled and stored. A cache that cannot be read or
-    /// written only costs a compile; it is never an error.
+    /// it is there, else compiled (in this process) and stored. A cache that
+    /// cannot be read or written only costs a compile; it is never an error.
     pub fn component(
         &self,
         runtime: &Runtime,
         hash: &str,
         bytes: &[u8],
+    ) -> Result<(Component, Compiled), LoadError> {
+        self.component_with(runtime, hash, bytes, &Compiler::InProcess)
+    }
+
+    /// [`CompileCache::component`], compiling with `compiler`: a child
+    /// compiler writes the cache file, which is then loaded from disk.
+    pub fn component_with(
+        &self,
+        runtime: &Runtime,
+        hash: &str,
+        bytes: &[u8],
+        compiler: &Compiler,
     ) -> Result<(Component, Compiled), LoadError> {
         let path = self.path(hash);
         if path.exists() {
@@ -91,25 +104,45 @@ impl CompileCache {
                 ),
             }
         }
-        let component = runtime.compile(bytes)?;
-        if let Err(e) = self.store(&path, &component) {
-            tracing::warn!("compile cache {}: cannot write: {e:#}", path.display());
-        }
+        let Compiler::Child(child) = compiler else {
+            let component = runtime.compile(bytes)?;
+            if let Err(e) = self.store(&path, &component) {
+                tracing::warn!("compile cache {}: cannot write: {e:#}", path.display());
+            }
+            return Ok((component, Compiled::Fresh));
+        };
+        std::fs::create_dir_all(&self.dir).map_err(|e| {
+            LoadError::Compile(format!("compile cache {}: {e}", self.dir.display()))
+        })?;
+        child.compile(runtime.settings(), bytes, &path)?;
+        // SAFETY: as above; the child wrote the file for an engine built
+        // from the same settings, and wasmtime checks compatibility.
+        let component = unsafe { Component::deserialize_file(runtime.engine(), &path) }
+            .map_err(|e| LoadError::Compile(format!("the compiled code does not load: {e:#}")))?;
         Ok((component, Compiled::Fresh))
     }
 
-    fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let code = component.serialize()?;
-        // Unique per writer: two processes (or threads) may compile the same
-        // version at once; each renames a whole file into place.
-        let partial = path.with_extension(format!(
-            "partial-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::write(&partial, code)?;
-        std::fs::rename(&partial, path)?;
-        Ok(())
+    /// Write `code` (a compiled component) as the cache file for `hash`.
+    pub fn write(&self, hash: &str, code: &[u8]) -> anyhow::Result<()> {
+        write_atomically(&self.dir, &self.path(hash), code)
     }
+
+    fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
+        write_atomically(&self.dir, path, &component.serialize()?)
+    }
+}
+
+/// Write `code` to `path` in `dir` through a temporary name unique per
+/// writer (two processes may compile the same version at once; each renames
+/// a whole file into place).
+pub fn write_atomically(dir: &Path, path: &Path, code: &[u8]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let partial = path.with_extension(format!(
+        "partial-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::write(&partial, code)?;
+    std::fs::rename(&partial, path)?;
+    Ok(())
 }

@@ -33,18 +33,26 @@ pub struct LimitCaps {
     pub max_concurrency: u32,
     /// Deliveries per reused instance.
     pub reuse_instance: u32,
+    /// Key-value entries the plugin may keep (its quota; the manifest
+    /// cannot ask for more).
+    pub kv_keys: u64,
+    /// Bytes of key-value state the plugin may keep.
+    pub kv_bytes: u64,
 }
 
 impl Default for LimitCaps {
     /// 256 MiB, 60 s, no fuel cap, 32 at once, instances reused up to 1,000
-    /// times.
+    /// times; key-value quotas of 10,000 keys and 64 MiB.
     fn default() -> Self {
+        let limits = Limits::default();
         Self {
             memory_bytes: 256 * 1024 * 1024,
             deadline: Duration::from_secs(60),
             fuel: None,
             max_concurrency: 32,
             reuse_instance: 1_000,
+            kv_keys: limits.kv_keys,
+            kv_bytes: limits.kv_bytes,
         }
     }
 }
@@ -59,6 +67,7 @@ impl LimitCaps {
             fuel: None,
             max_concurrency: 1024,
             reuse_instance: 100_000,
+            ..Self::default()
         }
     }
 }
@@ -168,6 +177,8 @@ pub fn resolve(name: &str, manifest: &Manifest, grant: &PluginGrant) -> Result<R
         fuel,
         max_concurrency: max_concurrency as u32,
         reuse_instance: reuse_instance as u32,
+        kv_keys: caps.kv_keys,
+        kv_bytes: caps.kv_bytes,
     };
 
     for wanted in &manifest.outbound {

@@ -3,6 +3,8 @@
 //! [`Registry`] (atomic swaps, compile cache, status) and the [`Watcher`].
 
 pub mod cache;
+pub mod compiler;
+pub mod declared;
 pub mod files;
 pub mod grants;
 pub mod manifest;
@@ -11,6 +13,7 @@ pub mod target;
 pub mod watcher;
 
 pub use cache::CompileCache;
+pub use compiler::{ChildCompiler, Compiler};
 pub use grants::{LimitCaps, OperatorGrants, PluginGrant};
 pub use manifest::{Manifest, ManifestError, RetryPolicy};
 pub use registry::{Change, PluginStatus, Registry};
@@ -20,11 +23,12 @@ pub use watcher::{WatchSettings, Watcher};
 use crate::filter::Filter;
 use crate::runtime::{LoadError, PluginVersion, Runtime};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A plugin ready to receive events.
 pub struct LoadedPlugin {
     /// The version that serves deliveries.
-    pub version: PluginVersion,
+    pub version: Arc<PluginVersion>,
     /// Which events it receives.
     pub filter: Filter,
     /// How its failed deliveries are retried.
@@ -172,7 +176,7 @@ fn load_from(
         .map_err(at)?
         .with_version(registry::short(&cache::content_hash(&bytes)));
     Ok(LoadedPlugin {
-        version,
+        version: Arc::new(version),
         filter: manifest.filter,
         retry: manifest.retry,
         source: wasm.to_path_buf(),

@@ -10,10 +10,11 @@
 //! plugin keeps serving and its status shows the rejected file and why.
 
 use super::cache::{CompileCache, Compiled, content_hash};
+use super::declared::{Declared, DeclaredTarget};
 use super::files::{self, MAX_MANIFEST_BYTES};
 use super::grants::{self, OperatorGrants};
 use super::target::History;
-use super::{LoadedPlugin, Manifest, PluginTarget, plugin_name, sidecar};
+use super::{Compiler, LoadedPlugin, Manifest, PluginTarget, plugin_name, sidecar};
 use crate::dispatch::{Target, Targets};
 use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
@@ -59,6 +60,8 @@ pub enum State {
     Rejected,
     /// Its `.wasm` was removed.
     Unloaded,
+    /// The operator names it, but no file of it has loaded yet.
+    Waiting,
 }
 
 impl State {
@@ -68,6 +71,7 @@ impl State {
             State::Serving => "serving",
             State::Rejected => "rejected",
             State::Unloaded => "unloaded",
+            State::Waiting => "waiting",
         }
     }
 }
@@ -115,6 +119,8 @@ pub struct PluginStatus {
     pub unloaded_at: Option<SystemTime>,
     /// Its recent invocations, across versions.
     pub history: Arc<History>,
+    /// No version serves, and its deliveries are kept until one does.
+    pub waiting: bool,
 }
 
 #[derive(Default)]
@@ -123,6 +129,8 @@ struct Slot {
     serving: Option<Serving>,
     rejected: Option<Rejection>,
     unloaded_at: Option<SystemTime>,
+    /// What is known of it while no version serves (see [`Declared`]).
+    declared: Option<Declared>,
 }
 
 /// Where plugins come from and what bounds them.
@@ -136,6 +144,8 @@ pub struct Folder {
     pub max_plugin_bytes: u64,
     /// What the operator grants each plugin.
     pub grants: Arc<OperatorGrants>,
+    /// Where new versions are compiled.
+    pub compiler: Compiler,
 }
 
 /// Largest `.wasm` read by default: far above any example (the Python one is
@@ -148,6 +158,7 @@ pub struct Registry {
     dir: PathBuf,
     max_plugin_bytes: u64,
     grants: Arc<OperatorGrants>,
+    compiler: Compiler,
     cache: CompileCache,
     /// What dispatch and ingest read on every event: one atomic load.
     serving: ArcSwap<Vec<Arc<dyn Target>>>,
@@ -165,6 +176,7 @@ impl Registry {
             dir: folder.dir,
             max_plugin_bytes: folder.max_plugin_bytes,
             grants: folder.grants,
+            compiler: folder.compiler,
             cache,
             serving: ArcSwap::from_pointee(Vec::new()),
             slots: Mutex::new(BTreeMap::new()),
@@ -186,6 +198,8 @@ impl Registry {
     /// Files whose names are not plugin names are reported and skipped.
     pub fn scan(&self) -> std::io::Result<Vec<(String, Change)>> {
         let mut names: Vec<String> = self.slots().keys().cloned().collect();
+        // Plugins the operator names are declared even before their files come.
+        names.extend(self.grants.named().map(str::to_string));
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
             // Whatever its kind: reconcile refuses what is not a regular
@@ -215,7 +229,7 @@ impl Registry {
         let bytes = match files::read(&self.dir, &wasm, self.max_plugin_bytes) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return self.unload(name),
-            Err(why) => return self.reject(name, None, why),
+            Err(why) => return self.reject(name, None, why, None),
         };
         let hash = content_hash(&bytes);
         let manifest_path = sidecar(&wasm);
@@ -225,10 +239,10 @@ impl Registry {
                 Ok(text) => Some(text),
                 Err(_) => {
                     let why = format!("{}: not UTF-8 text", manifest_path.display());
-                    return self.reject(name, Some(hash), why);
+                    return self.reject(name, Some(hash), why, None);
                 }
             },
-            Err(why) => return self.reject(name, Some(hash), why),
+            Err(why) => return self.reject(name, Some(hash), why, None),
         };
         let current = self.slots().get(name).and_then(|s| s.serving.clone());
         if let Some(c) = &current
@@ -245,13 +259,17 @@ impl Registry {
         };
         let manifest = match manifest {
             Ok(manifest) => manifest,
-            Err(e) => return self.reject(name, Some(hash), e.to_string()),
+            Err(e) => return self.reject(name, Some(hash), e.to_string(), None),
         };
+        // A manifest file that reads declares the plugin while no version
+        // serves (no file at all is not a declaration: any file dropped in
+        // would then collect every event).
+        let declares = manifest_text.is_some().then_some(&manifest);
         let resolved = match grants::resolve(name, &manifest, self.grants.of(name)) {
             Ok(resolved) => resolved,
             Err(why) => {
                 let why = format!("{}: {why}", wasm.display());
-                return self.reject(name, Some(hash), why);
+                return self.reject(name, Some(hash), why, declares);
             }
         };
 
@@ -260,7 +278,9 @@ impl Registry {
             // Only the manifest changed: new limits, grants and filter on the
             // same compiled code.
             Some(c) if c.hash == hash => Ok((c.component.clone(), Compiled::Reused)),
-            _ => self.cache.component(&self.runtime, &hash, &bytes),
+            _ => self
+                .cache
+                .component_with(&self.runtime, &hash, &bytes, &self.compiler),
         };
         let prepared = compiled.and_then(|(component, how)| {
             let version = self
@@ -273,7 +293,7 @@ impl Registry {
             Ok(ok) => ok,
             Err(e) => {
                 let why = format!("{}: {e}", wasm.display());
-                return self.reject(name, Some(hash), why);
+                return self.reject(name, Some(hash), why, declares);
             }
         };
         let history = self
@@ -285,7 +305,7 @@ impl Registry {
         let target = Arc::new(PluginTarget::new(
             self.runtime.clone(),
             LoadedPlugin {
-                version,
+                version: Arc::new(version),
                 filter: manifest.filter,
                 retry: manifest.retry,
                 source: wasm,
@@ -306,6 +326,7 @@ impl Registry {
         self.publish(name, Some(serving.clone()), |slot| {
             slot.rejected = None;
             slot.unloaded_at = None;
+            slot.declared = None;
         });
         metrics::counter!("gridlet_plugin_reloads_total", "plugin" => name.to_string())
             .increment(1);
@@ -351,6 +372,8 @@ impl Registry {
                     State::Rejected
                 } else if slot.serving.is_some() {
                     State::Serving
+                } else if slot.declared.is_some() {
+                    State::Waiting
                 } else {
                     State::Unloaded
                 },
@@ -358,6 +381,7 @@ impl Registry {
                 rejected: slot.rejected.clone(),
                 unloaded_at: slot.unloaded_at,
                 history: slot.history.clone(),
+                waiting: slot.serving.is_none() && slot.declared.is_some(),
             })
             .collect()
     }
@@ -371,7 +395,17 @@ impl Registry {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn reject(&self, name: &str, hash: Option<String>, reason: String) -> Change {
+    /// Files that cannot become a version: whatever serves keeps serving;
+    /// if nothing does, the plugin stays declared (from `manifest` when it
+    /// could be read, or because the operator names it) so its deliveries
+    /// wait for a good version.
+    fn reject(
+        &self,
+        name: &str,
+        hash: Option<String>,
+        reason: String,
+        manifest: Option<&Manifest>,
+    ) -> Change {
         metrics::counter!("gridlet_plugin_rejected_versions_total", "plugin" => name.to_string())
             .increment(1);
         tracing::error!(
@@ -379,27 +413,59 @@ impl Registry {
             rejected = hash.as_deref().map_or("-", short),
             "plugin version rejected, the previous version (if any) keeps serving: {reason}"
         );
-        let mut slots = self.slots();
-        let slot = slots.entry(name.to_string()).or_default();
-        slot.rejected = Some(Rejection {
-            hash,
-            reason: reason.clone(),
-            at: SystemTime::now(),
+        let declared = self.declaration(name, manifest);
+        let serving = self.serving(name);
+        self.publish(name, serving, |slot| {
+            slot.rejected = Some(Rejection {
+                hash,
+                reason: reason.clone(),
+                at: SystemTime::now(),
+            });
+            if declared.is_some() {
+                slot.declared = declared;
+            }
         });
         Change::Rejected { reason }
     }
 
+    /// What to declare of `name` while no version serves: its manifest's
+    /// filter and policy when it could be read; every event when the
+    /// operator names it and nothing better is known; else nothing.
+    fn declaration(&self, name: &str, manifest: Option<&Manifest>) -> Option<Declared> {
+        match manifest {
+            Some(manifest) => Some(Declared::from_manifest(manifest)),
+            None if self.grants.named().any(|n| n == name) => {
+                Some(Declared::from_manifest(&Manifest::default()))
+            }
+            None => None,
+        }
+    }
+
     fn unload(&self, name: &str) -> Change {
+        // A plugin the operator names stays declared without its files.
+        let declared = self.declaration(name, None);
         let Some(old) = self.serving(name) else {
-            // Never served (or already unloaded): forget a stale rejection.
-            if let Some(slot) = self.slots().get_mut(name) {
+            let newly_declared =
+                declared.is_some() && self.slots().get(name).is_none_or(|s| s.declared.is_none());
+            self.publish(name, None, |slot| {
+                // Never served (or already unloaded): forget a stale rejection.
                 slot.rejected = None;
+                if declared.is_some() {
+                    slot.declared = declared;
+                }
+            });
+            if newly_declared {
+                tracing::warn!(
+                    plugin = name,
+                    "plugin named in gridlet.toml has no file yet: its events are kept until one loads"
+                );
             }
             return Change::Unchanged;
         };
         self.publish(name, None, |slot| {
             slot.rejected = None;
             slot.unloaded_at = Some(SystemTime::now());
+            slot.declared = declared;
         });
         tracing::info!(plugin = name, old = short(&old.hash), "plugin unloaded");
         Change::Unloaded
@@ -412,11 +478,17 @@ impl Registry {
         slot.serving = serving;
         update(slot);
         let set: Vec<Arc<dyn Target>> = slots
-            .values()
-            .filter_map(|s| s.serving.as_ref())
-            .map(|s| s.target.clone() as Arc<dyn Target>)
+            .iter()
+            .filter_map(|(name, s)| match (&s.serving, &s.declared) {
+                (Some(serving), _) => Some(serving.target.clone() as Arc<dyn Target>),
+                (None, Some(declared)) => {
+                    Some(DeclaredTarget::new(name, declared.clone()) as Arc<dyn Target>)
+                }
+                (None, None) => None,
+            })
             .collect();
-        metrics::gauge!("gridlet_plugins_serving").set(set.len() as f64);
+        let serving = set.iter().filter(|t| t.serving()).count();
+        metrics::gauge!("gridlet_plugins_serving").set(serving as f64);
         self.serving.store(Arc::new(set));
     }
 }

@@ -4,7 +4,7 @@
 use super::LoadedPlugin;
 use crate::dispatch::{Policy, Target, Verdict};
 use crate::event::Event;
-use crate::runtime::{Entry, Invocation, Outcome, Runtime};
+use crate::runtime::{Entry, FailureKind, Invocation, Outcome, Runtime};
 use std::sync::Arc;
 
 /// One loaded plugin on a runtime.
@@ -92,7 +92,8 @@ impl Target for PluginTarget {
         }
     }
 
-    async fn deliver(&self, event: &Event, attempt: u32) -> Verdict {
+    async fn deliver(&self, event: Arc<Event>, attempt: u32) -> Verdict {
+        let event = &*event;
         let invocation = self
             .runtime
             .invoke(&self.plugin.version, event, attempt)
@@ -114,6 +115,7 @@ impl Target for PluginTarget {
         match invocation.outcome {
             Outcome::Handled => Verdict::Done,
             Outcome::Reject(why) => Verdict::DeadLetter(why),
+            Outcome::Failed(f) if f.kind == FailureKind::NoInstance => Verdict::Postpone(f.message),
             other => Verdict::Retry(other.to_string()),
         }
     }
@@ -147,7 +149,7 @@ fn record(plugin: &str, event: &Event, invocation: &Invocation) {
     metrics::counter!(
         "gridlet_delivery_attempt_fail_total",
         "plugin" => plugin,
-        "event_type" => event.short_type().to_string(),
+        "event_type" => event.type_label(),
         "outcome" => outcome
     )
     .increment(1);

@@ -143,6 +143,11 @@ impl Activity {
     /// A log line from the plugin, subject to the per-delivery caps, with
     /// config values redacted.
     pub fn log(&self, level: Level, context: &str, message: &str) {
+        // The caps first: a line over them costs a counter, not a copy, a
+        // redaction or a log write, however many a plugin sends.
+        if !self.room_for(message.len()) {
+            return;
+        }
         let message = &*self.source.config.redact(message);
         {
             let mut inner = self.inner();
@@ -251,6 +256,16 @@ impl Activity {
             url,
             result: Err(format!("denied: {short}")),
         });
+    }
+
+    /// Is there room for a line of `len` bytes? Counts it as dropped if not.
+    pub fn room_for(&self, len: usize) -> bool {
+        let mut inner = self.inner();
+        if inner.lines_left == 0 || inner.bytes_left < len {
+            inner.dropped += 1;
+            return false;
+        }
+        true
     }
 
     /// May this line go to the host's log? Takes a token from the plugin's

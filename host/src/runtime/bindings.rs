@@ -6,7 +6,17 @@ use crate::event::{self, Event};
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "gridlet:plugin/plugin",
-    imports: { default: trappable },
+    imports: {
+        // Key-value calls wait for the journal (reads on the blocking pool,
+        // writes for a group commit): async, so no runtime thread blocks.
+        "wasi:keyvalue/store.[method]bucket.get": async | trappable,
+        "wasi:keyvalue/store.[method]bucket.set": async | trappable,
+        "wasi:keyvalue/store.[method]bucket.delete": async | trappable,
+        "wasi:keyvalue/store.[method]bucket.exists": async | trappable,
+        "wasi:keyvalue/store.[method]bucket.list-keys": async | trappable,
+        "wasi:keyvalue/atomics.increment": async | trappable,
+        default: trappable,
+    },
     exports: { default: async },
     require_store_data_send: true,
     with: {
@@ -40,7 +50,7 @@ pub fn to_wit(event: &Event, attempt: u32) -> wit::Event {
         event_time: event.event_time.clone(),
         data_version: event.data_version.clone(),
         data: ml_event(&event.data),
-        data_json: event.data_json.clone(),
+        data_json: event.data_json().to_string(),
         attempt,
     }
 }

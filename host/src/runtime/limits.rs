@@ -20,6 +20,10 @@ pub struct Limits {
     /// default) gives every delivery a fresh instance. See `runtime::reuse`
     /// for the isolation trade-off.
     pub reuse_instance: u32,
+    /// Most key-value entries the plugin may keep (across its buckets).
+    pub kv_keys: u64,
+    /// Most bytes of key-value state (buckets, keys and values).
+    pub kv_bytes: u64,
 }
 
 impl Default for Limits {
@@ -30,6 +34,8 @@ impl Default for Limits {
             fuel: None,
             max_concurrency: 4,
             reuse_instance: 0,
+            kv_keys: 10_000,
+            kv_bytes: 64 * 1024 * 1024,
         }
     }
 }

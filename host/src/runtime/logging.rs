@@ -67,13 +67,22 @@ impl CapturedOutput {
         }
     }
 
+    /// Split `bytes` into lines, each logged (linear in the bytes written,
+    /// however many lines they hold).
     fn write(&self, bytes: &[u8]) {
         let mut partial = self.partial.lock().unwrap_or_else(|e| e.into_inner());
-        partial.extend_from_slice(bytes);
-        while let Some(end) = partial.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = partial.drain(..=end).collect();
-            self.emit(&line[..line.len() - 1]);
+        let mut rest = bytes;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            if partial.is_empty() {
+                self.emit(&rest[..end]);
+            } else {
+                partial.extend_from_slice(&rest[..end]);
+                let line = std::mem::take(&mut *partial);
+                self.emit(&line);
+            }
+            rest = &rest[end + 1..];
         }
+        partial.extend_from_slice(rest);
         if partial.len() > MAX_LINE {
             let line: Vec<u8> = std::mem::take(&mut *partial);
             self.emit(&line);
@@ -89,6 +98,9 @@ impl CapturedOutput {
     }
 
     fn emit(&self, line: &[u8]) {
+        if !self.activity.room_for(line.len()) {
+            return;
+        }
         let text = String::from_utf8_lossy(line);
         self.activity
             .log(self.level, self.stream, text.trim_end_matches('\r'));

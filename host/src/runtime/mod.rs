@@ -3,22 +3,29 @@
 //! a fresh, limited instance per delivery.
 //!
 //! One module per capability a plugin may import (`logging`, `config`,
-//! `keyvalue`, `http`); the WASI p2 basics every language's runtime imports
-//! (clocks, random, stdio, a filesystem with nothing in it, sockets that
-//! refuse everything) come from `wasmtime-wasi`, sandboxed in `state`.
+//! `keyvalue`, `http`), each owning its state; `store` composes them. The
+//! WASI p2 basics every language's runtime imports (clocks, random, stdio,
+//! a filesystem with nothing in it, sockets that refuse everything) come
+//! from `wasmtime-wasi`, sandboxed in `store`. Guest code runs on a pool of
+//! its own (`guests`), never on the host's threads.
 //!
-//! The hot path is [`Runtime::invoke`]: read it top to bottom.
+//! The hot path is [`Runtime::invoke`], then `Sandbox::fresh`: read them
+//! top to bottom.
 
 pub mod activity;
 mod bindings;
 pub mod config;
+mod engine;
+mod guests;
 pub mod http;
 pub mod keyvalue;
 pub mod limits;
 mod logging;
 pub mod outcome;
 mod reuse;
+mod sandbox;
 mod store;
+mod version;
 
 pub use activity::{Entry, Level, LogLimits, LogRate, Source};
 pub use config::ConfigValues;
@@ -27,21 +34,19 @@ pub use keyvalue::{JournalKeyValue, KeyValue, MemoryKeyValue};
 pub use limits::Limits;
 pub use outcome::{Failure, FailureKind, Outcome};
 pub use reuse::{BareCall, WarmInstance};
+pub use version::PluginVersion;
 
 use crate::event::Event;
-use activity::Activity;
-use bindings::{HandlerError, PluginPre};
-use outcome::DeadlineExceeded;
+use bindings::PluginPre;
+use engine::{EpochTicker, build_engine};
+use sandbox::{Call, Sandbox};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use store::PluginState;
-use tokio::sync::Semaphore;
+use version::Alive;
+use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
-};
 
 /// What a plugin is granted beyond the bare sandbox, by capability (each
 /// shared by every delivery of the version).
@@ -77,6 +82,9 @@ pub struct RuntimeSettings {
     pub log_limits: LogLimits,
     /// Timeouts and caps for outbound HTTP.
     pub http: HttpLimits,
+    /// Threads guest code runs on, apart from the host's own (default: one
+    /// per core).
+    pub guest_threads: usize,
 }
 
 impl Default for RuntimeSettings {
@@ -90,6 +98,7 @@ impl Default for RuntimeSettings {
             epoch_tick: Duration::from_millis(5),
             log_limits: LogLimits::default(),
             http: HttpLimits::default(),
+            guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -108,74 +117,9 @@ pub enum LoadError {
     /// The manifest asks for more than the host allows.
     #[error("{0}")]
     Limits(String),
-}
-
-/// A compiled plugin, ready to instantiate: one per loaded version.
-pub struct PluginVersion {
-    name: Arc<str>,
-    pre: PluginPre<PluginState>,
-    limits: Limits,
-    grants: Grants,
-    permits: Arc<Semaphore>,
-    /// Instances kept for reuse (`limits.reuse_instance`), idle ones only.
-    kept: std::sync::Mutex<Vec<WarmInstance>>,
-    /// Its identity for logs (name, version, grants, log rate).
-    source: Arc<Source>,
-    _alive: Alive,
-}
-
-/// Counts a version while it exists, so the runtime can tell how many
-/// versions (serving, or draining after a swap) hold compiled code.
-struct Alive(Arc<AtomicUsize>);
-
-impl Alive {
-    fn new(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        Self(count.clone())
-    }
-}
-
-impl Drop for Alive {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl PluginVersion {
-    /// The plugin's name (its key-value namespace).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Its limits.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
-    /// Its grants.
-    pub fn grants(&self) -> &Grants {
-        &self.grants
-    }
-
-    /// Label this version (its short content hash) in log lines.
-    pub fn with_version(mut self, version: &str) -> Self {
-        self.source = Arc::new(Source {
-            plugin: self.name.clone(),
-            version: version.into(),
-            config: self.grants.config.clone(),
-            rate: LogRate::default(),
-        });
-        self
-    }
-
-    /// Its version label ("" when not labelled).
-    pub fn version(&self) -> &str {
-        &self.source.version
-    }
-
-    fn kept(&self) -> std::sync::MutexGuard<'_, Vec<WarmInstance>> {
-        self.kept.lock().unwrap_or_else(|e| e.into_inner())
-    }
+    /// Compiling failed or went over its caps (memory, time).
+    #[error("{0}")]
+    Compile(String),
 }
 
 /// What one delivery did and how it ended.
@@ -194,13 +138,41 @@ pub struct Invocation {
     pub fuel_used: Option<u64>,
 }
 
+/// A core module has version 1 in its header; a component has 0x0d.
+fn refuse_core_module(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0] {
+        return Err(LoadError::NotAComponent(
+            "this is a core wasm module; build a component (wasm32-wasip2, \
+             or `wasm-tools component new`)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Invocation {
+    /// A delivery whose guest task ended without an answer (the pool shut
+    /// down, or a host bug panicked): a host failure, retried.
+    fn lost(started: Instant, why: &tokio::task::JoinError) -> Self {
+        Self {
+            outcome: Outcome::Failed(Failure {
+                kind: FailureKind::Host,
+                message: format!("the delivery's task ended without an answer: {why}"),
+            }),
+            entries: Vec::new(),
+            dropped_log_lines: 0,
+            duration: started.elapsed(),
+            fuel_used: None,
+        }
+    }
+}
+
 /// The engine, the linker with every capability, and the plugin state store.
 pub struct Runtime {
-    engine: Engine,
+    sandbox: Arc<Sandbox>,
     linker: Linker<PluginState>,
-    kv: Arc<dyn KeyValue>,
-    settings: RuntimeSettings,
     versions: Arc<AtomicUsize>,
+    guests: guests::GuestPool,
     _ticker: EpochTicker,
 }
 
@@ -214,12 +186,17 @@ impl Runtime {
         store::link(&mut linker)?;
 
         let ticker = EpochTicker::start(engine.clone(), settings.epoch_tick)?;
+        let guests = guests::GuestPool::new(settings.guest_threads)?;
         Ok(Self {
-            engine,
+            sandbox: Arc::new(Sandbox {
+                engine,
+                kv,
+                settings,
+                kept_total: Arc::default(),
+            }),
             linker,
-            kv,
-            settings,
             versions: Arc::default(),
+            guests,
             _ticker: ticker,
         })
     }
@@ -232,21 +209,30 @@ impl Runtime {
 
     /// The engine, for compiling and (de)serialising components.
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        &self.sandbox.engine
+    }
+
+    /// Its settings.
+    pub fn settings(&self) -> &RuntimeSettings {
+        &self.sandbox.settings
     }
 
     /// Compile a component. Slow for large guests (seconds for Python or
     /// JavaScript): call it off the hot path.
     pub fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
-        // A core module has version 1 in its header; a component has 0x0d.
-        if bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0] {
-            return Err(LoadError::NotAComponent(
-                "this is a core wasm module; build a component (wasm32-wasip2, \
-                 or `wasm-tools component new`)"
-                    .into(),
-            ));
-        }
-        Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent(format!("{e:#}")))
+        refuse_core_module(bytes)?;
+        Component::new(&self.sandbox.engine, bytes)
+            .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))
+    }
+
+    /// Compile a component to the bytes the compile cache holds (what a
+    /// `gridlet compile-plugin` child does).
+    pub fn precompile(&self, bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
+        refuse_core_module(bytes)?;
+        self.sandbox
+            .engine
+            .precompile_component(bytes)
+            .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))
     }
 
     /// Type-check a component against the linker and the `gridlet:plugin`
@@ -258,13 +244,14 @@ impl Runtime {
         limits: Limits,
         grants: Grants,
     ) -> Result<PluginVersion, LoadError> {
-        if limits.memory_bytes > self.settings.max_memory_bytes {
+        let settings = &self.sandbox.settings;
+        if limits.memory_bytes > settings.max_memory_bytes {
             return Err(LoadError::Limits(format!(
                 "limits.memory of {} bytes is over this host's maximum of {} bytes",
-                limits.memory_bytes, self.settings.max_memory_bytes
+                limits.memory_bytes, settings.max_memory_bytes
             )));
         }
-        if limits.fuel.is_some() && !self.settings.fuel {
+        if limits.fuel.is_some() && !settings.fuel {
             return Err(LoadError::Limits(
                 "limits.fuel is set but this host does not meter fuel".into(),
             ));
@@ -274,202 +261,42 @@ impl Runtime {
             .instantiate_pre(component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = PluginPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let name: Arc<str> = name.into();
-        Ok(PluginVersion {
-            source: Arc::new(Source {
-                plugin: name.clone(),
-                version: "".into(),
-                config: grants.config.clone(),
-                rate: LogRate::default(),
-            }),
-            name,
+        Ok(PluginVersion::new(
+            name.into(),
             pre,
             limits,
             grants,
-            permits: Arc::new(Semaphore::new(limits.max_concurrency.max(1) as usize)),
-            kept: std::sync::Mutex::default(),
-            _alive: Alive::new(&self.versions),
-        })
+            self.sandbox.settings.http.max_connections,
+            Alive::new(&self.versions),
+            self.sandbox.kept_total.clone(),
+        ))
     }
 
-    /// Deliver `event` to `plugin` on a fresh instance and report how it went.
-    /// Never panics and never fails as a whole: every failure is an [`Outcome`].
-    pub async fn invoke(&self, plugin: &PluginVersion, event: &Event, attempt: u32) -> Invocation {
+    /// Deliver `event` to `plugin` on a fresh instance (or a kept one, when
+    /// it opted into reuse) and report how it went. The call runs on the
+    /// guest pool, never on the caller's threads. Never panics and never
+    /// fails as a whole: every failure is an [`Outcome`].
+    pub async fn invoke(
+        &self,
+        plugin: &Arc<PluginVersion>,
+        event: &Event,
+        attempt: u32,
+    ) -> Invocation {
         // The plugin's concurrency cap. The semaphore is never closed.
         let _permit = plugin.permits.acquire().await.ok();
-        if plugin.limits.reuse_instance > 0 {
-            return self.invoke_reusing(plugin, event, attempt).await;
-        }
-        let started = Instant::now();
-        let mut store = self.store(plugin, &event.id, attempt);
-        self.arm(&mut store, plugin, started);
-
-        let wit_event = bindings::to_wit(event, attempt);
-        let call = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance
-                .gridlet_plugin_handler()
-                .call_handle(&mut store, &wit_event)
-                .await
-        };
-        // The epoch check cannot fire while the plugin waits in a host call
-        // (an outbound request): the timer covers that.
-        let limit = plugin.limits.deadline + self.settings.epoch_tick;
-        let result = match tokio::time::timeout(limit, call).await {
-            Ok(result) => result,
-            Err(_) => Err(DeadlineExceeded(plugin.limits.deadline).into()),
-        };
-        finish(plugin, &store, result, started, event, attempt)
-    }
-
-    /// A store for one delivery, with the plugin's sandbox and memory cap.
-    fn store(&self, plugin: &PluginVersion, event_id: &str, attempt: u32) -> Store<PluginState> {
-        let activity = Activity::new(
-            plugin.source.clone(),
-            event_id,
-            attempt,
-            self.settings.log_limits,
-        );
-        let state = PluginState::new(
-            plugin.name.clone(),
-            &plugin.grants,
-            self.kv.clone(),
-            activity,
-            plugin.limits.memory_bytes,
-            self.settings.http,
-        );
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        store
-    }
-
-    /// Set the deadline (from `started`) and the fuel for one call.
-    fn arm(&self, store: &mut Store<PluginState>, plugin: &PluginVersion, started: Instant) {
-        // Check the deadline at every epoch tick, yielding to the scheduler
-        // in between so a spinning plugin never starves the others.
-        let limit = plugin.limits.deadline;
-        let deadline = started + limit;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Err(DeadlineExceeded(limit).into())
+        let call = Call::new(event, attempt);
+        let started = call.started;
+        let (sandbox, plugin) = (self.sandbox.clone(), plugin.clone());
+        let run = async move {
+            if plugin.limits.reuse_instance > 0 {
+                sandbox.reusing(&plugin, call).await
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                sandbox.fresh(&plugin, call).await
             }
-        });
-        if self.settings.fuel {
-            // Without a fuel limit, fuel is effectively unlimited.
-            let _ = store.set_fuel(plugin.limits.fuel.unwrap_or(u64::MAX));
-        }
-    }
-}
-
-/// Turn a call's result into an [`Invocation`], logging anything but success.
-fn finish(
-    plugin: &PluginVersion,
-    store: &Store<PluginState>,
-    result: wasmtime::Result<Result<(), HandlerError>>,
-    started: Instant,
-    event: &Event,
-    attempt: u32,
-) -> Invocation {
-    let state = store.data();
-    state.flush_output();
-    let fuel_used = plugin
-        .limits
-        .fuel
-        .map(|f| f.saturating_sub(store.get_fuel().unwrap_or(0)));
-    let (entries, dropped_log_lines) = state.activity.finish();
-    // A plugin's reasons may quote its config: redact them like its logs.
-    let redact = |why: String| plugin.grants.config.redact(&why).into_owned();
-    let outcome = match result {
-        Ok(Ok(())) => Outcome::Handled,
-        Ok(Err(HandlerError::Retry(why))) => Outcome::Retry(redact(why)),
-        Ok(Err(HandlerError::Reject(why))) => Outcome::Reject(redact(why)),
-        Err(e) => Outcome::Failed(outcome::classify(&e, &state.limiter, &entries)),
-    };
-    let duration = started.elapsed();
-    match &outcome {
-        Outcome::Handled => {
-            tracing::debug!(plugin = plugin.name(), event_id = %event.id, attempt, ?duration, "handled")
-        }
-        other => {
-            tracing::warn!(plugin = plugin.name(), event_id = %event.id, attempt, ?duration, outcome = %other, "not handled")
-        }
-    }
-    Invocation {
-        outcome,
-        entries,
-        dropped_log_lines,
-        duration,
-        fuel_used,
-    }
-}
-
-/// The engine: pooling allocator, copy-on-write memory images, epoch
-/// interruption, optional fuel. Keeping memory resident only pays with
-/// `PAGEMAP_SCAN` (otherwise every reuse memsets the whole resident part,
-/// which costs more than the page faults it saves: docs/BENCHMARKS.md), so
-/// without it memory is not kept resident.
-fn build_engine(settings: &RuntimeSettings) -> anyhow::Result<Engine> {
-    let engine = |scan: bool| {
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(settings.max_instances)
-            .total_stacks(settings.max_instances)
-            .max_memory_size(settings.max_memory_bytes)
-            .table_keep_resident(64 * 1024);
-        if scan {
-            pool.pagemap_scan(wasmtime::Enabled::Yes)
-                .linear_memory_keep_resident(settings.memory_keep_resident);
-        }
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .consume_fuel(settings.fuel)
-            .memory_init_cow(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        Engine::new(&config)
-    };
-    if settings.pagemap_scan {
-        match engine(true) {
-            Ok(engine) => return Ok(engine),
-            Err(e) => tracing::info!("PAGEMAP_SCAN unavailable ({e}); not keeping memory resident"),
-        }
-    }
-    Ok(engine(false)?)
-}
-
-/// Advances the engine's epoch on a thread of its own until dropped.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    fn start(engine: Engine, tick: Duration) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("gridlet-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
-                    engine.increment_epoch();
-                }
-            })?;
-        Ok(Self {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        };
+        match self.guests.run(run).await {
+            Ok(invocation) => invocation,
+            Err(lost) => Invocation::lost(started, &lost),
         }
     }
 }

@@ -42,6 +42,9 @@ pub enum FailureKind {
     Trap,
     /// The component could not be instantiated or a host call failed.
     Host,
+    /// Every slot of the instance pool was taken: nothing ran, and the
+    /// delivery waits for one without the attempt counting.
+    NoInstance,
 }
 
 impl FailureKind {
@@ -54,6 +57,7 @@ impl FailureKind {
             FailureKind::Stack => "stack",
             FailureKind::Trap => "trap",
             FailureKind::Host => "host",
+            FailureKind::NoInstance => "no-instance",
         }
     }
 }
@@ -101,6 +105,12 @@ pub(super) fn classify(
         return Failure {
             kind: FailureKind::Deadline,
             message: d.to_string(),
+        };
+    }
+    if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return Failure {
+            kind: FailureKind::NoInstance,
+            message: format!("no instance free: {full}"),
         };
     }
     if let Some(asked) = limiter.refused {

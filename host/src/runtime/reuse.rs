@@ -11,11 +11,12 @@
 //! after any delivery that did not end in `ok` (a retry, a reject, a trap, a
 //! limit) or after N deliveries, whichever comes first.
 
-use super::bindings::Plugin;
-use super::outcome::DeadlineExceeded;
+use super::bindings::{self, Plugin};
+use super::sandbox::{Call, Sandbox, finish};
 use super::store::PluginState;
-use super::{Invocation, Outcome, PluginVersion, Runtime, bindings, finish};
+use super::{Invocation, Outcome, PluginVersion, Runtime};
 use crate::event::Event;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 use wasmtime::{Store, UpdateDeadline};
 
@@ -35,7 +36,8 @@ impl WarmInstance {
         event_id: &str,
         attempt: u32,
     ) -> Result<Self, wasmtime::Error> {
-        let (store, instance) = Self::start(runtime, plugin, event_id, attempt).await;
+        let (store, instance) =
+            Self::start(&runtime.sandbox, plugin, event_id, attempt, Instant::now()).await;
         Ok(Self {
             store,
             instance: instance?,
@@ -46,18 +48,20 @@ impl WarmInstance {
     /// A store armed for `plugin` and an instance in it; the store comes
     /// back even when instantiating fails, to report how it failed.
     async fn start(
-        runtime: &Runtime,
+        sandbox: &Sandbox,
         plugin: &PluginVersion,
         event_id: &str,
         attempt: u32,
+        started: Instant,
     ) -> (Store<PluginState>, wasmtime::Result<Plugin>) {
-        let mut store = runtime.store(plugin, event_id, attempt);
-        runtime.arm(&mut store, plugin, Instant::now());
+        let mut store = sandbox.store(plugin, event_id, attempt);
+        sandbox.arm(&mut store, plugin, started);
         let instance = plugin.pre.instantiate_async(&mut store).await;
         (store, instance)
     }
 
-    /// Call `handle` on the kept instance.
+    /// Call `handle` on the kept instance (on the caller's thread: the
+    /// benchmarks' warm baseline).
     pub async fn invoke(
         &mut self,
         runtime: &Runtime,
@@ -65,24 +69,24 @@ impl WarmInstance {
         event: &Event,
         attempt: u32,
     ) -> Invocation {
-        let started = Instant::now();
+        self.call(&runtime.sandbox, plugin, Call::new(event, attempt))
+            .await
+    }
+
+    async fn call(&mut self, sandbox: &Sandbox, plugin: &PluginVersion, call: Call) -> Invocation {
         self.uses += 1;
-        self.store
-            .data()
-            .activity
-            .restart(runtime.settings.log_limits, &event.id, attempt);
-        runtime.arm(&mut self.store, plugin, started);
-        let wit_event = bindings::to_wit(event, attempt);
-        let call = self
+        self.store.data().activity.restart(
+            sandbox.settings.log_limits,
+            &call.event_id,
+            call.attempt,
+        );
+        sandbox.arm(&mut self.store, plugin, call.started);
+        let run = self
             .instance
             .gridlet_plugin_handler()
-            .call_handle(&mut self.store, &wit_event);
-        let limit = plugin.limits.deadline + runtime.settings.epoch_tick;
-        let result = match tokio::time::timeout(limit, call).await {
-            Ok(result) => result,
-            Err(_) => Err(DeadlineExceeded(plugin.limits.deadline).into()),
-        };
-        finish(plugin, &self.store, result, started, event, attempt)
+            .call_handle(&mut self.store, &call.event);
+        let result = sandbox.within_deadline(plugin, run).await;
+        finish(plugin, &self.store, result, &call)
     }
 }
 
@@ -124,35 +128,46 @@ impl BareCall {
     }
 }
 
-impl Runtime {
+impl Sandbox {
+    /// The most instances kept idle across every version: a quarter of the
+    /// pool, so fresh instances always find slots.
+    fn max_kept(&self) -> usize {
+        (self.settings.max_instances as usize / 4).max(1)
+    }
+
     /// Deliver on one of the version's kept instances (or a new one), and
-    /// keep it for the next delivery only if this one ended in `ok` and it
-    /// has uses left. The caller holds a concurrency permit.
-    pub(super) async fn invoke_reusing(
-        &self,
-        plugin: &PluginVersion,
-        event: &Event,
-        attempt: u32,
-    ) -> Invocation {
+    /// keep it for the next delivery only if this one ended in `ok`, it has
+    /// uses left, and the pool has room for idle instances. The caller
+    /// holds a concurrency permit.
+    pub(super) async fn reusing(&self, plugin: &PluginVersion, call: Call) -> Invocation {
         let kept = plugin.kept().pop();
         let mut warm = match kept {
-            Some(warm) => warm,
+            Some(warm) => {
+                self.kept_total.fetch_sub(1, Ordering::SeqCst);
+                warm
+            }
             None => {
-                let started = Instant::now();
-                let (store, instance) = WarmInstance::start(self, plugin, &event.id, attempt).await;
+                let (store, instance) =
+                    WarmInstance::start(self, plugin, &call.event_id, call.attempt, call.started)
+                        .await;
                 match instance {
                     Ok(instance) => WarmInstance {
                         store,
                         instance,
                         uses: 0,
                     },
-                    Err(e) => return finish(plugin, &store, Err(e), started, event, attempt),
+                    Err(e) => return finish(plugin, &store, Err(e), &call),
                 }
             }
         };
-        let invocation = warm.invoke(self, plugin, event, attempt).await;
-        if invocation.outcome == Outcome::Handled && warm.uses < plugin.limits.reuse_instance {
+        let invocation = warm.call(self, plugin, call).await;
+        let worth_keeping =
+            invocation.outcome == Outcome::Handled && warm.uses < plugin.limits.reuse_instance;
+        if worth_keeping && self.kept_total.fetch_add(1, Ordering::SeqCst) < self.max_kept() {
             plugin.kept().push(warm);
+        } else if worth_keeping {
+            // The pool's share for idle instances is full: let this one go.
+            self.kept_total.fetch_sub(1, Ordering::SeqCst);
         }
         invocation
     }

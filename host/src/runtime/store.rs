@@ -6,14 +6,17 @@
 use super::activity::Activity;
 use super::config::ConfigStore;
 use super::http::{HttpLimits, OutboundHttp};
-use super::keyvalue::{KeyValue, KeyValueCapability, KeyValueView, PluginKeyValue};
-use super::limits::MemoryLimiter;
+use super::keyvalue::{KeyValue, KeyValueCapability, KeyValueView, KvQuota, PluginKeyValue};
+use super::limits::{Limits, MemoryLimiter};
 use super::logging::{CapturedOutput, PluginLog};
 use super::{Grants, bindings};
 use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Most resources one delivery may hold at once.
+pub const MAX_HANDLES: usize = 16 * 1024;
 
 /// The `T` of `Store<T>`.
 pub struct PluginState {
@@ -39,8 +42,9 @@ impl PluginState {
         grants: &Grants,
         kv: Arc<dyn KeyValue>,
         activity: Arc<Activity>,
-        memory_bytes: usize,
+        limits: &Limits,
         http_limits: HttpLimits,
+        connections: Arc<tokio::sync::Semaphore>,
     ) -> Self {
         let stdout = CapturedOutput::stdout(activity.clone());
         let stderr = CapturedOutput::stderr(activity.clone());
@@ -53,13 +57,33 @@ impl PluginState {
             .socket_addr_check(|_, _| Box::pin(async { false }))
             .build();
         Self {
-            outbound: OutboundHttp::new(grants.outbound.clone(), http_limits, activity.clone()),
+            outbound: OutboundHttp::new(
+                grants.outbound.clone(),
+                http_limits,
+                activity.clone(),
+                connections,
+            ),
             config: ConfigStore(grants.config.clone()),
-            keyvalue: PluginKeyValue::new(plugin, kv, activity.clone()),
+            keyvalue: PluginKeyValue::new(
+                plugin,
+                KvQuota {
+                    max_keys: limits.kv_keys,
+                    max_bytes: limits.kv_bytes,
+                },
+                kv,
+                activity.clone(),
+            ),
             log: PluginLog(activity.clone()),
             activity,
-            limiter: MemoryLimiter::new(memory_bytes),
-            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(limits.memory_bytes),
+            table: {
+                // Handles a delivery may hold at once (requests, streams,
+                // buckets, pollables): a plugin creating them in a loop
+                // hits this, not the host's memory.
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_HANDLES);
+                table
+            },
             wasi,
             http: WasiHttpCtx::new(),
             stdout,

@@ -7,7 +7,7 @@ use crate::ingest::auth::fetch_jwks;
 use crate::ingest::{Auth, EntraAuth, SecretAuth};
 use crate::plugin::grants::expand_env;
 use crate::plugin::manifest::{locate, scrub};
-use crate::plugin::{LimitCaps, OperatorGrants, PluginGrant};
+use crate::plugin::{ChildCompiler, Compiler, LimitCaps, OperatorGrants, PluginGrant};
 use crate::runtime::{AllowList, ConfigValues, NetworkPolicy};
 use anyhow::{Context, bail};
 use jsonwebtoken::jwk::JwkSet;
@@ -83,6 +83,18 @@ pub struct ConfigFile {
     pub max_plugin_bytes: Option<u64>,
     /// Private networks every plugin may reach (CIDRs; default none).
     pub allow_private_networks: Option<Vec<String>>,
+    /// Free space the state folder's disk must keep for `/readyz`, in MiB
+    /// (default 64).
+    pub min_free_disk_mib: Option<u64>,
+    /// Days dead letters are kept (default 30).
+    pub dead_letter_retention_days: Option<u64>,
+    /// Compile plugins in the serving process instead of a child (default
+    /// false).
+    pub compile_in_process: Option<bool>,
+    /// Most memory one plugin's compile may use, in MiB (default 2048).
+    pub compile_max_memory_mib: Option<u64>,
+    /// Most time one plugin's compile may take, in ms (default 300000).
+    pub compile_timeout_ms: Option<u64>,
     /// Caps on every plugin's limits (`[plugins.<name>.limits]` overrides).
     pub plugin_limits: Option<LimitsConfig>,
     /// What the operator grants each plugin, by name.
@@ -106,6 +118,10 @@ pub struct LimitsConfig {
     pub max_concurrency: Option<u32>,
     /// Deliveries per reused instance (default 1000).
     pub reuse_instance: Option<u32>,
+    /// Key-value entries a plugin may keep (default 10000).
+    pub kv_keys: Option<u64>,
+    /// Key-value state a plugin may keep, in MiB (default 64).
+    pub kv_mib: Option<u64>,
 }
 
 /// `[plugins.<name>]`: what the operator grants one plugin.
@@ -197,6 +213,13 @@ impl ConfigFile {
             body_timeout_ms: over.body_timeout_ms.or(self.body_timeout_ms),
             max_plugin_bytes: over.max_plugin_bytes.or(self.max_plugin_bytes),
             allow_private_networks: over.allow_private_networks.or(self.allow_private_networks),
+            min_free_disk_mib: over.min_free_disk_mib.or(self.min_free_disk_mib),
+            dead_letter_retention_days: over
+                .dead_letter_retention_days
+                .or(self.dead_letter_retention_days),
+            compile_in_process: over.compile_in_process.or(self.compile_in_process),
+            compile_max_memory_mib: over.compile_max_memory_mib.or(self.compile_max_memory_mib),
+            compile_timeout_ms: over.compile_timeout_ms.or(self.compile_timeout_ms),
             plugin_limits: over.plugin_limits.or(self.plugin_limits),
             plugins: over.plugins.or(self.plugins),
             entra,
@@ -300,6 +323,30 @@ impl ConfigFile {
         if let Some(n) = self.max_plugin_bytes {
             s.max_plugin_bytes = n;
         }
+        if let Some(mib) = self.min_free_disk_mib {
+            s.min_free_disk_bytes = mib.saturating_mul(1024 * 1024);
+        }
+        if let Some(days) = self.dead_letter_retention_days {
+            if days == 0 {
+                bail!("dead_letter_retention_days: keep them at least a day");
+            }
+            s.dead_letter_retention = Duration::from_secs(days.saturating_mul(86_400));
+        }
+        // Compile in a child `gridlet` (this very executable) unless told
+        // otherwise, or unless this process is not gridlet (an embedder).
+        s.compiler = match std::env::current_exe() {
+            Ok(exe) if self.compile_in_process != Some(true) && is_gridlet(&exe) => {
+                let mut child = ChildCompiler::new(exe);
+                if let Some(mib) = self.compile_max_memory_mib {
+                    child.max_memory_bytes = mib.max(1).saturating_mul(1024 * 1024);
+                }
+                if let Some(ms) = self.compile_timeout_ms {
+                    child.timeout = Duration::from_millis(ms.max(1));
+                }
+                Compiler::Child(child)
+            }
+            _ => Compiler::InProcess,
+        };
         s.grants = grants(
             self.allow_private_networks.unwrap_or_default(),
             self.plugin_limits.unwrap_or_default(),
@@ -308,6 +355,11 @@ impl ConfigFile {
         )?;
         Ok(s)
     }
+}
+
+/// Is `exe` the `gridlet` binary (which has `compile-plugin`)?
+fn is_gridlet(exe: &Path) -> bool {
+    exe.file_stem().is_some_and(|s| s == "gridlet")
 }
 
 /// What the operator grants: `[plugins.<name>]` over the host-wide
@@ -401,6 +453,12 @@ impl LimitsConfig {
                 bail!("{at}.reuse_instance: {n} is not between 0 and 100000");
             }
             caps.reuse_instance = n;
+        }
+        if let Some(n) = self.kv_keys {
+            caps.kv_keys = n;
+        }
+        if let Some(m) = self.kv_mib {
+            caps.kv_bytes = m.saturating_mul(1024 * 1024);
         }
         Ok(caps)
     }

@@ -1,6 +1,7 @@
-//! `/readyz`: ready to take events? The journal commits a write, the start-up
-//! scan of the plugins folder is done, and the host is not shutting down.
-//! (`/healthz`, in ingest, only says the process answers.)
+//! `/readyz`: ready to take events? The journal commits a write, the state
+//! folder's disk has room, the start-up scan of the plugins folder is done,
+//! and the host is not shutting down. (`/healthz`, in ingest, only says the
+//! process answers.)
 //!
 //! The journal is probed by a background task every [`PROBE_EVERY`] with a
 //! real commit; `/readyz` answers from the last probe, so a flood of
@@ -32,8 +33,38 @@ pub struct Readiness {
     plugins: Arc<Registry>,
     shutting_down: Arc<AtomicBool>,
     auth: &'static str,
-    /// The last probe: when, and whether the journal committed.
-    last: Mutex<(Instant, bool)>,
+    /// The last probe: when, whether the journal committed, and whether
+    /// the disk had room.
+    last: Mutex<(Instant, bool, bool)>,
+}
+
+/// Where the journal lives and how much free space it needs: with less, a
+/// commit may still succeed into free pages while batches fail, so
+/// readiness looks at the disk itself.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    /// The state folder.
+    pub dir: std::path::PathBuf,
+    /// Bytes that must stay free.
+    pub min_free: u64,
+}
+
+impl Disk {
+    /// Free bytes for an unprivileged writer on the folder's file system.
+    pub fn free(&self) -> Option<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(self.dir.as_os_str().as_bytes()).ok()?;
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `path` is a valid C string and `stat` a valid out pointer.
+        if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+            return None;
+        }
+        Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+    }
+
+    fn has_room(&self) -> bool {
+        self.free().is_none_or(|free| free >= self.min_free)
+    }
 }
 
 /// How requests are authenticated, in a word, for `/readyz`.
@@ -51,6 +82,7 @@ impl Readiness {
     /// Start probing `journal` in the background.
     pub fn start(
         journal: Arc<dyn Journal>,
+        disk: Disk,
         plugins: Arc<Registry>,
         shutting_down: Arc<AtomicBool>,
         auth: &'static str,
@@ -60,12 +92,25 @@ impl Readiness {
             shutting_down,
             auth,
             // Not known yet: not ready until the first probe commits.
-            last: Mutex::new((Instant::now(), false)),
+            last: Mutex::new((Instant::now(), false, true)),
         });
         let weak = Arc::downgrade(&readiness);
         tokio::spawn(async move {
             let mut was_ok = true;
+            let mut had_room = true;
             loop {
+                let room = disk.has_room();
+                if room != had_room {
+                    match room {
+                        false => tracing::error!(
+                            free = disk.free().unwrap_or(0),
+                            needed = disk.min_free,
+                            "not ready: the state folder's disk is (nearly) full"
+                        ),
+                        true => tracing::info!("the state folder's disk has room again"),
+                    }
+                    had_room = room;
+                }
                 let probe = {
                     let journal = journal.clone();
                     tokio::task::spawn_blocking(move || journal.check_writable())
@@ -90,7 +135,7 @@ impl Readiness {
                 }
                 was_ok = result.is_ok();
                 *readiness.last.lock().unwrap_or_else(|e| e.into_inner()) =
-                    (Instant::now(), was_ok);
+                    (Instant::now(), was_ok, room);
                 drop(readiness);
                 tokio::time::sleep(PROBE_EVERY).await;
             }
@@ -98,9 +143,10 @@ impl Readiness {
         readiness
     }
 
-    fn journal_ok(&self) -> bool {
-        let (at, ok) = *self.last.lock().unwrap_or_else(|e| e.into_inner());
-        ok && at.elapsed() < STALE_AFTER
+    /// (the journal commits, the disk has room), from the last probe.
+    fn checks(&self) -> (bool, bool) {
+        let (at, ok, room) = *self.last.lock().unwrap_or_else(|e| e.into_inner());
+        (ok && at.elapsed() < STALE_AFTER, room)
     }
 }
 
@@ -112,17 +158,19 @@ pub fn router(readiness: Arc<Readiness>) -> Router {
 }
 
 async fn readyz(State(r): State<Arc<Readiness>>) -> Response {
-    let journal = r.journal_ok();
+    let (journal, room) = r.checks();
     let status = r.plugins.status();
     let serving = status.iter().filter(|s| s.serving.is_some()).count();
     let rejected = status.iter().filter(|s| s.rejected.is_some()).count();
+    let waiting = status.iter().filter(|s| s.waiting).count();
     let stopping = r.shutting_down.load(Ordering::SeqCst);
-    let ready = journal && !stopping;
+    let ready = journal && room && !stopping;
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "checks": {
             "journal": if journal { "writable" } else { "not writable" },
-            "plugins": { "serving": serving, "rejected": rejected },
+            "disk": if room { "ok" } else { "full" },
+            "plugins": { "serving": serving, "rejected": rejected, "waiting": waiting },
             "shutdown": if stopping { "in progress" } else { "no" },
             "auth": r.auth,
         }

@@ -10,9 +10,9 @@ pub use listener::ServerLimits;
 
 use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::ingest::{self, IngestSettings};
-use crate::journal::SqliteJournal;
+use crate::journal::{JournalSettings, SqliteJournal};
 use crate::plugin::registry::{DEFAULT_MAX_PLUGIN_BYTES, Folder};
-use crate::plugin::{Change, OperatorGrants, Registry, WatchSettings, Watcher};
+use crate::plugin::{Change, Compiler, OperatorGrants, Registry, WatchSettings, Watcher};
 use crate::runtime::{JournalKeyValue, Runtime, RuntimeSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,6 +60,13 @@ pub struct ServeSettings {
     pub max_plugin_bytes: u64,
     /// What the operator grants each plugin.
     pub grants: OperatorGrants,
+    /// Free space the state folder's disk must keep for `/readyz` to say
+    /// ready.
+    pub min_free_disk_bytes: u64,
+    /// How long dead letters are kept.
+    pub dead_letter_retention: std::time::Duration,
+    /// Where plugins are compiled (`gridlet serve`: a child process).
+    pub compiler: Compiler,
 }
 
 impl Default for ServeSettings {
@@ -82,6 +89,9 @@ impl Default for ServeSettings {
             limits: ServerLimits::default(),
             max_plugin_bytes: DEFAULT_MAX_PLUGIN_BYTES,
             grants: OperatorGrants::default(),
+            min_free_disk_bytes: 64 * 1024 * 1024,
+            dead_letter_retention: JournalSettings::default().dead_letter_retention,
+            compiler: Compiler::InProcess,
         }
     }
 }
@@ -136,8 +146,14 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
         crate::admin::metrics::install();
     }
     let journal = Arc::new(
-        SqliteJournal::open(&settings.state_dir, settings.journal_fsync)
-            .map_err(|e| anyhow::anyhow!("state_dir {}: {e}", settings.state_dir.display()))?,
+        SqliteJournal::open_with(
+            &settings.state_dir,
+            JournalSettings {
+                durable: settings.journal_fsync,
+                dead_letter_retention: settings.dead_letter_retention,
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("state_dir {}: {e}", settings.state_dir.display()))?,
     );
     let runtime = Arc::new(Runtime::new(
         settings.runtime.clone(),
@@ -153,6 +169,7 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
                 .unwrap_or_else(|| settings.state_dir.join("compiled")),
             max_plugin_bytes: settings.max_plugin_bytes,
             grants: Arc::new(settings.grants.clone()),
+            compiler: settings.compiler.clone(),
         },
     ));
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -240,6 +257,10 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
     let shutting_down = Arc::new(AtomicBool::new(false));
     let readiness = health::Readiness::start(
         journal,
+        health::Disk {
+            dir: settings.state_dir.clone(),
+            min_free: settings.min_free_disk_bytes,
+        },
         plugins.clone(),
         shutting_down.clone(),
         health::auth_mode(&settings.ingest.auth, settings.insecure_no_auth),

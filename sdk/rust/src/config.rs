@@ -11,6 +11,12 @@ pub fn get(key: &str) -> Option<String> {
     store::get(key).ok().flatten()
 }
 
+/// Every key this plugin can read (values included): its own grant and
+/// defaults, never another plugin's.
+pub fn all() -> Vec<(String, String)> {
+    store::get_all().unwrap_or_default()
+}
+
 /// The value of `key`, or a `reject` naming the missing key: a plugin that is
 /// not configured can never handle the event, so retrying would not help.
 pub fn require(key: &str) -> Result<String, HandlerError> {

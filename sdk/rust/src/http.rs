@@ -1,7 +1,9 @@
 //! Outbound HTTP through `wasi:http/outgoing-handler`.
 //!
-//! The host only lets a plugin reach the hosts in its manifest's
-//! `allowed_hosts`; any other host fails with [`HttpError::Denied`].
+//! The host only lets a plugin reach the hosts its operator granted; any
+//! other host fails with [`HttpError::Denied`], and a granted name that
+//! resolves to an address the plugin may not reach (loopback, a private
+//! network, a metadata service) with [`HttpError::Prohibited`].
 
 use crate::wasi::http::outgoing_handler;
 pub use crate::wasi::http::types::Method;
@@ -33,6 +35,8 @@ pub enum HttpError {
     BadUrl(String),
     /// The host is not on the plugin's allow-list.
     Denied(String),
+    /// The host resolves to an address the plugin is not granted.
+    Prohibited(String),
     /// The request failed on the way (DNS, connect, timeout, protocol).
     Failed(String),
 }
@@ -42,14 +46,18 @@ impl fmt::Display for HttpError {
         match self {
             HttpError::BadUrl(u) => write!(f, "bad URL `{u}`"),
             HttpError::Denied(u) => write!(f, "request to `{u}` denied: host not in allowed_hosts"),
+            HttpError::Prohibited(u) => write!(
+                f,
+                "request to `{u}` denied: its address is not granted (private or special network)"
+            ),
             HttpError::Failed(why) => write!(f, "request failed: {why}"),
         }
     }
 }
 
 impl From<HttpError> for HandlerError {
-    /// A denied host or a bad URL will not get better by retrying; a failed
-    /// request may.
+    /// A denied host or address, or a bad URL, will not get better by
+    /// retrying (the operator has to grant it); a failed request may.
     fn from(e: HttpError) -> Self {
         match e {
             HttpError::Failed(_) => HandlerError::Retry(e.to_string()),
@@ -152,6 +160,7 @@ fn failed(why: &str) -> HttpError {
 fn error_code(url: &str, e: ErrorCode) -> HttpError {
     match e {
         ErrorCode::HttpRequestDenied => HttpError::Denied(url.to_string()),
+        ErrorCode::DestinationIpProhibited => HttpError::Prohibited(url.to_string()),
         other => HttpError::Failed(format!("{other:?}")),
     }
 }

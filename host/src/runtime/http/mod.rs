@@ -16,6 +16,7 @@ pub use policy::{NetworkPolicy, Prohibited};
 use super::activity::Activity;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// Timeouts and caps for outbound requests.
@@ -27,6 +28,10 @@ pub struct HttpLimits {
     pub response_timeout: Duration,
     /// Largest response body a plugin may read.
     pub max_response_bytes: u64,
+    /// Outbound connections one plugin version may hold open at once,
+    /// across its deliveries; a request beyond fails with
+    /// `connection-limit-reached`.
+    pub max_connections: usize,
 }
 
 impl Default for HttpLimits {
@@ -35,6 +40,7 @@ impl Default for HttpLimits {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(10),
             max_response_bytes: 4 * 1024 * 1024,
+            max_connections: 32,
         }
     }
 }
@@ -55,15 +61,23 @@ pub struct OutboundHttp {
     grants: Arc<OutboundGrant>,
     limits: HttpLimits,
     activity: Arc<Activity>,
+    /// The version's connection permits, shared by its deliveries.
+    connections: Arc<Semaphore>,
 }
 
 impl OutboundHttp {
-    /// The capability for one delivery.
-    pub fn new(grants: Arc<OutboundGrant>, limits: HttpLimits, activity: Arc<Activity>) -> Self {
+    /// The capability for one delivery of a version holding `connections`.
+    pub fn new(
+        grants: Arc<OutboundGrant>,
+        limits: HttpLimits,
+        activity: Arc<Activity>,
+        connections: Arc<Semaphore>,
+    ) -> Self {
         Self {
             grants,
             limits,
             activity,
+            connections,
         }
     }
 }
@@ -117,11 +131,31 @@ impl WasiHttpHooks for OutboundHttp {
             ),
             max_response_bytes: limits.max_response_bytes,
         };
+        // One permit per open connection, held until its I/O ends: a plugin
+        // opening connections without end runs out of permits, not the host
+        // out of file descriptors.
+        let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+            activity.denied(
+                &method,
+                &url,
+                "connection limit reached",
+                &format!(
+                    "outbound request denied: this plugin already holds {} connections",
+                    limits.max_connections
+                ),
+            );
+            return Box::new(async { Err(Error::ConnectionLimitReached) });
+        };
         let grants = self.grants.clone();
         Box::new(async move {
             match send::send(request, &grants.networks, budget).await {
                 Ok((response, io)) => {
                     activity.http(&method, &url, Ok(response.status().as_u16()));
+                    let io: send::IoTask = Box::new(async move {
+                        let done = Box::into_pin(io).await;
+                        drop(permit);
+                        done
+                    });
                     Ok((response, io))
                 }
                 Err(send::Refusal::Prohibited(why)) => {

@@ -1,13 +1,21 @@
 //! `wasi:keyvalue`: each plugin gets a namespace of its own (its name), with
-//! any number of buckets inside. Backends sit behind [`KeyValue`]:
-//! [`JournalKeyValue`] keeps state in the journal (durable, for `serve`),
-//! [`MemoryKeyValue`] in process (for `gridlet run`).
+//! any number of buckets inside, within a quota of keys and bytes the
+//! operator sets. Backends sit behind [`KeyValue`]: [`JournalKeyValue`]
+//! keeps state in the journal (durable, group-committed, for `serve`),
+//! [`MemoryKeyValue`] in process (for `gridlet run`). Every call is async:
+//! a plugin waiting for its state never holds a runtime thread.
+
+mod journal;
+mod memory;
+
+pub use crate::journal::KvQuota;
+pub use journal::JournalKeyValue;
+pub use memory::MemoryKeyValue;
 
 use super::activity::Activity;
 use super::bindings::BucketHandle;
 use super::bindings::wasi::keyvalue::{atomics, store};
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
 /// Longest key, in bytes.
@@ -16,11 +24,14 @@ pub const MAX_KEY_BYTES: usize = 1024;
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 /// Keys returned per `list-keys` page.
 pub const LIST_PAGE: usize = 1000;
+/// Cursors one delivery may hold open (a plugin paging through a huge
+/// bucket in a loop cannot grow the host's memory without bound).
+const MAX_CURSORS: usize = 10_000;
 
 /// A key-value failure, as the plugin sees it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KvError {
-    /// The key or value is over its limit.
+    /// The key or value is over its limit, or the plugin is over its quota.
     #[error("{0}")]
     Limit(String),
     /// A counter holds something that is not a counter.
@@ -33,46 +44,44 @@ pub enum KvError {
 
 /// Where plugin state lives. `namespace` is the plugin's name: the host
 /// passes it, the plugin cannot choose it.
+#[async_trait::async_trait]
 pub trait KeyValue: Send + Sync + 'static {
     /// Read a value.
-    fn get(&self, namespace: &str, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError>;
-    /// Write a value.
-    fn set(&self, namespace: &str, bucket: &str, key: &str, value: &[u8]) -> Result<(), KvError>;
-    /// Remove a value (no error when absent).
-    fn delete(&self, namespace: &str, bucket: &str, key: &str) -> Result<(), KvError>;
-    /// Keys in order, starting at `cursor` (an offset); returns the next cursor.
-    fn list_keys(
+    async fn get(
         &self,
         namespace: &str,
         bucket: &str,
-        cursor: u64,
-    ) -> Result<(Vec<String>, Option<u64>), KvError>;
-    /// Add `delta` to a counter (absent counts as 0) and return the new value.
-    fn increment(
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, KvError>;
+    /// Write a value, within `quota`.
+    async fn set(
+        &self,
+        namespace: &str,
+        bucket: &str,
+        key: &str,
+        value: Vec<u8>,
+        quota: KvQuota,
+    ) -> Result<(), KvError>;
+    /// Remove a value (no error when absent).
+    async fn delete(&self, namespace: &str, bucket: &str, key: &str) -> Result<(), KvError>;
+    /// Up to `limit` keys in order, after `after`.
+    async fn keys(
+        &self,
+        namespace: &str,
+        bucket: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<String>, KvError>;
+    /// Add `delta` to a counter (absent counts as 0), within `quota`, and
+    /// return the new value.
+    async fn increment(
         &self,
         namespace: &str,
         bucket: &str,
         key: &str,
         delta: u64,
+        quota: KvQuota,
     ) -> Result<u64, KvError>;
-}
-
-/// In-process state: gone when the host stops.
-#[derive(Debug, Default)]
-pub struct MemoryKeyValue {
-    map: Mutex<BTreeMap<(String, String, String), Vec<u8>>>,
-}
-
-type Map = BTreeMap<(String, String, String), Vec<u8>>;
-
-impl MemoryKeyValue {
-    fn map(&self) -> std::sync::MutexGuard<'_, Map> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-fn id(namespace: &str, bucket: &str, key: &str) -> (String, String, String) {
-    (namespace.to_string(), bucket.to_string(), key.to_string())
 }
 
 /// Read a counter's stored bytes.
@@ -83,144 +92,32 @@ pub fn decode_counter(key: &str, bytes: &[u8]) -> Result<u64, KvError> {
     Ok(u64::from_le_bytes(bytes))
 }
 
-impl KeyValue for MemoryKeyValue {
-    fn get(&self, namespace: &str, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self.map().get(&id(namespace, bucket, key)).cloned())
-    }
-
-    fn set(&self, namespace: &str, bucket: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.map()
-            .insert(id(namespace, bucket, key), value.to_vec());
-        Ok(())
-    }
-
-    fn delete(&self, namespace: &str, bucket: &str, key: &str) -> Result<(), KvError> {
-        self.map().remove(&id(namespace, bucket, key));
-        Ok(())
-    }
-
-    fn list_keys(
-        &self,
-        namespace: &str,
-        bucket: &str,
-        cursor: u64,
-    ) -> Result<(Vec<String>, Option<u64>), KvError> {
-        let map = self.map();
-        let all: Vec<String> = map
-            .keys()
-            .filter(|(n, b, _)| n == namespace && b == bucket)
-            .map(|(_, _, k)| k.clone())
-            .collect();
-        let start = usize::try_from(cursor).unwrap_or(usize::MAX).min(all.len());
-        let end = (start + LIST_PAGE).min(all.len());
-        let next = (end < all.len()).then_some(end as u64);
-        Ok((all[start..end].to_vec(), next))
-    }
-
-    fn increment(
-        &self,
-        namespace: &str,
-        bucket: &str,
-        key: &str,
-        delta: u64,
-    ) -> Result<u64, KvError> {
-        let mut map = self.map();
-        let slot = map
-            .entry(id(namespace, bucket, key))
-            .or_insert_with(|| 0u64.to_le_bytes().to_vec());
-        let value = decode_counter(key, slot)?.wrapping_add(delta);
-        *slot = value.to_le_bytes().to_vec();
-        Ok(value)
-    }
-}
-
-/// State in the journal: kept across restarts and plugin reloads.
-pub struct JournalKeyValue(pub Arc<crate::journal::SqliteJournal>);
-
-impl KeyValue for JournalKeyValue {
-    fn get(&self, namespace: &str, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.0.kv_get(namespace, bucket, key).map_err(backend)
-    }
-
-    fn set(&self, namespace: &str, bucket: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.0
-            .kv_set(namespace, bucket, key, value)
-            .map_err(backend)
-    }
-
-    fn delete(&self, namespace: &str, bucket: &str, key: &str) -> Result<(), KvError> {
-        self.0.kv_delete(namespace, bucket, key).map_err(backend)
-    }
-
-    fn list_keys(
-        &self,
-        namespace: &str,
-        bucket: &str,
-        cursor: u64,
-    ) -> Result<(Vec<String>, Option<u64>), KvError> {
-        // One more than a page tells whether there is a next page.
-        let mut keys = self
-            .0
-            .kv_keys(namespace, bucket, cursor, LIST_PAGE + 1)
-            .map_err(backend)?;
-        let next = (keys.len() > LIST_PAGE).then(|| cursor + LIST_PAGE as u64);
-        keys.truncate(LIST_PAGE);
-        Ok((keys, next))
-    }
-
-    fn increment(
-        &self,
-        namespace: &str,
-        bucket: &str,
-        key: &str,
-        delta: u64,
-    ) -> Result<u64, KvError> {
-        self.0
-            .kv_update(namespace, bucket, key, |old| {
-                let value = match old {
-                    Some(bytes) => decode_counter(key, &bytes)?,
-                    None => 0,
-                }
-                .wrapping_add(delta);
-                Ok((value.to_le_bytes().to_vec(), value))
-            })
-            .map_err(backend)?
-    }
-}
-
-fn backend(e: crate::journal::JournalError) -> KvError {
-    KvError::Backend(e.to_string())
-}
-
-fn check_key(key: &str) -> Result<(), store::Error> {
-    if key.len() > MAX_KEY_BYTES {
-        return Err(store::Error::Other(format!(
-            "key is {} bytes; the limit is {MAX_KEY_BYTES}",
-            key.len()
-        )));
-    }
-    Ok(())
-}
-
-fn to_wit(e: KvError) -> store::Error {
-    store::Error::Other(e.to_string())
-}
-
 /// The `wasi:keyvalue` capability's state for one delivery: whose
-/// namespace, which backend, where changes are recorded.
+/// namespace, its quota, which backend, where changes are recorded, and
+/// the cursors of its `list-keys` paging.
 pub struct PluginKeyValue {
     namespace: Arc<str>,
+    quota: KvQuota,
     kv: Arc<dyn KeyValue>,
     activity: Arc<Activity>,
+    /// Cursor `n` continues after `cursors[n - 1]`.
+    cursors: Vec<String>,
 }
 
 impl PluginKeyValue {
-    /// The capability for plugin `namespace` over `kv`.
-    pub fn new(namespace: Arc<str>, kv: Arc<dyn KeyValue>, activity: Arc<Activity>) -> Self {
+    /// The capability for plugin `namespace` over `kv`, within `quota`.
+    pub fn new(
+        namespace: Arc<str>,
+        quota: KvQuota,
+        kv: Arc<dyn KeyValue>,
+        activity: Arc<Activity>,
+    ) -> Self {
         Self {
             namespace,
+            quota,
             kv,
             activity,
+            cursors: Vec::new(),
         }
     }
 }
@@ -247,6 +144,20 @@ impl KeyValueView<'_> {
     }
 }
 
+fn check_key(key: &str) -> Result<(), store::Error> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(store::Error::Other(format!(
+            "key is {} bytes; the limit is {MAX_KEY_BYTES}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+fn to_wit(e: KvError) -> store::Error {
+    store::Error::Other(e.to_string())
+}
+
 impl store::Host for KeyValueView<'_> {
     fn open(
         &mut self,
@@ -262,7 +173,7 @@ impl store::Host for KeyValueView<'_> {
 }
 
 impl store::HostBucket for KeyValueView<'_> {
-    fn get(
+    async fn get(
         &mut self,
         bucket: Resource<BucketHandle>,
         key: String,
@@ -271,14 +182,15 @@ impl store::HostBucket for KeyValueView<'_> {
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
-        Ok(self
-            .ctx
+        let ctx = &self.ctx;
+        Ok(ctx
             .kv
-            .get(&self.ctx.namespace, &name, &key)
+            .get(&ctx.namespace, &name, &key)
+            .await
             .map_err(to_wit))
     }
 
-    fn set(
+    async fn set(
         &mut self,
         bucket: Resource<BucketHandle>,
         key: String,
@@ -294,62 +206,95 @@ impl store::HostBucket for KeyValueView<'_> {
                 value.len()
             ))));
         }
-        let result = self
-            .ctx
+        let ctx = &self.ctx;
+        let size = value.len();
+        let result = ctx
             .kv
-            .set(&self.ctx.namespace, &name, &key, &value)
+            .set(&ctx.namespace, &name, &key, value, ctx.quota)
+            .await
             .map_err(to_wit);
         if result.is_ok() {
-            self.ctx
-                .activity
-                .key_value(&name, &key, format!("set ({} bytes)", value.len()));
+            ctx.activity
+                .key_value(&name, &key, format!("set ({size} bytes)"));
         }
         Ok(result)
     }
 
-    fn delete(
+    async fn delete(
         &mut self,
         bucket: Resource<BucketHandle>,
         key: String,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let name = self.bucket(&bucket)?;
-        let result = self
-            .ctx
+        let ctx = &self.ctx;
+        let result = ctx
             .kv
-            .delete(&self.ctx.namespace, &name, &key)
+            .delete(&ctx.namespace, &name, &key)
+            .await
             .map_err(to_wit);
         if result.is_ok() {
-            self.ctx.activity.key_value(&name, &key, "delete".into());
+            ctx.activity.key_value(&name, &key, "delete".into());
         }
         Ok(result)
     }
 
-    fn exists(
+    async fn exists(
         &mut self,
         bucket: Resource<BucketHandle>,
         key: String,
     ) -> wasmtime::Result<Result<bool, store::Error>> {
         let name = self.bucket(&bucket)?;
-        Ok(self
-            .ctx
+        let ctx = &self.ctx;
+        Ok(ctx
             .kv
-            .get(&self.ctx.namespace, &name, &key)
+            .get(&ctx.namespace, &name, &key)
+            .await
             .map(|v| v.is_some())
             .map_err(to_wit))
     }
 
-    fn list_keys(
+    async fn list_keys(
         &mut self,
         bucket: Resource<BucketHandle>,
         cursor: Option<u64>,
     ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
         let name = self.bucket(&bucket)?;
-        Ok(self
-            .ctx
+        let after = match cursor {
+            None | Some(0) => None,
+            Some(n) => match self.ctx.cursors.get(n as usize - 1) {
+                Some(key) => Some(key.clone()),
+                None => {
+                    return Ok(Err(store::Error::Other(format!(
+                        "cursor {n} is not one this delivery was given"
+                    ))));
+                }
+            },
+        };
+        let ctx = &mut self.ctx;
+        // One more than a page tells whether there is a next page.
+        let mut keys = match ctx
             .kv
-            .list_keys(&self.ctx.namespace, &name, cursor.unwrap_or(0))
-            .map(|(keys, cursor)| store::KeyResponse { keys, cursor })
-            .map_err(to_wit))
+            .keys(&ctx.namespace, &name, after, LIST_PAGE + 1)
+            .await
+        {
+            Ok(keys) => keys,
+            Err(e) => return Ok(Err(to_wit(e))),
+        };
+        let more = keys.len() > LIST_PAGE;
+        keys.truncate(LIST_PAGE);
+        let cursor = match keys.last() {
+            Some(last) if more && ctx.cursors.len() < MAX_CURSORS => {
+                ctx.cursors.push(last.clone());
+                Some(ctx.cursors.len() as u64)
+            }
+            Some(_) if more => {
+                return Ok(Err(store::Error::Other(format!(
+                    "more than {MAX_CURSORS} pages listed in one delivery"
+                ))));
+            }
+            _ => None,
+        };
+        Ok(Ok(store::KeyResponse { keys, cursor }))
     }
 
     fn drop(&mut self, bucket: Resource<BucketHandle>) -> wasmtime::Result<()> {
@@ -359,7 +304,7 @@ impl store::HostBucket for KeyValueView<'_> {
 }
 
 impl atomics::Host for KeyValueView<'_> {
-    fn increment(
+    async fn increment(
         &mut self,
         bucket: Resource<BucketHandle>,
         key: String,
@@ -369,14 +314,14 @@ impl atomics::Host for KeyValueView<'_> {
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
-        let result = self
-            .ctx
+        let ctx = &self.ctx;
+        let result = ctx
             .kv
-            .increment(&self.ctx.namespace, &name, &key, delta)
+            .increment(&ctx.namespace, &name, &key, delta, ctx.quota)
+            .await
             .map_err(to_wit);
         if let Ok(value) = result {
-            self.ctx
-                .activity
+            ctx.activity
                 .key_value(&name, &key, format!("increment by {delta} → {value}"));
         }
         Ok(result)

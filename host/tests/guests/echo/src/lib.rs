@@ -31,6 +31,7 @@ impl Plugin for Echo {
         };
         let body = json!({
             "plugin": config::get("name").unwrap_or_default(),
+            "configKeys": config::all().into_iter().map(|(k, _)| k).collect::<Vec<_>>(),
             "build": env!("CARGO_PKG_NAME"),
             "instanceCalls": CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1,
             "id": event.id,

@@ -7,7 +7,12 @@
 //! - `trap`: panic;
 //! - `flood`: write 100,000 log lines and 100,000 stdout lines, then succeed;
 //! - `probe`: try a file, the environment, a socket and a host that is not
-//!   granted; log what happened to each and succeed only if all were denied.
+//!   granted; log what happened to each and succeed only if all were denied;
+//! - `reach`: POST to every URL in `targets` (space-separated), log how each
+//!   went (`reach URL: denied | prohibited | failed: … | status N`), and
+//!   reject if any answered;
+//! - `deny-flood`: send `count` (default 5,000) requests to `forbidden_url`,
+//!   a host that is not granted, then succeed.
 
 use gridlet_plugin::{config, export, http, log, Event, HandlerError, Plugin};
 use std::hint::black_box;
@@ -26,6 +31,8 @@ impl Plugin for Hostile {
             Some("trap") => panic!("hostile plugin panicked on purpose"),
             Some("flood") => flood(),
             Some("probe") => probe(),
+            Some("reach") => reach(),
+            Some("deny-flood") => deny_flood(),
             other => Err(HandlerError::Reject(format!("unknown behaviour {other:?}"))),
         }
     }
@@ -101,6 +108,39 @@ fn probe() -> Result<(), HandlerError> {
             escaped.join(", ")
         )))
     }
+}
+
+fn reach() -> Result<(), HandlerError> {
+    let targets = config::get("targets").unwrap_or_default();
+    let mut reached = Vec::new();
+    for url in targets.split_whitespace() {
+        let result = match http::post_json(url, b"{}") {
+            Ok(response) => {
+                reached.push(url.to_string());
+                format!("status {}", response.status)
+            }
+            Err(http::HttpError::Denied(_)) => "denied".into(),
+            Err(http::HttpError::Prohibited(_)) => "prohibited".into(),
+            Err(e) => format!("failed: {e}"),
+        };
+        log::info(&format!("reach {url}: {result}"));
+    }
+    if reached.is_empty() {
+        Ok(())
+    } else {
+        Err(HandlerError::Reject(format!("reached {}", reached.join(" "))))
+    }
+}
+
+fn deny_flood() -> Result<(), HandlerError> {
+    let count: u32 = config::get("count")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(5_000);
+    let url = config::get("forbidden_url").unwrap_or_else(|| "http://example.com/".into());
+    for _ in 0..count {
+        let _ = http::post_json(&url, b"{}");
+    }
+    Ok(())
 }
 
 export!(Hostile);

@@ -1,0 +1,86 @@
+//! The journal's tables, and the migration of journals written by earlier
+//! versions (tracked in SQLite's `user_version`).
+
+use super::super::JournalError;
+use rusqlite::Connection;
+
+/// The schema version this code writes.
+const VERSION: i64 = 2;
+
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    seq         INTEGER PRIMARY KEY,
+    topic_key   TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    body        TEXT NOT NULL,  -- the event's JSON as received; '' once only dedup needs it
+    received_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_identity ON events (topic_key, event_id);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id          INTEGER PRIMARY KEY,
+    event_seq   INTEGER NOT NULL REFERENCES events (seq),
+    plugin      TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,  -- attempts made (and recorded)
+    due_at      INTEGER NOT NULL,
+    last_error  TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (due_at);
+CREATE INDEX IF NOT EXISTS deliveries_plugin ON deliveries (plugin, due_at, id);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id          INTEGER PRIMARY KEY,
+    event_seq   INTEGER NOT NULL REFERENCES events (seq),
+    plugin      TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    attempts    INTEGER NOT NULL,
+    last_error  TEXT NOT NULL,
+    dead_at     INTEGER NOT NULL,
+    replayed_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS kv (
+    namespace TEXT NOT NULL,
+    bucket    TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    value     BLOB NOT NULL,
+    PRIMARY KEY (namespace, bucket, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS health (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at INTEGER NOT NULL
+);
+";
+
+/// Version 2: each event's own text and what is needed to list and read it
+/// without parsing (`format` 1 rows hold the earlier wrapped JSON), and the
+/// indexes the periodic purge and retention need.
+const VERSION_2: &[&str] = &[
+    "ALTER TABLE events ADD COLUMN format INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE events ADD COLUMN schema TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE events ADD COLUMN topic TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE events ADD COLUMN event_type TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE events ADD COLUMN subscription TEXT",
+    "ALTER TABLE events ADD COLUMN delivery_count INTEGER",
+    "ALTER TABLE events ADD COLUMN data_version_header TEXT",
+    "CREATE INDEX IF NOT EXISTS events_received ON events (received_at)",
+    "CREATE INDEX IF NOT EXISTS events_kept ON events (received_at) WHERE body <> ''",
+    "CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_seq)",
+    "CREATE INDEX IF NOT EXISTS dead_letters_event ON dead_letters (event_seq)",
+    "CREATE INDEX IF NOT EXISTS dead_letters_dead_at ON dead_letters (dead_at)",
+];
+
+/// Create the tables, or bring an earlier journal up to [`VERSION`].
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
+    conn.execute_batch(TABLES)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version >= VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    if version < 2 {
+        for statement in VERSION_2 {
+            tx.execute(statement, [])?;
+        }
+    }
+    tx.pragma_update(None, "user_version", VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
