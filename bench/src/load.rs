@@ -11,7 +11,7 @@ const TOPIC: &str =
     "/subscriptions/x/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/w";
 
 /// One RunCompleted event; `{id}` and `{run}` filled in.
-fn event(id: &str, run: &str) -> String {
+pub fn event(id: &str, run: &str) -> String {
     format!(
         r#"{{"id":"{id}","topic":"{TOPIC}","subject":"experiments/e/runs/{run}","eventType":"Microsoft.MachineLearningServices.RunCompleted","eventTime":"2026-11-28T00:00:00Z","data":{{"experimentId":"e","experimentName":"nightly","runId":"{run}","runType":"azureml.scriptrun","runTags":{{}},"runProperties":{{}}}},"dataVersion":"2","metadataVersion":"1"}}"#
     )

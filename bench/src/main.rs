@@ -6,6 +6,7 @@
 mod invoke;
 mod load;
 mod memory;
+mod neighbours;
 mod process;
 mod scale;
 mod serve;
@@ -39,7 +40,10 @@ enum Section {
     Profile,
     /// Throughput by plugins matching and events per request; a PNG.
     Scale,
-    /// RSS idle, per loaded plugin, under load.
+    /// A good plugin's latency alone and beside each hostile one.
+    Neighbours,
+    /// RSS idle, per loaded plugin, under load, after compiling vs from the
+    /// cache, after large events.
     Memory,
     /// Write docs/BENCHMARKS.md from the template and the results.
     Report,
@@ -104,6 +108,13 @@ async fn main() -> Result<()> {
         let png = paths.root.join("docs/bench-scale.png");
         save(&out, "scale", &scale::run(&paths, args.quick, &png).await?)?;
     }
+    if wants(Section::Neighbours) {
+        save(
+            &out,
+            "neighbours",
+            &neighbours::run(&paths, args.quick).await?,
+        )?;
+    }
     if wants(Section::Memory) {
         let peak = std::fs::read_to_string(out.join("rss-under-load"))
             .ok()
@@ -120,7 +131,7 @@ async fn main() -> Result<()> {
 
 /// Every `{{name}}` the template may hold besides `{{machine}}`: a
 /// section's results, `<out>/<name>.md`.
-const FRAGMENTS: [&str; 9] = [
+const FRAGMENTS: [&str; 10] = [
     "peers-invoke",
     "host-invoke",
     "host-languages",
@@ -128,6 +139,7 @@ const FRAGMENTS: [&str; 9] = [
     "host-durable",
     "scale",
     "host-reload",
+    "neighbours",
     "memory",
     "profile",
 ];

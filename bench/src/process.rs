@@ -31,6 +31,13 @@ impl Paths {
             .join(format!("{name}.wasm"))
     }
 
+    /// A test fixture built by `cargo xtask plugins` (`echo`, `hostile`).
+    pub fn test_plugin(&self, name: &str) -> PathBuf {
+        self.root
+            .join("target/test-plugins")
+            .join(format!("{name}.wasm"))
+    }
+
     /// A peer guest built by `cargo xtask bench`.
     pub fn peer(&self, file: &str) -> PathBuf {
         self.root.join("target/bench-peers").join(file)
@@ -65,28 +72,68 @@ pub struct PluginCopy<'a> {
     pub manifest: &'a str,
 }
 
+/// How to start a `gridlet serve`.
+#[derive(Default)]
+pub struct Launch<'a> {
+    /// Plugins in its folder before it starts.
+    pub plugins: &'a [PluginCopy<'a>],
+    /// Journal fsync on (else relaxed).
+    pub fsync: bool,
+    /// More of its gridlet.toml (grants, settings), after
+    /// `[plugin_limits]`.
+    pub config: &'a str,
+    /// A compile cache of its own (else the one shared by the harness).
+    pub compile_cache: Option<&'a Path>,
+    /// More environment (settings).
+    pub env: &'a [(&'a str, &'a str)],
+}
+
 /// `gridlet serve` on a fresh journal.
 pub struct Gridlet {
     child: Child,
     dir: tempfile::TempDir,
+    /// Where it listens (`http://127.0.0.1:port`).
+    pub base: String,
     /// Its webhook, secret included.
     pub url: String,
 }
 
+/// The admin token every gridlet here is started with.
+const ADMIN_TOKEN: &str = "bench-admin";
+
 impl Gridlet {
     /// Start it with `plugins`, fsync on or relaxed, and wait until ready.
     pub async fn start(paths: &Paths, plugins: &[PluginCopy<'_>], fsync: bool) -> Result<Self> {
+        Self::launch(
+            paths,
+            Launch {
+                plugins,
+                fsync,
+                ..Launch::default()
+            },
+        )
+        .await
+    }
+
+    /// Start it as `launch` says and wait until ready.
+    pub async fn launch(paths: &Paths, launch: Launch<'_>) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let folder = dir.path().join("plugins");
         std::fs::create_dir_all(&folder)?;
-        for p in plugins {
+        for p in launch.plugins {
             std::fs::copy(p.wasm, folder.join(format!("{}.wasm", p.name)))
                 .with_context(|| format!("{} (run `cargo xtask plugins`)", p.wasm.display()))?;
             std::fs::write(folder.join(format!("{}.toml", p.name)), p.manifest)?;
         }
         // The operator lets the plugins run as many at once as they ask.
         let config = dir.path().join("gridlet.toml");
-        std::fs::write(&config, "[plugin_limits]\nmax_concurrency = 1024\n")?;
+        std::fs::write(
+            &config,
+            format!(
+                "[plugin_limits]\nmax_concurrency = 1024\n\n{}",
+                launch.config
+            ),
+        )?;
         let port = free_port()?;
         let child = Command::new(&paths.gridlet)
             .arg("serve")
@@ -95,11 +142,16 @@ impl Gridlet {
             .env("GRIDLET_LISTEN", format!("127.0.0.1:{port}"))
             .env("GRIDLET_PLUGINS_DIR", &folder)
             .env("GRIDLET_STATE_DIR", dir.path().join("state"))
-            .env("GRIDLET_COMPILE_CACHE_DIR", &paths.compile_cache)
+            .env(
+                "GRIDLET_COMPILE_CACHE_DIR",
+                launch.compile_cache.unwrap_or(&paths.compile_cache),
+            )
             .env("GRIDLET_SECRET", "bench")
-            .env("GRIDLET_JOURNAL_FSYNC", fsync.to_string())
+            .env("GRIDLET_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("GRIDLET_JOURNAL_FSYNC", launch.fsync.to_string())
             .env("GRIDLET_QUEUE_CAPACITY", "100000000")
             .env("RUST_LOG", "error")
+            .envs(launch.env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -121,8 +173,47 @@ impl Gridlet {
         Ok(Self {
             child,
             url: format!("{base}/api/events?code=bench"),
+            base,
             dir,
         })
+    }
+
+    /// Drop `wasm` into its plugins folder as `name` (copied beside, then
+    /// renamed in, as a deployment would): a hot load.
+    pub fn install(&self, name: &str, wasm: &Path) -> Result<()> {
+        let folder = self.dir.path().join("plugins");
+        let staged = folder.join(format!(".{name}.partial"));
+        std::fs::copy(wasm, &staged)
+            .with_context(|| format!("{} (run `cargo xtask plugins`)", wasm.display()))?;
+        std::fs::rename(&staged, folder.join(format!("{name}.wasm")))?;
+        Ok(())
+    }
+
+    /// Wait (up to 5 minutes) until `count` plugins serve.
+    pub async fn wait_serving(&self, count: usize) -> Result<()> {
+        let client = reqwest::Client::new();
+        let url = format!("{}/admin/plugins", self.base);
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let text = client
+                .get(&url)
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await?
+                .text()
+                .await?;
+            let list: serde_json::Value = serde_json::from_str(&text)?;
+            let serving = list["plugins"]
+                .as_array()
+                .map_or(0, |p| p.iter().filter(|p| p["state"] == "serving").count());
+            if serving >= count {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{serving} of {count} plugins serve: {list}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Its process id.

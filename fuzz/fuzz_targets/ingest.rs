@@ -10,10 +10,16 @@ use libfuzzer_sys::fuzz_target;
 /// Header sets the first input byte picks from: each schema and mode.
 const SHAPES: [&[(&str, &str)]; 6] = [
     &[("content-type", "application/json")],
-    &[("content-type", "application/json"), ("aeg-event-type", "SubscriptionValidation")],
+    &[
+        ("content-type", "application/json"),
+        ("aeg-event-type", "SubscriptionValidation"),
+    ],
     &[("content-type", "application/cloudevents+json")],
     &[("content-type", "application/cloudevents-batch+json")],
-    &[("ce-specversion", "1.0"), ("content-type", "application/json")],
+    &[
+        ("ce-specversion", "1.0"),
+        ("content-type", "application/json"),
+    ],
     &[],
 ];
 

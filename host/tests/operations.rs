@@ -439,6 +439,8 @@ async fn readiness_flips_when_the_journal_is_locked_and_during_shutdown() {
             .expect("readyz");
         (r.status().as_u16(), r.json::<Value>().await.expect("json"))
     };
+    // Not ready until the first probe commits (a moment after start).
+    wait_for("ready", async || ready(&host).await.0 == 200).await;
     let (code, body) = ready(&host).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["checks"]["journal"], "writable");

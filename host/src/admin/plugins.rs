@@ -20,8 +20,12 @@ use std::time::SystemTime;
 pub struct PluginView {
     name: String,
     /// `serving`, `rejected` (newest files rejected; `hash` still serves if
-    /// set) or `unloaded`.
+    /// set), `unloaded` or `waiting` (named by the operator, nothing loaded
+    /// yet).
     state: &'static str,
+    /// No version serves and its deliveries are kept (not dead-lettered)
+    /// until one does: a rejected or waiting plugin the operator declared.
+    waiting: bool,
     /// The serving version's SHA-256, if one serves.
     hash: Option<String>,
     source: Option<String>,
@@ -49,6 +53,9 @@ struct LimitsView {
     deadline_ms: u128,
     fuel: Option<u64>,
     max_concurrency: u32,
+    /// Its key-value quota: most keys and most bytes (keys and values).
+    kv_keys: u64,
+    kv_bytes: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,6 +111,7 @@ impl PluginView {
         Self {
             name: s.name,
             state: s.state.as_str(),
+            waiting: s.waiting,
             hash: serving.map(|v| v.hash.clone()),
             source: plugin.map(|p| p.source.display().to_string()),
             manifest: plugin.and_then(|p| p.manifest.as_ref().map(|m| m.display().to_string())),
@@ -118,6 +126,8 @@ impl PluginView {
                     deadline_ms: l.deadline.as_millis(),
                     fuel: l.fuel,
                     max_concurrency: l.max_concurrency,
+                    kv_keys: l.kv_keys,
+                    kv_bytes: l.kv_bytes,
                 }
             }),
             grants: plugin.map(|p| {

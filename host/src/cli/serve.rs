@@ -136,6 +136,9 @@ pub struct ServeArgs {
     /// Most time (ms) one plugin's compile may take [default: 300000].
     #[arg(long, env = "GRIDLET_COMPILE_TIMEOUT_MS")]
     compile_timeout_ms: Option<u64>,
+    /// Threads plugin code runs on [default: one per core but one].
+    #[arg(long, env = "GRIDLET_GUEST_THREADS")]
+    guest_threads: Option<usize>,
 }
 
 /// Run the server.
@@ -199,6 +202,7 @@ impl ServeArgs {
             compile_in_process: self.compile_in_process,
             compile_max_memory_mib: self.compile_max_memory_mib,
             compile_timeout_ms: self.compile_timeout_ms,
+            guest_threads: self.guest_threads,
             // Grants and caps are tables: gridlet.toml only.
             plugin_limits: None,
             plugins: None,

@@ -37,6 +37,9 @@ pub struct DispatchSettings {
     pub retry_delays: Vec<Duration>,
     /// On shutdown, how long running deliveries may take to finish.
     pub shutdown_grace: Duration,
+    /// How often deliveries waiting for a plugin with no version serving
+    /// are checked against their time-to-live.
+    pub expire_waiting_every: Duration,
 }
 
 /// Event Grid's retry schedule.
@@ -55,6 +58,7 @@ impl Default for DispatchSettings {
             retry_after_secs: 10,
             retry_delays: event_grid_schedule(),
             shutdown_grace: Duration::from_secs(30),
+            expire_waiting_every: Duration::from_secs(60),
         }
     }
 }

@@ -8,10 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// How often deliveries waiting for a plugin with no version serving are
-/// checked against their time-to-live.
-const EXPIRE_WAITING_EVERY: Duration = Duration::from_secs(60);
-
 /// How long claiming pauses while outcomes cannot be recorded.
 const PAUSE_WHILE_FAILING: Duration = Duration::from_millis(500);
 
@@ -35,7 +31,7 @@ impl Dispatcher {
             let targets = self.targets.current();
             // Deliveries waiting for a plugin with no version serving still
             // have a time-to-live: dead-letter those past it, once a minute.
-            if last_expiry.elapsed() >= EXPIRE_WAITING_EVERY {
+            if last_expiry.elapsed() >= self.settings.expire_waiting_every {
                 last_expiry = Instant::now();
                 for t in targets.iter().filter(|t| !t.serving()) {
                     let (journal, name) = (self.journal.clone(), t.name().to_string());

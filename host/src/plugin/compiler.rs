@@ -88,8 +88,8 @@ impl ChildCompiler {
                 let _ = child.kill();
                 let _ = child.wait();
                 break Err(format!(
-                    "compiling took more than {} s (the compile cap): refused",
-                    self.timeout.as_secs()
+                    "compiling took more than {:?} (the compile cap): refused",
+                    self.timeout
                 ));
             }
             std::thread::sleep(Duration::from_millis(10));

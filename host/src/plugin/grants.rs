@@ -38,11 +38,14 @@ pub struct LimitCaps {
     pub kv_keys: u64,
     /// Bytes of key-value state the plugin may keep.
     pub kv_bytes: u64,
+    /// Key-value bytes the plugin may write per second (0: no pace).
+    pub kv_write_bytes_per_second: u64,
 }
 
 impl Default for LimitCaps {
     /// 256 MiB, 60 s, no fuel cap, 32 at once, instances reused up to 1,000
-    /// times; key-value quotas of 10,000 keys and 64 MiB.
+    /// times; key-value quotas of 10,000 keys and 64 MiB, written at up to
+    /// 4 MiB/s.
     fn default() -> Self {
         let limits = Limits::default();
         Self {
@@ -53,6 +56,7 @@ impl Default for LimitCaps {
             reuse_instance: 1_000,
             kv_keys: limits.kv_keys,
             kv_bytes: limits.kv_bytes,
+            kv_write_bytes_per_second: limits.kv_write_bytes_per_second,
         }
     }
 }
@@ -179,6 +183,7 @@ pub fn resolve(name: &str, manifest: &Manifest, grant: &PluginGrant) -> Result<R
         reuse_instance: reuse_instance as u32,
         kv_keys: caps.kv_keys,
         kv_bytes: caps.kv_bytes,
+        kv_write_bytes_per_second: caps.kv_write_bytes_per_second,
     };
 
     for wanted in &manifest.outbound {

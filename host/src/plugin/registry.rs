@@ -266,7 +266,7 @@ impl Registry {
         // would then collect every event).
         let declares = manifest_text.is_some().then_some(&manifest);
         let resolved = match grants::resolve(name, &manifest, self.grants.of(name)) {
-            Ok(resolved) => resolved,
+            Ok(resolved) => within_pool(resolved, self.runtime.settings().max_instances),
             Err(why) => {
                 let why = format!("{}: {why}", wasm.display());
                 return self.reject(name, Some(hash), why, declares);
@@ -497,6 +497,21 @@ impl Targets for Registry {
     fn current(&self) -> Vec<Arc<dyn Target>> {
         self.serving.load().as_ref().clone()
     }
+}
+
+/// A plugin cannot run more instances at once than the pool holds: its
+/// concurrency is capped there, with a warning. (Plugins together may still
+/// ask for more than the pool; a delivery that finds no free slot waits,
+/// uncounted, for one.)
+fn within_pool(mut resolved: grants::Resolved, pool: u32) -> grants::Resolved {
+    if resolved.limits.max_concurrency > pool {
+        resolved.warnings.push(format!(
+            "limits.max_concurrency: {} is more than the instance pool holds ({pool}); running with {pool}",
+            resolved.limits.max_concurrency
+        ));
+        resolved.limits.max_concurrency = pool;
+    }
+    resolved
 }
 
 /// The first 12 hex digits of a content hash, for logs.

@@ -1,8 +1,12 @@
 //! Where guest code runs: a tokio runtime of its own, so plugins that spin,
 //! allocate or flood never take the threads the webhook, the journal and
-//! dispatch run on. Its threads run at a lower scheduling priority (nice
-//! 10), so on a busy host the kernel serves ingest first; a spinning plugin
-//! still yields to other plugins at every epoch tick.
+//! dispatch run on. It has one thread fewer than the machine has cores, so
+//! a core stays free for the webhook and the kernel's own network work; a
+//! spinning plugin yields to other plugins at every epoch tick. Its threads
+//! keep normal priority: measured on 2 cores, a lower one (nice 10, or
+//! `SCHED_IDLE`) let a busy guest thread stall the webhook's ack for 0.5 to
+//! 25 s, most likely while it held a lock the host needed (docs/BENCHMARKS.md,
+//! neighbours).
 
 use std::future::Future;
 
@@ -11,9 +15,6 @@ pub struct GuestPool {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
-/// The `nice` value of guest threads.
-const GUEST_NICENESS: i32 = 10;
-
 impl GuestPool {
     /// A pool of `threads` worker threads.
     pub fn new(threads: usize) -> std::io::Result<Self> {
@@ -21,15 +22,6 @@ impl GuestPool {
             .worker_threads(threads.max(1))
             .thread_name("gridlet-guest")
             .enable_all()
-            .on_thread_start(|| {
-                // Best effort: a host that forbids it just runs guests at
-                // normal priority. `setpriority` on thread id 0 is this
-                // thread (Linux schedules threads individually).
-                // SAFETY: setpriority only reads its integer arguments.
-                unsafe {
-                    libc::setpriority(libc::PRIO_PROCESS, 0, GUEST_NICENESS);
-                }
-            })
             .build()?;
         Ok(Self {
             runtime: Some(runtime),

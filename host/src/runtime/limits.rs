@@ -24,6 +24,9 @@ pub struct Limits {
     pub kv_keys: u64,
     /// Most bytes of key-value state (buckets, keys and values).
     pub kv_bytes: u64,
+    /// Key-value bytes written per second, across its deliveries (writes
+    /// over it wait); 0 for no pace.
+    pub kv_write_bytes_per_second: u64,
 }
 
 impl Default for Limits {
@@ -36,6 +39,7 @@ impl Default for Limits {
             reuse_instance: 0,
             kv_keys: 10_000,
             kv_bytes: 64 * 1024 * 1024,
+            kv_write_bytes_per_second: 4 * 1024 * 1024,
         }
     }
 }
@@ -68,6 +72,11 @@ impl MemoryLimiter {
     /// The cap, in bytes.
     pub fn cap(&self) -> usize {
         self.cap
+    }
+
+    /// Linear memory the store's instances hold, in bytes.
+    pub fn used(&self) -> usize {
+        self.used
     }
 }
 

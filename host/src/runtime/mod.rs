@@ -83,7 +83,9 @@ pub struct RuntimeSettings {
     /// Timeouts and caps for outbound HTTP.
     pub http: HttpLimits,
     /// Threads guest code runs on, apart from the host's own (default: one
-    /// per core).
+    /// per core but one, at least one: plugins that spin on every core
+    /// starve the kernel's own I/O and network work, and with it the
+    /// webhook, for hundreds of milliseconds).
     pub guest_threads: usize,
 }
 
@@ -95,10 +97,11 @@ impl Default for RuntimeSettings {
             memory_keep_resident: 1024 * 1024,
             pagemap_scan: true,
             fuel: true,
-            epoch_tick: Duration::from_millis(5),
+            epoch_tick: Duration::from_millis(1),
             log_limits: LogLimits::default(),
             http: HttpLimits::default(),
-            guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            guest_threads: std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1).max(1)),
         }
     }
 }

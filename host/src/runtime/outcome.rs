@@ -2,8 +2,10 @@
 
 use super::activity::Entry;
 use super::limits::MemoryLimiter;
+use super::store::MAX_HANDLES;
 use std::fmt;
 use wasmtime::Trap;
+use wasmtime::component::ResourceTableError;
 
 /// The result of one `handle` call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,7 +129,19 @@ pub(super) fn classify(
         Some(Trap::OutOfFuel) => (FailureKind::Fuel, "fuel exhausted".to_string()),
         Some(Trap::StackOverflow) => (FailureKind::Stack, "wasm stack exhausted".to_string()),
         Some(trap) => (FailureKind::Trap, trap.to_string()),
-        None => (FailureKind::Host, format!("{error:#}")),
+        // The plugin's own doing (it created handles without end), so a
+        // trap like any other, named by the cap it met.
+        None if matches!(
+            error.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        ) =>
+        {
+            (
+                FailureKind::Trap,
+                format!("resource table full: the plugin held {MAX_HANDLES} handles (the cap)"),
+            )
+        }
+        None => (FailureKind::Host, without_backtrace(error)),
     };
     // A panic's message goes to stderr just before the trap: show the last
     // few lines, without Rust's backtrace hint.
@@ -150,6 +164,17 @@ pub(super) fn classify(
         what
     };
     Failure { kind, message }
+}
+
+/// The error and its causes, without the wasm backtrace wasmtime adds as
+/// context (many lines of guest frames that say nothing to an operator).
+fn without_backtrace(error: &wasmtime::Error) -> String {
+    let parts: Vec<String> = error
+        .chain()
+        .map(|e| e.to_string())
+        .filter(|m| !m.starts_with("error while executing at wasm backtrace"))
+        .collect();
+    parts.join(": ")
 }
 
 fn mib(bytes: usize) -> String {

@@ -64,7 +64,7 @@ impl Sandbox {
             activity,
             &plugin.limits,
             self.settings.http,
-            plugin.connections.clone(),
+            plugin.shared.clone(),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -79,7 +79,11 @@ impl Sandbox {
         started: Instant,
     ) {
         // Check the deadline at every epoch tick, yielding to the scheduler
-        // in between so a spinning plugin never starves the others.
+        // in between so a spinning plugin never starves the others. Tokio's
+        // own yield puts the task behind every other runnable one and lets
+        // the worker poll for I/O first; a plain wake-up would be run again
+        // at once (tokio's LIFO slot) and leave I/O unpolled for dozens of
+        // ticks, delaying every other plugin's network round trips.
         let limit = plugin.limits.deadline;
         let deadline = started + limit;
         store.set_epoch_deadline(1);
@@ -87,7 +91,10 @@ impl Sandbox {
             if Instant::now() >= deadline {
                 Err(DeadlineExceeded(limit).into())
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         if self.settings.fuel {
@@ -108,7 +115,14 @@ impl Sandbox {
                 .await
         };
         let result = self.within_deadline(plugin, run).await;
-        finish(plugin, &store, result, &call)
+        let invocation = finish(plugin, &store, result, &call);
+        // Returning a large memory to the kernel takes milliseconds no epoch
+        // can interrupt: do it beside the guest threads, so the next
+        // plugin's delivery does not wait behind it.
+        if store.data().limiter.used() > FREE_ASIDE_BYTES {
+            tokio::task::spawn_blocking(move || drop(store));
+        }
+        invocation
     }
 
     /// `run`, or a deadline failure: the epoch check cannot fire while the
@@ -126,6 +140,9 @@ impl Sandbox {
         }
     }
 }
+
+/// Memory above which a finished instance is freed on a blocking thread.
+const FREE_ASIDE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Turn a call's result into an [`Invocation`], logging anything but success.
 pub(super) fn finish(

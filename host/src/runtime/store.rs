@@ -6,7 +6,9 @@
 use super::activity::Activity;
 use super::config::ConfigStore;
 use super::http::{HttpLimits, OutboundHttp};
-use super::keyvalue::{KeyValue, KeyValueCapability, KeyValueView, KvQuota, PluginKeyValue};
+use super::keyvalue::{
+    KeyValue, KeyValueCapability, KeyValueView, KvPace, KvQuota, PluginKeyValue,
+};
 use super::limits::{Limits, MemoryLimiter};
 use super::logging::{CapturedOutput, PluginLog};
 use super::{Grants, bindings};
@@ -17,6 +19,15 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Most resources one delivery may hold at once.
 pub const MAX_HANDLES: usize = 16 * 1024;
+
+/// What every delivery of one plugin version shares with the others.
+#[derive(Clone)]
+pub(super) struct Shared {
+    /// Outbound connections open at once.
+    pub(super) connections: Arc<tokio::sync::Semaphore>,
+    /// The pace of key-value writes.
+    pub(super) kv_pace: Arc<KvPace>,
+}
 
 /// The `T` of `Store<T>`.
 pub struct PluginState {
@@ -44,7 +55,7 @@ impl PluginState {
         activity: Arc<Activity>,
         limits: &Limits,
         http_limits: HttpLimits,
-        connections: Arc<tokio::sync::Semaphore>,
+        shared: Shared,
     ) -> Self {
         let stdout = CapturedOutput::stdout(activity.clone());
         let stderr = CapturedOutput::stderr(activity.clone());
@@ -61,7 +72,7 @@ impl PluginState {
                 grants.outbound.clone(),
                 http_limits,
                 activity.clone(),
-                connections,
+                shared.connections,
             ),
             config: ConfigStore(grants.config.clone()),
             keyvalue: PluginKeyValue::new(
@@ -70,6 +81,7 @@ impl PluginState {
                     max_keys: limits.kv_keys,
                     max_bytes: limits.kv_bytes,
                 },
+                shared.kv_pace,
                 kv,
                 activity.clone(),
             ),

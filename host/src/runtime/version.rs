@@ -4,8 +4,9 @@
 
 use super::activity::{LogRate, Source};
 use super::bindings::PluginPre;
+use super::keyvalue::KvPace;
 use super::reuse::WarmInstance;
-use super::store::PluginState;
+use super::store::{PluginState, Shared};
 use super::{Grants, Limits};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,8 +19,9 @@ pub struct PluginVersion {
     pub(super) limits: Limits,
     pub(super) grants: Grants,
     pub(super) permits: Arc<Semaphore>,
-    /// Outbound connections open at once, across its deliveries.
-    pub(super) connections: Arc<Semaphore>,
+    /// What its deliveries share: the cap on open connections, the pace
+    /// of key-value writes.
+    pub(super) shared: Shared,
     /// Instances kept for reuse (`limits.reuse_instance`), idle ones only.
     kept: Mutex<Vec<WarmInstance>>,
     /// Its identity for logs (name, version, config to redact, log rate).
@@ -75,7 +77,10 @@ impl PluginVersion {
             limits,
             grants,
             permits: Arc::new(Semaphore::new(limits.max_concurrency.max(1) as usize)),
-            connections: Arc::new(Semaphore::new(max_connections.max(1))),
+            shared: Shared {
+                connections: Arc::new(Semaphore::new(max_connections.max(1))),
+                kv_pace: Arc::new(KvPace::new(limits.kv_write_bytes_per_second)),
+            },
             kept: Mutex::default(),
             kept_total,
             _alive: alive,

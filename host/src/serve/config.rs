@@ -95,6 +95,9 @@ pub struct ConfigFile {
     pub compile_max_memory_mib: Option<u64>,
     /// Most time one plugin's compile may take, in ms (default 300000).
     pub compile_timeout_ms: Option<u64>,
+    /// Threads plugin code runs on (default: one per core but one, at
+    /// least one).
+    pub guest_threads: Option<usize>,
     /// Caps on every plugin's limits (`[plugins.<name>.limits]` overrides).
     pub plugin_limits: Option<LimitsConfig>,
     /// What the operator grants each plugin, by name.
@@ -122,6 +125,9 @@ pub struct LimitsConfig {
     pub kv_keys: Option<u64>,
     /// Key-value state a plugin may keep, in MiB (default 64).
     pub kv_mib: Option<u64>,
+    /// Key-value bytes a plugin may write per second, in MiB (default 4;
+    /// 0: no pace).
+    pub kv_write_mib_per_second: Option<u64>,
 }
 
 /// `[plugins.<name>]`: what the operator grants one plugin.
@@ -220,6 +226,7 @@ impl ConfigFile {
             compile_in_process: over.compile_in_process.or(self.compile_in_process),
             compile_max_memory_mib: over.compile_max_memory_mib.or(self.compile_max_memory_mib),
             compile_timeout_ms: over.compile_timeout_ms.or(self.compile_timeout_ms),
+            guest_threads: over.guest_threads.or(self.guest_threads),
             plugin_limits: over.plugin_limits.or(self.plugin_limits),
             plugins: over.plugins.or(self.plugins),
             entra,
@@ -268,7 +275,7 @@ impl ConfigFile {
             s.dispatch.max_in_flight = n;
         }
         if let Some(fsync) = self.journal_fsync {
-            s.journal_fsync = fsync;
+            s.journal.durable = fsync;
         }
         if let Some(delays) = self.retry_delays_ms {
             if delays.is_empty() {
@@ -330,7 +337,7 @@ impl ConfigFile {
             if days == 0 {
                 bail!("dead_letter_retention_days: keep them at least a day");
             }
-            s.dead_letter_retention = Duration::from_secs(days.saturating_mul(86_400));
+            s.journal.dead_letter_retention = Duration::from_secs(days.saturating_mul(86_400));
         }
         // Compile in a child `gridlet` (this very executable) unless told
         // otherwise, or unless this process is not gridlet (an embedder).
@@ -347,6 +354,12 @@ impl ConfigFile {
             }
             _ => Compiler::InProcess,
         };
+        if let Some(threads) = self.guest_threads {
+            if threads == 0 {
+                bail!("guest_threads: plugins need at least one thread");
+            }
+            s.runtime.guest_threads = threads;
+        }
         s.grants = grants(
             self.allow_private_networks.unwrap_or_default(),
             self.plugin_limits.unwrap_or_default(),
@@ -459,6 +472,9 @@ impl LimitsConfig {
         }
         if let Some(m) = self.kv_mib {
             caps.kv_bytes = m.saturating_mul(1024 * 1024);
+        }
+        if let Some(m) = self.kv_write_mib_per_second {
+            caps.kv_write_bytes_per_second = m.saturating_mul(1024 * 1024);
         }
         Ok(caps)
     }

@@ -30,9 +30,10 @@ pub struct ServeSettings {
     pub plugins_dir: PathBuf,
     /// gridlet's own state folder (created if missing): the journal.
     pub state_dir: PathBuf,
-    /// fsync every journal commit (durable against power loss); off keeps
-    /// commits safe from a process crash only.
-    pub journal_fsync: bool,
+    /// The journal: fsync on every commit (durable against power loss; off
+    /// keeps commits safe from a process crash only), dead-letter retention,
+    /// purge pace.
+    pub journal: JournalSettings,
     /// The webhook.
     pub ingest: IngestSettings,
     /// The delivery queue.
@@ -63,8 +64,6 @@ pub struct ServeSettings {
     /// Free space the state folder's disk must keep for `/readyz` to say
     /// ready.
     pub min_free_disk_bytes: u64,
-    /// How long dead letters are kept.
-    pub dead_letter_retention: std::time::Duration,
     /// Where plugins are compiled (`gridlet serve`: a child process).
     pub compiler: Compiler,
 }
@@ -75,7 +74,7 @@ impl Default for ServeSettings {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             plugins_dir: "plugins".into(),
             state_dir: "state".into(),
-            journal_fsync: true,
+            journal: JournalSettings::default(),
             ingest: IngestSettings::default(),
             dispatch: DispatchSettings::default(),
             runtime: RuntimeSettings::default(),
@@ -90,7 +89,6 @@ impl Default for ServeSettings {
             max_plugin_bytes: DEFAULT_MAX_PLUGIN_BYTES,
             grants: OperatorGrants::default(),
             min_free_disk_bytes: 64 * 1024 * 1024,
-            dead_letter_retention: JournalSettings::default().dead_letter_retention,
             compiler: Compiler::InProcess,
         }
     }
@@ -146,14 +144,8 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
         crate::admin::metrics::install();
     }
     let journal = Arc::new(
-        SqliteJournal::open_with(
-            &settings.state_dir,
-            JournalSettings {
-                durable: settings.journal_fsync,
-                dead_letter_retention: settings.dead_letter_retention,
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("state_dir {}: {e}", settings.state_dir.display()))?,
+        SqliteJournal::open_with(&settings.state_dir, settings.journal)
+            .map_err(|e| anyhow::anyhow!("state_dir {}: {e}", settings.state_dir.display()))?,
     );
     let runtime = Arc::new(Runtime::new(
         settings.runtime.clone(),

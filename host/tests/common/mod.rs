@@ -2,6 +2,9 @@
 //! HTTP server that records what plugins send it.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod fort;
+pub mod process;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};

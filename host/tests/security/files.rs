@@ -2,7 +2,7 @@
 //! quote, replays that cannot repeat, `gridlet send` and its secret, and
 //! floods that cannot fill the host's log.
 
-use super::{ADMIN_TOKEN, Extra, Fort, SECRET, install, wait};
+use crate::common::fort::{ADMIN_TOKEN, Extra, Fort, SECRET, install, wait};
 use crate::common::{self, Recorder, plugin_path, root};
 use gridlet::plugin::PluginGrant;
 use serde_json::{Value, json};
@@ -301,59 +301,6 @@ async fn gridlet_send_binary_batch_sends_every_event() {
     .await;
 }
 
-/// `gridlet serve` as a process with JSON logs on stderr, over `dir` (its
-/// gridlet.toml and plugins written by `common::install`); its log is read
-/// as it comes (a full pipe would stall the server) into the returned buffer.
-async fn serve_logging(
-    dir: &std::path::Path,
-) -> (
-    tokio::process::Child,
-    String,
-    std::sync::Arc<std::sync::Mutex<String>>,
-) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gridlet"))
-        .args(["serve", "--log-format", "json"])
-        .env("GRIDLET_CONFIG", dir.join("gridlet.toml"))
-        .env("GRIDLET_LISTEN", format!("127.0.0.1:{port}"))
-        .env("GRIDLET_PLUGINS_DIR", dir.join("plugins"))
-        .env("GRIDLET_STATE_DIR", dir.join("state"))
-        .env("GRIDLET_SECRET", SECRET)
-        .env("GRIDLET_JOURNAL_FSYNC", "false")
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("serve");
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let mut stderr = child.stderr.take().expect("stderr");
-    let kept = log.clone();
-    tokio::spawn(async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = stderr.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            kept.lock()
-                .expect("log")
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "no server");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    (child, base, log)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods_of_denied_requests_and_wrong_secrets_are_rate_limited_in_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -372,12 +319,12 @@ async fn floods_of_denied_requests_and_wrong_secrets_are_rate_limited_in_the_log
         "",
         "config = { behaviour = \"deny-flood\", count = \"3000\", forbidden_url = \"http://not-granted.example/\" }",
     );
-    let (mut child, base, log) = serve_logging(dir.path()).await;
+    let (mut child, base, log) = common::process::serve_logging(dir.path(), &[]).await;
     let client = reqwest::Client::new();
     let post = |id: &str, secret: &str| {
         client
             .post(format!("{base}/api/events?code={secret}"))
-            .json(&json!([super::event(id)]))
+            .json(&json!([crate::common::fort::event(id)]))
             .send()
     };
     assert_eq!(post("flood-1", SECRET).await.expect("post").status(), 200);
@@ -393,14 +340,7 @@ async fn floods_of_denied_requests_and_wrong_secrets_are_rate_limited_in_the_log
     // Let the flooder finish its 3,000 denied requests.
     let started = Instant::now();
     loop {
-        let metrics = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let metrics = crate::common::process::metrics(&client, &base).await;
         if metrics.contains("gridlet_delivery_success_total{plugin=\"flooder\"") {
             break;
         }

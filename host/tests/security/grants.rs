@@ -1,7 +1,7 @@
 //! A plugin's own files can ask, never grant: no host environment, no hosts,
 //! no limits beyond the operator's caps, no other plugin's config.
 
-use super::{Extra, Fort, wait};
+use crate::common::fort::{Extra, Fort, wait};
 use crate::common::{Recorder, grant};
 use gridlet::plugin::PluginGrant;
 

@@ -3,8 +3,8 @@
 //! checked. Loopback, private networks and the metadata service are refused
 //! whatever name or literal form leads there.
 
-use super::{Extra, Fort};
 use crate::common::Recorder;
+use crate::common::fort::{Extra, Fort};
 use gridlet::plugin::PluginGrant;
 use gridlet::runtime::{AllowList, ConfigValues, NetworkPolicy};
 
@@ -134,7 +134,7 @@ async fn a_private_network_granted_to_one_plugin_is_not_granted_to_another() {
     .await;
     assert_eq!(fort.post("neighbour-1").await, 200);
     assert_eq!(fort.dead_letter("neighbour").await, PROHIBITED);
-    super::wait("the insider to reach its target", || {
+    crate::common::fort::wait("the insider to reach its target", || {
         target.received().iter().any(|r| r.path == "/insider")
     })
     .await;

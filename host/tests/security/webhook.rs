@@ -3,8 +3,8 @@
 //! slow clients are cut off, readiness tells outsiders nothing internal, and
 //! the admin API checks its token before reading anything else.
 
-use super::{ADMIN_TOKEN, Fort, SECRET, event};
 use crate::common::Recorder;
+use crate::common::fort::{ADMIN_TOKEN, Fort, SECRET, event};
 use gridlet::ingest::{Auth, EntraAuth};
 use gridlet::serve::{self, ServeSettings};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};

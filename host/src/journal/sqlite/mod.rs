@@ -5,12 +5,13 @@
 //! reads use a connection of their own ([`read`]); events are stored as the
 //! text they arrived in ([`stored`]).
 
+mod kv;
 mod read;
 mod schema;
 mod stored;
 mod writer;
 
-pub use writer::{KvDone, KvQuota, KvRefusal, KvWrite};
+pub use kv::{KvDone, KvQuota, KvRefusal, KvWrite};
 
 use super::{
     AppendCompletion, Appended, Claimed, Completion, DeadLetter, DeadLetterReason, Journal,
@@ -34,6 +35,11 @@ pub struct JournalSettings {
     pub durable: bool,
     /// How long dead letters are kept (then purged with their events).
     pub dead_letter_retention: Duration,
+    /// How often old rows are purged.
+    pub purge_every: Duration,
+    /// How long a finished event keeps its text before only its dedup key
+    /// is kept (a grace period for readers in flight).
+    pub shed_after: Duration,
 }
 
 impl Default for JournalSettings {
@@ -41,6 +47,8 @@ impl Default for JournalSettings {
         Self {
             durable: true,
             dead_letter_retention: Duration::from_secs(30 * 24 * 60 * 60),
+            purge_every: Duration::from_secs(60),
+            shed_after: Duration::from_secs(60),
         }
     }
 }
@@ -82,7 +90,7 @@ impl SqliteJournal {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(Duration::from_secs(5))?;
         schema::migrate(&mut conn)?;
-        let usage = writer::usage(&conn)?;
+        let usage = kv::usage(&conn)?;
         let outstanding: i64 =
             conn.query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))?;
         let outstanding = Arc::new(AtomicI64::new(outstanding));
@@ -98,7 +106,7 @@ impl SqliteJournal {
             conn: conn.clone(),
             recent: recent.clone(),
             usage,
-            dead_letter_retention: settings.dead_letter_retention,
+            settings,
             failing: failing.clone(),
             outstanding: outstanding.clone(),
         };

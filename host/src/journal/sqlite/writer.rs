@@ -3,87 +3,25 @@
 //! appends from concurrent webhook requests, outcomes from concurrent
 //! deliveries and plugins' key-value writes share one fsync instead of
 //! queueing for one each. Each write is answered once committed.
+//! Key-value writes share a group only up to a byte budget; the rest wait
+//! for the next group, so webhook commits never queue behind a plugin
+//! writing large values in a loop.
 
 use super::super::{Appended, Completion, JournalError, NewEvent, Settlement, now_ms};
+use super::kv::{self, KvDone, KvQuota, KvRefusal, KvWrite, Usage};
 use super::stored::{Recent, schema_name};
 use crate::event::Event;
-use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::HashMap;
+use rusqlite::{Connection, params};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
 
 /// How long an event id is remembered for dedup: Event Grid's longest TTL.
 pub(super) const DEDUP_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 /// Most writes folded into one transaction.
 const MAX_GROUP: usize = 256;
-/// How often old rows are purged.
-const PURGE_EVERY_MS: i64 = 60_000;
-/// How long a finished event keeps its text before only its dedup key is
-/// kept (a grace period for readers in flight).
-const SHED_AFTER_MS: i64 = 60_000;
-
-/// A plugin's key-value write.
-#[derive(Debug, Clone)]
-pub enum KvWrite {
-    /// Set `key` to `value`.
-    Set {
-        /// The plugin's namespace.
-        namespace: String,
-        /// The bucket.
-        bucket: String,
-        /// The key.
-        key: String,
-        /// The value.
-        value: Vec<u8>,
-    },
-    /// Remove `key` (no error when absent).
-    Delete {
-        /// The plugin's namespace.
-        namespace: String,
-        /// The bucket.
-        bucket: String,
-        /// The key.
-        key: String,
-    },
-    /// Add `delta` to the counter at `key` (8-byte little-endian; absent is 0).
-    Increment {
-        /// The plugin's namespace.
-        namespace: String,
-        /// The bucket.
-        bucket: String,
-        /// The key.
-        key: String,
-        /// What to add.
-        delta: u64,
-    },
-}
-
-/// The most one plugin's key-value state may hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KvQuota {
-    /// Entries, across its buckets.
-    pub max_keys: u64,
-    /// Bytes of buckets, keys and values.
-    pub max_bytes: u64,
-}
-
-/// Why a key-value write was not made.
-#[derive(Debug, thiserror::Error)]
-pub enum KvRefusal {
-    /// It would take the plugin over its quota.
-    #[error("{0}")]
-    Quota(String),
-    /// The value at the key is not a counter.
-    #[error("value at `{0}` is not a counter (8-byte little-endian u64)")]
-    NotACounter(String),
-    /// The journal could not commit.
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-}
-
-/// Called once a key-value write is committed (or refused): the counter's
-/// new value for an increment.
-pub type KvDone = Box<dyn FnOnce(Result<Option<u64>, KvRefusal>) + Send>;
+/// Most bytes of key-value values in one transaction (at least one write
+/// is always taken, however large).
+const KV_BYTES_PER_GROUP: usize = 256 * 1024;
 
 /// Work for the writer thread.
 pub(super) enum Write {
@@ -117,29 +55,13 @@ impl Write {
     }
 }
 
-/// A namespace's key-value usage.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Usage {
-    keys: u64,
-    bytes: u64,
-}
-
-/// Every namespace's usage, as committed.
-pub(super) fn usage(conn: &Connection) -> Result<HashMap<String, Usage>, JournalError> {
-    let mut stmt = conn.prepare(
-        "SELECT namespace, count(*), sum(length(bucket) + length(key) + length(value))
-         FROM kv GROUP BY namespace",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            Usage {
-                keys: r.get::<_, i64>(1)? as u64,
-                bytes: r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64,
-            },
-        ))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+/// Key-value writes wait in `held` (their byte budget decides when they
+/// join a group); everything else joins the next group.
+fn sort(write: Write, group: &mut Vec<Write>, held: &mut VecDeque<Write>) {
+    match write {
+        Write::Kv(..) => held.push_back(write),
+        other => group.push(other),
+    }
 }
 
 /// What the writer thread keeps between groups.
@@ -147,7 +69,7 @@ pub(super) struct Writer {
     pub(super) conn: Arc<Mutex<Connection>>,
     pub(super) recent: Arc<Mutex<Recent>>,
     pub(super) usage: HashMap<String, Usage>,
-    pub(super) dead_letter_retention: Duration,
+    pub(super) settings: super::JournalSettings,
     /// Set while commits fail; cleared by the next that succeeds.
     pub(super) failing: Arc<std::sync::atomic::AtomicBool>,
     /// Deliveries in the table, kept exact from every commit's changes.
@@ -171,20 +93,37 @@ impl Writer {
     /// together, answer every one. Ends when the journal is dropped.
     pub(super) fn run(mut self, rx: &mpsc::Receiver<Write>) {
         let mut last_purge = 0;
-        while let Ok(first) = rx.recv() {
-            let mut writes = vec![first];
-            while writes.len() < MAX_GROUP {
+        // Key-value writes not yet taken into a group, in arrival order.
+        let mut held: VecDeque<Write> = VecDeque::new();
+        loop {
+            let mut writes = Vec::new();
+            if held.is_empty() {
+                match rx.recv() {
+                    Ok(first) => sort(first, &mut writes, &mut held),
+                    Err(_) => return,
+                }
+            }
+            while writes.len() + held.len() < MAX_GROUP {
                 match rx.try_recv() {
-                    Ok(write) => writes.push(write),
+                    Ok(write) => sort(write, &mut writes, &mut held),
                     Err(_) => break,
                 }
+            }
+            let mut budget = KV_BYTES_PER_GROUP;
+            while let Some(Write::Kv(op, ..)) = held.front() {
+                let bytes = op.bytes();
+                if bytes > budget && budget < KV_BYTES_PER_GROUP {
+                    break;
+                }
+                budget = budget.saturating_sub(bytes);
+                writes.extend(held.pop_front());
             }
             let now = now_ms();
             let conn = self.conn.clone();
             let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
             let result = self.group(&mut conn, &writes, now);
             self.answer(writes, result, now);
-            if now - last_purge > PURGE_EVERY_MS {
+            if now - last_purge > self.settings.purge_every.as_millis() as i64 {
                 last_purge = now;
                 if let Err(e) = self.purge(&conn, now) {
                     tracing::warn!("journal purge failed (it runs again in a minute): {e}");
@@ -210,7 +149,7 @@ impl Writer {
                 }
                 Write::Settle(settlement, _) => group.deliveries -= settle(&tx, settlement)?,
                 Write::Kv(op, quota, _) => {
-                    let result = self.kv(&tx, op, *quota, &mut group.usage);
+                    let result = kv::write(&tx, op, *quota, &self.usage, &mut group.usage);
                     // A refusal is the plugin's answer; a database error
                     // fails the whole group.
                     let result = match result {
@@ -281,134 +220,33 @@ impl Writer {
         }
     }
 
-    /// One key-value write within the group's transaction, checked against
-    /// the namespace's quota (usage as committed plus this group's writes).
-    fn kv(
-        &self,
-        tx: &rusqlite::Transaction<'_>,
-        op: &KvWrite,
-        quota: KvQuota,
-        pending: &mut HashMap<String, Usage>,
-    ) -> Result<Option<u64>, KvRefusal> {
-        let (namespace, bucket, key) = match op {
-            KvWrite::Set {
-                namespace,
-                bucket,
-                key,
-                ..
-            }
-            | KvWrite::Delete {
-                namespace,
-                bucket,
-                key,
-            }
-            | KvWrite::Increment {
-                namespace,
-                bucket,
-                key,
-                ..
-            } => (namespace, bucket, key),
-        };
-        let old: Option<Vec<u8>> = tx
-            .prepare_cached(
-                "SELECT value FROM kv WHERE namespace = ?1 AND bucket = ?2 AND key = ?3",
-            )
-            .map_err(JournalError::from)?
-            .query_row(params![namespace, bucket, key], |r| r.get(0))
-            .optional()
-            .map_err(JournalError::from)?;
-        let (new, answer) = match op {
-            KvWrite::Set { value, .. } => (Some(value.clone()), None),
-            KvWrite::Delete { .. } => (None, None),
-            KvWrite::Increment { delta, .. } => {
-                let current = match &old {
-                    Some(bytes) => u64::from_le_bytes(
-                        bytes
-                            .as_slice()
-                            .try_into()
-                            .map_err(|_| KvRefusal::NotACounter(key.clone()))?,
-                    ),
-                    None => 0,
-                };
-                let value = current.wrapping_add(*delta);
-                (Some(value.to_le_bytes().to_vec()), Some(value))
-            }
-        };
-        let entry = |v: &Vec<u8>| (bucket.len() + key.len() + v.len()) as u64;
-        let mut usage = pending
-            .get(namespace)
-            .or_else(|| self.usage.get(namespace))
-            .copied()
-            .unwrap_or_default();
-        if let Some(old) = &old {
-            usage.keys = usage.keys.saturating_sub(1);
-            usage.bytes = usage.bytes.saturating_sub(entry(old));
-        }
-        match &new {
-            Some(value) => {
-                let grown = new_entry_grows(&old, value);
-                usage.keys += 1;
-                usage.bytes += entry(value);
-                if grown && (usage.keys > quota.max_keys || usage.bytes > quota.max_bytes) {
-                    return Err(KvRefusal::Quota(format!(
-                        "key-value quota reached: this plugin may keep {} keys and {} bytes; \
-                         the write would make {} keys and {} bytes (delete some first)",
-                        quota.max_keys, quota.max_bytes, usage.keys, usage.bytes
-                    )));
-                }
-                tx.prepare_cached(
-                    "INSERT INTO kv (namespace, bucket, key, value) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (namespace, bucket, key) DO UPDATE SET value = excluded.value",
-                )
-                .map_err(JournalError::from)?
-                .execute(params![namespace, bucket, key, value])
-                .map_err(JournalError::from)?;
-            }
-            None => {
-                tx.prepare_cached(
-                    "DELETE FROM kv WHERE namespace = ?1 AND bucket = ?2 AND key = ?3",
-                )
-                .map_err(JournalError::from)?
-                .execute(params![namespace, bucket, key])
-                .map_err(JournalError::from)?;
-            }
-        }
-        pending.insert(namespace.clone(), usage);
-        Ok(answer)
-    }
-
     /// Drop what only dedup or nobody needs any more: dead letters past
     /// their retention; the text of events whose deliveries are all over
     /// (only the dedup key stays); events past the dedup window that
     /// nothing refers to. Every step uses an index.
     fn purge(&self, conn: &Connection, now: i64) -> Result<(), JournalError> {
-        let retention = self.dead_letter_retention.as_millis() as i64;
-        conn.execute(
-            "DELETE FROM dead_letters WHERE dead_at < ?1",
-            params![now - retention],
-        )?;
-        conn.execute(
-            "UPDATE events SET body = '' WHERE body <> '' AND received_at < ?1
-             AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_seq = events.seq)
-             AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE event_seq = events.seq)",
-            params![now - SHED_AFTER_MS],
-        )?;
-        conn.execute(
-            "DELETE FROM events WHERE received_at < ?1
-             AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_seq = events.seq)
-             AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE event_seq = events.seq)",
-            params![now - DEDUP_WINDOW_MS],
-        )?;
+        let retention = self.settings.dead_letter_retention.as_millis() as i64;
+        let shed_after = self.settings.shed_after.as_millis() as i64;
+        let [dead_letters, shed, events] = PURGE;
+        conn.execute(dead_letters, params![now - retention])?;
+        conn.execute(shed, params![now - shed_after])?;
+        conn.execute(events, params![now - DEDUP_WINDOW_MS])?;
         Ok(())
     }
 }
 
-/// Does writing `value` over `old` take more room? Shrinking or replacing
-/// with the same size is always allowed, so a plugin at its quota can still
-/// update or clean up.
-fn new_entry_grows(old: &Option<Vec<u8>>, value: &[u8]) -> bool {
-    old.as_ref().is_none_or(|o| value.len() > o.len())
-}
+/// The purge's statements, each with its cut-off time as `?1`: dead letters
+/// past retention; the text of finished events; events past the dedup
+/// window that nothing refers to.
+const PURGE: [&str; 3] = [
+    "DELETE FROM dead_letters WHERE dead_at < ?1",
+    "UPDATE events SET body = '' WHERE body <> '' AND received_at < ?1
+     AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_seq = events.seq)
+     AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE event_seq = events.seq)",
+    "DELETE FROM events WHERE received_at < ?1
+     AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_seq = events.seq)
+     AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE event_seq = events.seq)",
+];
 
 fn insert(
     tx: &rusqlite::Transaction<'_>,
@@ -518,4 +356,35 @@ fn settle(tx: &rusqlite::Transaction<'_>, settlement: &Settlement) -> Result<i64
         }
     };
     Ok(ended as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PURGE;
+    use rusqlite::Connection;
+
+    /// A purge over a large journal must not read every row: each table it
+    /// touches is searched through an index, never scanned.
+    #[test]
+    fn every_purge_statement_searches_an_index() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        super::super::schema::migrate(&mut conn).expect("schema");
+        for statement in PURGE {
+            let mut plan = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+                .expect("plan");
+            let steps: Vec<String> = plan
+                .query_map([0i64], |row| row.get::<_, String>(3))
+                .expect("rows")
+                .collect::<Result<_, _>>()
+                .expect("steps");
+            assert!(!steps.is_empty(), "{statement}");
+            for step in &steps {
+                assert!(
+                    !step.starts_with("SCAN"),
+                    "{statement}\nscans a table: {steps:?}"
+                );
+            }
+        }
+    }
 }

@@ -1,16 +1,19 @@
 //! `wasi:keyvalue`: each plugin gets a namespace of its own (its name), with
 //! any number of buckets inside, within a quota of keys and bytes the
-//! operator sets. Backends sit behind [`KeyValue`]: [`JournalKeyValue`]
+//! operator sets, its writes at a pace the operator sets ([`KvPace`]).
+//! Backends sit behind [`KeyValue`]: [`JournalKeyValue`]
 //! keeps state in the journal (durable, group-committed, for `serve`),
 //! [`MemoryKeyValue`] in process (for `gridlet run`). Every call is async:
 //! a plugin waiting for its state never holds a runtime thread.
 
 mod journal;
 mod memory;
+mod pace;
 
 pub use crate::journal::KvQuota;
 pub use journal::JournalKeyValue;
 pub use memory::MemoryKeyValue;
+pub use pace::KvPace;
 
 use super::activity::Activity;
 use super::bindings::BucketHandle;
@@ -93,11 +96,12 @@ pub fn decode_counter(key: &str, bytes: &[u8]) -> Result<u64, KvError> {
 }
 
 /// The `wasi:keyvalue` capability's state for one delivery: whose
-/// namespace, its quota, which backend, where changes are recorded, and
-/// the cursors of its `list-keys` paging.
+/// namespace, its quota and write pace, which backend, where changes are
+/// recorded, and the cursors of its `list-keys` paging.
 pub struct PluginKeyValue {
     namespace: Arc<str>,
     quota: KvQuota,
+    pace: Arc<KvPace>,
     kv: Arc<dyn KeyValue>,
     activity: Arc<Activity>,
     /// Cursor `n` continues after `cursors[n - 1]`.
@@ -105,16 +109,19 @@ pub struct PluginKeyValue {
 }
 
 impl PluginKeyValue {
-    /// The capability for plugin `namespace` over `kv`, within `quota`.
+    /// The capability for plugin `namespace` over `kv`, within `quota`
+    /// and `pace` (shared by all the plugin's deliveries).
     pub fn new(
         namespace: Arc<str>,
         quota: KvQuota,
+        pace: Arc<KvPace>,
         kv: Arc<dyn KeyValue>,
         activity: Arc<Activity>,
     ) -> Self {
         Self {
             namespace,
             quota,
+            pace,
             kv,
             activity,
             cursors: Vec::new(),
@@ -208,14 +215,17 @@ impl store::HostBucket for KeyValueView<'_> {
         }
         let ctx = &self.ctx;
         let size = value.len();
+        ctx.pace.wait(key.len() + size).await;
         let result = ctx
             .kv
             .set(&ctx.namespace, &name, &key, value, ctx.quota)
             .await
             .map_err(to_wit);
-        if result.is_ok() {
-            ctx.activity
-                .key_value(&name, &key, format!("set ({size} bytes)"));
+        match result {
+            Ok(()) => ctx
+                .activity
+                .key_value(&name, &key, format!("set ({size} bytes)")),
+            Err(_) => ctx.pace.refund(key.len() + size),
         }
         Ok(result)
     }
@@ -227,6 +237,7 @@ impl store::HostBucket for KeyValueView<'_> {
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let name = self.bucket(&bucket)?;
         let ctx = &self.ctx;
+        ctx.pace.wait(key.len()).await;
         let result = ctx
             .kv
             .delete(&ctx.namespace, &name, &key)
@@ -315,6 +326,7 @@ impl atomics::Host for KeyValueView<'_> {
             return Ok(Err(e));
         }
         let ctx = &self.ctx;
+        ctx.pace.wait(key.len() + 8).await;
         let result = ctx
             .kv
             .increment(&ctx.namespace, &name, &key, delta, ctx.quota)

@@ -12,7 +12,13 @@
 //!   went (`reach URL: denied | prohibited | failed: … | status N`), and
 //!   reject if any answered;
 //! - `deny-flood`: send `count` (default 5,000) requests to `forbidden_url`,
-//!   a host that is not granted, then succeed.
+//!   a host that is not granted, then succeed;
+//! - `connect-flood`: start `count` (default 1,000) requests to `url` without
+//!   waiting for them, log how many the host refused, then succeed;
+//! - `handle-flood`: create resources (header fields) until the host refuses
+//!   one (a trap);
+//! - `kv-flood`: write 1 MiB values under new keys until the host refuses
+//!   one, log why, then succeed.
 
 use gridlet_plugin::{config, export, http, log, Event, HandlerError, Plugin};
 use std::hint::black_box;
@@ -33,6 +39,9 @@ impl Plugin for Hostile {
             Some("probe") => probe(),
             Some("reach") => reach(),
             Some("deny-flood") => deny_flood(),
+            Some("connect-flood") => connect_flood(),
+            Some("handle-flood") => handle_flood(),
+            Some("kv-flood") => kv_flood(),
             other => Err(HandlerError::Reject(format!("unknown behaviour {other:?}"))),
         }
     }
@@ -128,7 +137,10 @@ fn reach() -> Result<(), HandlerError> {
     if reached.is_empty() {
         Ok(())
     } else {
-        Err(HandlerError::Reject(format!("reached {}", reached.join(" "))))
+        Err(HandlerError::Reject(format!(
+            "reached {}",
+            reached.join(" ")
+        )))
     }
 }
 
@@ -140,6 +152,69 @@ fn deny_flood() -> Result<(), HandlerError> {
     for _ in 0..count {
         let _ = http::post_json(&url, b"{}");
     }
+    Ok(())
+}
+
+fn count(default: u32) -> u32 {
+    config::get("count")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(default)
+}
+
+fn connect_flood() -> Result<(), HandlerError> {
+    use gridlet_plugin::wasi::http::{outgoing_handler, types};
+    let url = config::get("url").unwrap_or_default();
+    let authority = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let mut pending = Vec::new();
+    let mut refused = 0u32;
+    for _ in 0..count(1_000) {
+        let request = types::OutgoingRequest::new(types::Fields::new());
+        let _ = request.set_scheme(Some(&types::Scheme::Http));
+        let _ = request.set_authority(Some(&authority));
+        let _ = request.set_path_with_query(Some("/"));
+        match outgoing_handler::handle(request, None) {
+            // Kept, never awaited: each holds whatever the host opened for it.
+            Ok(future) => pending.push(future),
+            Err(_) => refused += 1,
+        }
+    }
+    let mut failed = 0u32;
+    for future in &pending {
+        future.subscribe().block();
+        if !matches!(future.get(), Some(Ok(Ok(_)))) {
+            failed += 1;
+        }
+    }
+    log::info(&format!(
+        "connect-flood: {} started, {refused} refused at once, {failed} failed",
+        pending.len()
+    ));
+    Ok(())
+}
+
+fn handle_flood() -> Result<(), HandlerError> {
+    use gridlet_plugin::wasi::http::types;
+    let mut kept = Vec::new();
+    loop {
+        kept.push(types::Fields::new());
+    }
+}
+
+fn kv_flood() -> Result<(), HandlerError> {
+    let value = vec![0x5au8; 1 << 20];
+    let bucket = gridlet_plugin::kv::bucket()?;
+    for i in 0..count(100_000) {
+        if let Err(e) = bucket.set(&format!("blob/{i}"), &value) {
+            log::info(&format!("kv-flood: refused after {i} values: {e:?}"));
+            return Ok(());
+        }
+    }
+    log::info("kv-flood: never refused");
     Ok(())
 }
 

@@ -1,0 +1,279 @@
+//! Neighbours: how a well-behaved plugin fares beside a hostile one. A
+//! steady stream of single events (one every 20 ms) goes to a gridlet
+//! serving "good" (the echo fixture, posting each event to a sink here) and,
+//! in every row but the first, the hostile fixture doing one thing on every
+//! event: spinning until its deadline, growing memory until its cap,
+//! flooding logs, opening connections to a server that answers slowly, or
+//! writing 1 MiB key-value entries until its quota. Measured: the time from
+//! the webhook POST to the sink receiving good's request (good's end to
+//! end), and the webhook's answer time (ack), p50 and p99, each next to the
+//! same figure alone.
+
+use crate::load;
+use crate::process::{Gridlet, Launch, Paths, PluginCopy};
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One event every this often.
+const INTERVAL: Duration = Duration::from_millis(20);
+
+/// How long the slow route takes to answer (connection flood).
+const SLOW: Duration = Duration::from_secs(2);
+
+/// The hostile rows: what the table calls it, its `behaviour`.
+const HOSTILE: [(&str, &str); 5] = [
+    ("spin until the deadline", "loop"),
+    ("memory growth to the cap", "memory"),
+    ("log flood (100,000 + 100,000 lines)", "flood"),
+    ("connection flood (1,000 held)", "connect-flood"),
+    ("key-value flood (1 MiB values)", "kv-flood"),
+];
+
+type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// Where "good" posts (`/good`, arrival times by event id) and where the
+/// connection flood goes (`/slow`).
+struct Sink {
+    addr: std::net::SocketAddr,
+    arrivals: Arrivals,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Sink {
+    async fn start() -> Result<Self> {
+        let arrivals = Arrivals::default();
+        let app = Router::new()
+            .route("/good", post(arrived))
+            .route(
+                "/slow",
+                post(|| async {
+                    tokio::time::sleep(SLOW).await;
+                    "late"
+                }),
+            )
+            .with_state(arrivals.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            addr,
+            arrivals,
+            server,
+        })
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn arrived(State(arrivals): State<Arrivals>, body: String) -> &'static str {
+    let at = Instant::now();
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body)
+        && let Some(id) = v["id"].as_str()
+    {
+        arrivals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.to_string())
+            .or_insert(at);
+    }
+    "ok"
+}
+
+/// p50 and p99 of a row, good's and the ack's.
+struct Row {
+    beside: &'static str,
+    good: (Duration, Duration),
+    ack: (Duration, Duration),
+    sent: usize,
+    delivered: usize,
+}
+
+fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration) {
+    v.sort();
+    let at = |q: usize| {
+        v.get((v.len() * q / 100).min(v.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    (at(50), at(99))
+}
+
+/// The operator's gridlet.toml for the row: good may post to the sink;
+/// the hostile plugin gets its behaviour, and may reach the slow route.
+fn config(sink: &Sink, behaviour: Option<&str>) -> String {
+    let host = sink.addr.to_string();
+    let mut toml = format!(
+        "[plugins.good]\nallowed_hosts = [\"{host}\"]\nallow_private_networks = [\"127.0.0.1/32\"]\n\
+         config = {{ name = \"good\", sink_url = \"http://{host}/good\" }}\n"
+    );
+    if let Some(b) = behaviour {
+        let _ = write!(
+            toml,
+            "\n[plugins.hostile]\nallowed_hosts = [\"{host}\"]\nallow_private_networks = [\"127.0.0.1/32\"]\n\
+             config = {{ behaviour = \"{b}\", url = \"http://{host}/slow\" }}\n"
+        );
+    }
+    toml
+}
+
+async fn row(
+    paths: &Paths,
+    beside: &'static str,
+    behaviour: Option<&str>,
+    seconds: u64,
+) -> Result<Row> {
+    let sink = Sink::start().await?;
+    let good = paths.test_plugin("echo");
+    let hostile = paths.test_plugin("hostile");
+    let mut plugins = vec![PluginCopy {
+        name: "good".into(),
+        wasm: &good,
+        manifest: "",
+    }];
+    if behaviour.is_some() {
+        plugins.push(PluginCopy {
+            name: "hostile".into(),
+            wasm: &hostile,
+            manifest: "",
+        });
+    }
+    let config = config(&sink, behaviour);
+    let gridlet = Gridlet::launch(
+        paths,
+        Launch {
+            plugins: &plugins,
+            fsync: true,
+            config: &config,
+            ..Launch::default()
+        },
+    )
+    .await?;
+    // Let the hostile plugin get going (and good warm) before measuring.
+    let client = reqwest::Client::new();
+    send_one(&client, &gridlet.url, "warm").await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sink.arrivals
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+
+    let count = (seconds * 1000 / INTERVAL.as_millis() as u64) as usize;
+    let mut ticker = tokio::time::interval(INTERVAL);
+    let mut sends = Vec::with_capacity(count);
+    for n in 0..count {
+        ticker.tick().await;
+        let (client, url) = (client.clone(), gridlet.url.clone());
+        let id = format!("n-{n}");
+        sends.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let ok = send_one(&client, &url, &id).await.is_ok();
+            (id, sent, sent.elapsed(), ok)
+        }));
+    }
+    let mut acks = Vec::with_capacity(count);
+    let mut sent_at = HashMap::with_capacity(count);
+    for s in sends {
+        let (id, sent, ack, ok) = s.await?;
+        if ok {
+            acks.push(ack);
+            sent_at.insert(id, sent);
+        }
+    }
+    // Good's deliveries still under way finish (or not) within 10 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sink
+        .arrivals
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .len()
+        < sent_at.len()
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let arrivals = sink
+        .arrivals
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let trips: Vec<Duration> = sent_at
+        .iter()
+        .filter_map(|(id, sent)| arrivals.get(id).map(|at| at.duration_since(*sent)))
+        .collect();
+    drop(gridlet);
+    Ok(Row {
+        beside,
+        delivered: trips.len(),
+        good: percentiles(trips),
+        ack: percentiles(acks),
+        sent: count,
+    })
+}
+
+/// POST one RunCompleted event with this id; an error unless 2xx.
+async fn send_one(client: &reqwest::Client, url: &str, id: &str) -> Result<()> {
+    let body = format!("[{}]", load::event(id, "r"));
+    let r = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "{}", r.status());
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The section's Markdown.
+pub async fn run(paths: &Paths, quick: bool) -> Result<String> {
+    let seconds = if quick { 3 } else { 10 };
+    let alone = row(paths, "nothing (alone)", None, seconds)
+        .await
+        .context("good alone")?;
+    let mut rows = vec![];
+    for (beside, behaviour) in HOSTILE {
+        eprintln!("bench: neighbours: beside {beside}");
+        rows.push(
+            row(paths, beside, Some(behaviour), seconds)
+                .await
+                .with_context(|| format!("beside {beside}"))?,
+        );
+    }
+    let mut md = format!(
+        "One event every {} ms for {seconds} s; good's end to end (webhook POST to its request \
+         reaching the sink) and the webhook's ack, in ms.\n\n\
+         | beside | good p50 | good p99 | good p99 vs alone | ack p50 | ack p99 | good delivered |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+        INTERVAL.as_millis()
+    );
+    for r in std::iter::once(&alone).chain(&rows) {
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} | {:.1} | {:.2}× | {:.1} | {:.1} | {}/{} |",
+            r.beside,
+            ms(r.good.0),
+            ms(r.good.1),
+            ms(r.good.1) / ms(alone.good.1).max(0.001),
+            ms(r.ack.0),
+            ms(r.ack.1),
+            r.delivered,
+            r.sent
+        );
+    }
+    Ok(md)
+}

@@ -1,0 +1,142 @@
+//! A hostile plugin beside a good one: what it floods hits its own caps
+//! (connections, handles, key-value quota), and the good one delivers.
+//! How fast the good one stays beside each is the neighbours benchmark.
+
+use crate::common::fort::{Extra, Fort};
+use crate::common::{Recorder, grant};
+use gridlet::plugin::LimitCaps;
+use std::time::Duration;
+
+/// Open file descriptors of this (test) process, where the in-process
+/// server runs.
+fn descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_flooding_connections_hits_its_cap_and_the_host_keeps_its_descriptors() {
+    let slow = Recorder::start().await;
+    slow.answer_after(Duration::from_secs(2));
+    let url = slow.url("/held");
+    let before = descriptors();
+    let fort = Fort::start(
+        vec![Extra::new(
+            "opener",
+            "hostile",
+            "[limits]\ndeadline_ms = 20000\n",
+            grant(
+                &[
+                    ("behaviour", "connect-flood"),
+                    ("count", "1000"),
+                    ("url", &url),
+                ],
+                &[&slow.host()],
+            ),
+        )],
+        |_| {},
+    )
+    .await;
+    assert_eq!(fort.post("flood-1").await, 200);
+    // While the flood's connections are held, the good plugin delivers and
+    // the host holds at most the cap's worth of extra descriptors.
+    fort.good_still_delivers().await;
+    let during = descriptors();
+    assert!(
+        during < before + 200,
+        "descriptors: {before} before, {during} during the flood"
+    );
+    crate::common::fort::wait("the flood to end", || slow.received().len() >= 32).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        slow.received().len(),
+        32,
+        "one plugin version holds at most 32 connections"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_creating_handles_without_end_hits_the_table_cap() {
+    let fort = Fort::start(
+        vec![Extra::new(
+            "hoarder",
+            "hostile",
+            "[retry]\nmaxDeliveryAttempts = 1\n",
+            grant(&[("behaviour", "handle-flood")], &[]),
+        )],
+        |_| {},
+    )
+    .await;
+    assert_eq!(fort.post("handles-1").await, 200);
+    let error = fort.dead_letter("hoarder").await;
+    assert!(error.starts_with("trap: "), "{error}");
+    assert!(error.contains("resource table"), "{error}");
+    fort.good_still_delivers().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_writing_1mib_values_in_a_loop_hits_its_quota_while_webhooks_commit() {
+    let mut flooder = grant(&[("behaviour", "kv-flood")], &[]);
+    // Sixteen times the default pace: each delivery rewrites its 7 MiB
+    // before the quota refuses the 8th value, and the journal takes that
+    // flood beside the webhook's commits.
+    flooder.caps = LimitCaps {
+        kv_bytes: 8 * 1024 * 1024,
+        kv_write_bytes_per_second: 64 * 1024 * 1024,
+        ..LimitCaps::default()
+    };
+    let fort = Fort::start(
+        vec![Extra::new(
+            "filler",
+            "hostile",
+            "[limits]\ndeadline_ms = 60000\n",
+            flooder,
+        )],
+        |_| {},
+    )
+    .await;
+    // The flood and a stream of webhook requests at once.
+    assert_eq!(fort.post("fill-1").await, 200);
+    for i in 0..50 {
+        assert_eq!(fort.post(&format!("beside-{i}")).await, 200, "request {i}");
+    }
+    fort.good_still_delivers().await;
+    let db = fort.dir.path().join("state/journal.sqlite3");
+    let conn = rusqlite::Connection::open(db).expect("open");
+    let started = std::time::Instant::now();
+    let stored = loop {
+        let (keys, bytes): (i64, Option<i64>) = conn
+            .query_row(
+                "SELECT count(*), sum(length(value)) FROM kv WHERE namespace = 'filler'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("usage");
+        // The flood stops at the quota: at most 7 full values fit in 8 MiB.
+        if keys >= 7 || started.elapsed() > Duration::from_secs(30) {
+            break (keys, bytes.unwrap_or(0));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(stored.0, 7, "{stored:?}");
+    assert!(stored.1 <= 8 * 1024 * 1024, "{stored:?}");
+    // The flooder gets every event (it has no filter: 51 here and the one
+    // "good" was sent) and each delivery ended normally: the quota is an
+    // error it saw, not a trap.
+    let started = std::time::Instant::now();
+    while fort.server.dispatcher.plugin_counters("filler").delivered != 52 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the flooder did not handle all 52 events: {:?} {}",
+            fort.server.dispatcher.plugin_counters("filler"),
+            fort.status("filler").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let journal = fort.server.dispatcher.journal().clone();
+    assert!(
+        journal
+            .dead_letters(Some("filler"))
+            .expect("letters")
+            .is_empty()
+    );
+}
