@@ -18,6 +18,12 @@ fn root() -> PathBuf {
 }
 
 fn setup(settings: RuntimeSettings) -> (Runtime, LoadedPlugin) {
+    // No guest pool: the call runs on this thread, as an attempt started
+    // on `serve`'s guest pool runs its call on that pool's thread.
+    let settings = RuntimeSettings {
+        guest_threads: 0,
+        ..settings
+    };
     let runtime = Runtime::new(settings, Arc::new(MemoryKeyValue::default())).expect("runtime");
     let wasm = root().join("target/plugins/model-promotion.wasm");
     assert!(wasm.exists(), "run `cargo xtask plugins` first");

@@ -106,8 +106,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio");
+    // No guest pool: the call runs on this thread, as in `serve` (attempts
+    // start on the guest pool and call there).
     let runtime = Runtime::new(
-        RuntimeSettings::default(),
+        RuntimeSettings {
+            guest_threads: 0,
+            ..RuntimeSettings::default()
+        },
         Arc::new(MemoryKeyValue::default()),
     )
     .expect("rt");

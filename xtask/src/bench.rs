@@ -59,6 +59,12 @@ pub fn bench(root: &Path, quick: bool) -> Result<()> {
 
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
+    // Build them first with cargo's progress showing (minutes the first
+    // time); each run below only captures the tables.
+    eprintln!("xtask: building the host's benchmarks");
+    run(Command::new(cargo())
+        .current_dir(root)
+        .args(["bench", "--no-run", "-p", "gridlet"]))?;
     for name in HOST_BENCHES {
         eprintln!("xtask: cargo bench --bench {name}");
         let mut command = Command::new(cargo());

@@ -227,7 +227,7 @@ pub(crate) fn cargo_tool(tools: &Path, krate: &str, version: &str, bin: &str) ->
         .args([
             "install",
             "--locked",
-            "--quiet",
+            // No --quiet: this takes minutes, and cargo's lines show it moving.
             krate,
             "--version",
             version,

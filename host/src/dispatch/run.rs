@@ -119,13 +119,18 @@ impl Dispatcher {
                     // Each delivery goes to the version serving now, after the
                     // claim: one swapped in while claiming already gets it.
                     let serving = self.targets.current();
+                    let attempts = self.targets.attempts();
                     for delivery in claimed.due {
                         self.running().claim(delivery.id, &delivery.plugin);
                         let target = serving
                             .iter()
                             .find(|t| t.name() == delivery.plugin)
                             .cloned();
-                        tokio::spawn(self.clone().attempt(delivery, target));
+                        let attempt = self.clone().attempt(delivery, target);
+                        match &attempts {
+                            Some(pool) => drop(pool.spawn(attempt)),
+                            None => drop(tokio::spawn(attempt)),
+                        }
                     }
                     continue;
                 }

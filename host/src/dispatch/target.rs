@@ -54,4 +54,10 @@ pub trait Target: Send + Sync + 'static {
 pub trait Targets: Send + Sync + 'static {
     /// A snapshot of the current plugins.
     fn current(&self) -> Vec<Arc<dyn Target>>;
+    /// Where attempts run (default: the caller's runtime). The plugin
+    /// stage names the guest pool, so the call inside an attempt runs where
+    /// it starts, without a hand-off between threads and back.
+    fn attempts(&self) -> Option<tokio::runtime::Handle> {
+        None
+    }
 }

@@ -497,6 +497,10 @@ impl Targets for Registry {
     fn current(&self) -> Vec<Arc<dyn Target>> {
         self.serving.load().as_ref().clone()
     }
+
+    fn attempts(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.guest_pool()
+    }
 }
 
 /// A plugin cannot run more instances at once than the pool holds: its

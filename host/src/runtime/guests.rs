@@ -9,6 +9,8 @@
 //! neighbours).
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::task::Poll;
 
 /// A runtime for guest code.
 pub struct GuestPool {
@@ -16,10 +18,15 @@ pub struct GuestPool {
 }
 
 impl GuestPool {
-    /// A pool of `threads` worker threads.
+    /// A pool of `threads` worker threads; 0: no pool of its own, guest
+    /// code runs on the caller's runtime (an embedder's choice, and the
+    /// benchmarks', which time the call itself).
     pub fn new(threads: usize) -> std::io::Result<Self> {
+        if threads == 0 {
+            return Ok(Self { runtime: None });
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads.max(1))
+            .worker_threads(threads)
             .thread_name("gridlet-guest")
             .enable_all()
             .build()?;
@@ -28,15 +35,29 @@ impl GuestPool {
         })
     }
 
-    /// Run `work` on the pool and wait for it from wherever the caller runs.
+    /// Run `work` on the pool and wait for it from wherever the caller
+    /// runs; on the pool already, run it right here (a hand-off to another
+    /// thread and back costs a fresh call's time several times over).
+    /// A panic inside `work` is an error, as a spawned task's would be.
     pub async fn run<T: Send + 'static>(
         &self,
         work: impl Future<Output = T> + Send + 'static,
-    ) -> Result<T, tokio::task::JoinError> {
+    ) -> Result<T, String> {
         match &self.runtime {
-            Some(runtime) => runtime.spawn(work).await,
-            None => tokio::spawn(work).await,
+            Some(runtime) if !self.is_current(runtime) => {
+                runtime.spawn(work).await.map_err(|e| e.to_string())
+            }
+            _ => caught(work).await,
         }
+    }
+
+    /// The pool's handle, to start tasks on it.
+    pub fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.as_ref().map(|r| r.handle().clone())
+    }
+
+    fn is_current(&self, runtime: &tokio::runtime::Runtime) -> bool {
+        tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == runtime.handle().id())
     }
 }
 
@@ -47,4 +68,24 @@ impl Drop for GuestPool {
             runtime.shutdown_background();
         }
     }
+}
+
+/// `work`, with a panic while polling it turned into an error.
+async fn caught<T>(work: impl Future<Output = T>) -> Result<T, String> {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| work.as_mut().poll(cx))) {
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                Poll::Ready(Err(format!("panicked: {why}")))
+            }
+        }
+    })
+    .await
 }

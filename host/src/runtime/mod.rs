@@ -85,7 +85,8 @@ pub struct RuntimeSettings {
     /// Threads guest code runs on, apart from the host's own (default: one
     /// per core but one, at least one: plugins that spin on every core
     /// starve the kernel's own I/O and network work, and with it the
-    /// webhook, for hundreds of milliseconds).
+    /// webhook, for hundreds of milliseconds). 0: no threads of its own,
+    /// guest code runs on the caller's runtime.
     pub guest_threads: usize,
 }
 
@@ -156,7 +157,7 @@ fn refuse_core_module(bytes: &[u8]) -> Result<(), LoadError> {
 impl Invocation {
     /// A delivery whose guest task ended without an answer (the pool shut
     /// down, or a host bug panicked): a host failure, retried.
-    fn lost(started: Instant, why: &tokio::task::JoinError) -> Self {
+    fn lost(started: Instant, why: &str) -> Self {
         Self {
             outcome: Outcome::Failed(Failure {
                 kind: FailureKind::Host,
@@ -215,6 +216,12 @@ impl Runtime {
         &self.sandbox.engine
     }
 
+    /// The guest pool, where dispatch starts attempts so that a call runs
+    /// on the thread it starts on (none: the caller's runtime).
+    pub fn guest_pool(&self) -> Option<tokio::runtime::Handle> {
+        self.guests.handle()
+    }
+
     /// Its settings.
     pub fn settings(&self) -> &RuntimeSettings {
         &self.sandbox.settings
@@ -269,7 +276,7 @@ impl Runtime {
             pre,
             limits,
             grants,
-            self.sandbox.settings.http.max_connections,
+            &self.sandbox.settings,
             Alive::new(&self.versions),
             self.sandbox.kept_total.clone(),
         ))

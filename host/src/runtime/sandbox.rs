@@ -84,6 +84,11 @@ impl Sandbox {
         // the worker poll for I/O first; a plain wake-up would be run again
         // at once (tokio's LIFO slot) and leave I/O unpolled for dozens of
         // ticks, delaying every other plugin's network round trips.
+        // A busy instance takes one of its plugin's turns to yield, so a
+        // plugin running many busy instances waits in the queue as one
+        // plugin, not as many, and the others' deliveries are not stuck
+        // behind all of its slices.
+        let turns = plugin.shared.busy_turns.clone();
         let limit = plugin.limits.deadline;
         let deadline = started + limit;
         store.set_epoch_deadline(1);
@@ -91,9 +96,13 @@ impl Sandbox {
             if Instant::now() >= deadline {
                 Err(DeadlineExceeded(limit).into())
             } else {
+                let turns = turns.clone();
                 Ok(UpdateDeadline::YieldCustom(
                     1,
-                    Box::pin(tokio::task::yield_now()),
+                    Box::pin(async move {
+                        let _turn = turns.acquire_owned().await;
+                        tokio::task::yield_now().await;
+                    }),
                 ))
             }
         });

@@ -27,6 +27,10 @@ pub(super) struct Shared {
     pub(super) connections: Arc<tokio::sync::Semaphore>,
     /// The pace of key-value writes.
     pub(super) kv_pace: Arc<KvPace>,
+    /// Turns to yield at an epoch tick, one per guest thread: a plugin's
+    /// busy instances queue for them, so it holds as many places in the
+    /// guest pool's run queue as any other plugin, however many it runs.
+    pub(super) busy_turns: Arc<tokio::sync::Semaphore>,
 }
 
 /// The `T` of `Store<T>`.

@@ -7,7 +7,7 @@ use super::bindings::PluginPre;
 use super::keyvalue::KvPace;
 use super::reuse::WarmInstance;
 use super::store::{PluginState, Shared};
-use super::{Grants, Limits};
+use super::{Grants, Limits, RuntimeSettings};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Semaphore;
@@ -61,7 +61,7 @@ impl PluginVersion {
         pre: PluginPre<PluginState>,
         limits: Limits,
         grants: Grants,
-        max_connections: usize,
+        settings: &RuntimeSettings,
         alive: Alive,
         kept_total: Arc<AtomicUsize>,
     ) -> Self {
@@ -78,8 +78,9 @@ impl PluginVersion {
             grants,
             permits: Arc::new(Semaphore::new(limits.max_concurrency.max(1) as usize)),
             shared: Shared {
-                connections: Arc::new(Semaphore::new(max_connections.max(1))),
+                connections: Arc::new(Semaphore::new(settings.http.max_connections.max(1))),
                 kv_pace: Arc::new(KvPace::new(limits.kv_write_bytes_per_second)),
+                busy_turns: Arc::new(Semaphore::new(settings.guest_threads.max(1))),
             },
             kept: Mutex::default(),
             kept_total,
