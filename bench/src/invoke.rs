@@ -96,8 +96,13 @@ fn load(runtime: &Runtime, paths: &Paths, guest: &Guest) -> Result<LoadedPlugin>
 
 /// Median µs per event: (bare wasmtime, gridlet reused, gridlet fresh).
 async fn measure(paths: &Paths, guest: &Guest, rounds: usize, quick: bool) -> Result<[f64; 3]> {
+    // No guest pool: the call runs on this thread, as in `serve`, where an
+    // attempt starts on the guest pool and calls there.
     let runtime = Runtime::new(
-        RuntimeSettings::default(),
+        RuntimeSettings {
+            guest_threads: 0,
+            ..RuntimeSettings::default()
+        },
         Arc::new(MemoryKeyValue::default()),
     )?;
     let plugin = load(&runtime, paths, guest)?;

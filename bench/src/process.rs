@@ -126,11 +126,12 @@ impl Gridlet {
             std::fs::write(folder.join(format!("{}.toml", p.name)), p.manifest)?;
         }
         // The operator lets the plugins run as many at once as they ask.
+        // The table goes last: the launch's own top-level keys come first.
         let config = dir.path().join("gridlet.toml");
         std::fs::write(
             &config,
             format!(
-                "[plugin_limits]\nmax_concurrency = 1024\n\n{}",
+                "{}\n\n[plugin_limits]\nmax_concurrency = 1024\n",
                 launch.config
             ),
         )?;
