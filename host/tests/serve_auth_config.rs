@@ -3,52 +3,17 @@
 
 mod common;
 
+use common::entra::{AUDIENCE, ISSUER, bearer, fixture, keys, now, token};
 use common::{Recorder, echo_grant, plugin_path, root};
 use gridlet::ingest::{Auth, EntraAuth};
 use gridlet::serve::config::ConfigFile;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-const ISSUER: &str = "https://login.microsoftonline.com/00000000-0000-0000-0000-00000000000a/v2.0";
-const AUDIENCE: &str = "api://gridlet-webhook";
-
-fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn token(claims: serde_json::Value, kid: Option<&str>) -> String {
-    let key =
-        EncodingKey::from_rsa_pem(&std::fs::read(fixture("entra-test-key.pem")).expect("key"))
-            .expect("pem");
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = kid.map(str::to_string);
-    jsonwebtoken::encode(&header, &claims, &key).expect("sign")
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
-fn bearer(token: &str) -> axum::http::HeaderMap {
-    let mut h = axum::http::HeaderMap::new();
-    h.insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    h
-}
+use std::time::Duration;
 
 #[tokio::test]
 async fn entra_tokens_are_checked_for_signature_issuer_audience_and_expiry() {
-    let keys = serde_json::from_slice(&std::fs::read(fixture("entra-jwks.json")).expect("jwks"))
-        .expect("jwks");
+    let keys = keys();
     let auth = Auth {
         secret: None,
         entra: Some(EntraAuth::new(ISSUER, AUDIENCE, keys)),
