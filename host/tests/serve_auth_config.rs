@@ -144,6 +144,36 @@ async fn configuration_layers_flag_over_env_over_file_over_default() {
         bad.resolve().await.expect_err("bad").to_string(),
         "webhook_path: `api` must start with /"
     );
+    // Plugins need a thread; dead letters need a day.
+    let bad = ConfigFile {
+        guest_threads: Some(0),
+        ..ConfigFile::default()
+    };
+    assert_eq!(
+        bad.resolve().await.expect_err("bad").to_string(),
+        "guest_threads: plugins need at least one thread"
+    );
+    let bad = ConfigFile {
+        dead_letter_retention_days: Some(0),
+        ..ConfigFile::default()
+    };
+    assert_eq!(
+        bad.resolve().await.expect_err("bad").to_string(),
+        "dead_letter_retention_days: keep them at least a day"
+    );
+    let three = ConfigFile {
+        guest_threads: Some(3),
+        ..ConfigFile::default()
+    };
+    assert_eq!(
+        three
+            .resolve()
+            .await
+            .expect("resolves")
+            .runtime
+            .guest_threads,
+        3
+    );
     let bad = ConfigFile {
         entra: Some(gridlet::serve::config::EntraConfig {
             issuer: Some(ISSUER.into()),
