@@ -266,30 +266,56 @@ fn malformed_event_grid_events_name_the_event_and_the_field() {
             json!({"id": "a", "eventType": t, "subject": "s", "eventTime": {}}),
             "event 3 (id a): `eventTime` must be a string, found an object",
         ),
-        (
-            json!({"id": "a", "eventType": t, "subject": "s", "data": [1]}),
-            "event 3 (id a): `data` must be an object for Microsoft.MachineLearningServices.ModelRegistered, found an array",
-        ),
-        (
-            json!({"id": "a", "eventType": t, "subject": "s", "data": {"modelTags": "stage=prod"}}),
-            "event 3 (id a): `data.modelTags` must be an object, found a string",
-        ),
-        (
-            json!({"id": "a", "eventType": "Microsoft.MachineLearningServices.ModelDeployed", "subject": "s", "data": {"modelIds": 5}}),
-            "event 3 (id a): `data.modelIds` must be a comma-separated string, found a number",
-        ),
-        (
-            json!({"id": "a", "eventType": "Microsoft.MachineLearningServices.DatasetDriftDetected", "subject": "s", "data": {}}),
-            "event 3 (id a): `data.driftCoefficient` is missing",
-        ),
-        (
-            json!({"id": "a", "eventType": "Microsoft.MachineLearningServices.DatasetDriftDetected", "subject": "s", "data": {"driftCoefficient": "high"}}),
-            "event 3 (id a): `data.driftCoefficient` must be a number, found the string \"high\"",
-        ),
     ];
     for (value, expected) in cases {
         assert_eq!(eg_error(value.clone()), expected, "{value}");
     }
+}
+
+/// Data that does not fit its type's record never refuses the event (a 400
+/// would lose the whole batch: Event Grid does not retry it): the event is
+/// accepted untyped, its data untouched, and the reason kept.
+#[test]
+fn data_that_does_not_fit_its_record_is_accepted_untyped() {
+    let t = "Microsoft.MachineLearningServices.ModelRegistered";
+    let drift = "Microsoft.MachineLearningServices.DatasetDriftDetected";
+    let cases = [
+        (
+            json!({"id": "a", "eventType": t, "subject": "s", "data": [1]}),
+            "`data` must be an object for Microsoft.MachineLearningServices.ModelRegistered, found an array",
+        ),
+        (
+            json!({"id": "a", "eventType": t, "subject": "s", "data": {"modelTags": "stage=prod"}}),
+            "`data.modelTags` must be an object, found a string",
+        ),
+        (
+            json!({"id": "a", "eventType": "Microsoft.MachineLearningServices.ModelDeployed", "subject": "s", "data": {"modelIds": 5}}),
+            "`data.modelIds` must be a comma-separated string, found a number",
+        ),
+        (
+            json!({"id": "a", "eventType": drift, "subject": "s", "data": {"dataDriftId": "d1"}}),
+            "`data.driftCoefficient` is missing",
+        ),
+        (
+            json!({"id": "a", "eventType": drift, "subject": "s", "data": {"driftCoefficient": "high"}}),
+            "`data.driftCoefficient` must be a number, found the string \"high\"",
+        ),
+    ];
+    for (value, problem) in cases {
+        let event = parse_event_grid(&value, 0).expect("accepted");
+        assert_eq!(event.data, MlEvent::Other, "{value}");
+        assert_eq!(event.data_problem.as_deref(), Some(problem), "{value}");
+        assert_eq!(event.data_json(), value["data"].to_string(), "{value}");
+        // Its metric label is still its type, not `Other`.
+        assert_ne!(event.type_label(), "Other", "{value}");
+    }
+    let typed = parse_event_grid(
+        &json!({"id": "a", "eventType": drift, "subject": "s", "data": {"driftCoefficient": 0.5}}),
+        0,
+    )
+    .expect("accepted");
+    assert!(typed.data_problem.is_none());
+    assert_eq!(typed.type_label(), "DatasetDriftDetected");
 }
 
 #[test]

@@ -9,7 +9,9 @@
 //! - a number or boolean where a string is expected reads as its JSON text;
 //! - tags/properties keep their order; non-string values become JSON text;
 //! - a value of a type that contradicts the schema (tags that are not an
-//!   object, a drift coefficient that is not a number) is an error naming it.
+//!   object, a drift coefficient that is missing or not a number) is a
+//!   problem naming it: the event is still accepted and delivered, without
+//!   its typed view ([`MlEvent::Other`], `Event::data_problem` says why).
 
 use super::json_type;
 use serde_json::{Map, Value};
@@ -127,20 +129,27 @@ pub struct DatasetDriftDetected {
 /// A problem with one data field: (`data.<field>`, what is wrong).
 pub(crate) type FieldProblem = (String, String);
 
+/// The type gridlet types that `event_type` names, compared without regard
+/// to case as Event Grid does.
+pub(crate) fn known_type(event_type: &str) -> Option<&'static str> {
+    use event_types::*;
+    [
+        RUN_COMPLETED,
+        RUN_STATUS_CHANGED,
+        MODEL_REGISTERED,
+        MODEL_DEPLOYED,
+        DATASET_DRIFT_DETECTED,
+    ]
+    .into_iter()
+    .find(|k| k.eq_ignore_ascii_case(event_type))
+}
+
 impl MlEvent {
     /// Type `data` for `event_type`. Unknown types give [`MlEvent::Other`]
     /// whatever their data.
     pub(crate) fn from_data(event_type: &str, data: &Value) -> Result<Self, FieldProblem> {
         use event_types::*;
-        let known = [
-            RUN_COMPLETED,
-            RUN_STATUS_CHANGED,
-            MODEL_REGISTERED,
-            MODEL_DEPLOYED,
-            DATASET_DRIFT_DETECTED,
-        ];
-        // Event types are compared without regard to case, as Event Grid does.
-        let Some(kind) = known.iter().find(|k| k.eq_ignore_ascii_case(event_type)) else {
+        let Some(kind) = known_type(event_type) else {
             return Ok(MlEvent::Other);
         };
         let Value::Object(map) = data else {
@@ -150,7 +159,7 @@ impl MlEvent {
             ));
         };
         let d = Data(map);
-        Ok(match *kind {
+        Ok(match kind {
             RUN_COMPLETED => MlEvent::RunCompleted(d.run()?),
             RUN_STATUS_CHANGED => MlEvent::RunStatusChanged(RunStatusChanged {
                 run: d.run()?,

@@ -50,8 +50,13 @@ pub struct Event {
     pub data_version: String,
     /// The envelope it arrived in.
     pub schema: Schema,
-    /// The payload, typed for the five ML event types.
+    /// The payload, typed for the five ML event types; [`MlEvent::Other`]
+    /// for other types and for data that does not fit its type's record.
     pub data: MlEvent,
+    /// Why an ML event's data has no typed view (it does not fit the record
+    /// for its type: a required number missing, tags that are not an
+    /// object, ...); `None` when typed, or for types gridlet does not type.
+    pub data_problem: Option<String>,
     /// The event's JSON text exactly as received (for CloudEvents binary
     /// mode: the attributes and data as one JSON object).
     pub raw: Arc<str>,
@@ -94,14 +99,9 @@ impl Event {
     /// knows, `Other` for any other — label values must not be whatever a
     /// sender chooses, or the metrics grow without bound.
     pub fn type_label(&self) -> &'static str {
-        match &self.data {
-            MlEvent::RunCompleted(_) => "RunCompleted",
-            MlEvent::RunStatusChanged(_) => "RunStatusChanged",
-            MlEvent::ModelRegistered(_) => "ModelRegistered",
-            MlEvent::ModelDeployed(_) => "ModelDeployed",
-            MlEvent::DatasetDriftDetected(_) => "DatasetDriftDetected",
-            MlEvent::Other => "Other",
-        }
+        ml::known_type(&self.event_type)
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or("Other")
     }
 
     /// The event type without its namespace (`RunCompleted` for

@@ -241,13 +241,13 @@ impl<'a> Envelope<'a> {
     fn build(&self, head: Head, raw: Arc<str>) -> Result<Event, EventError> {
         let null = Value::Null;
         let data = self.map.get("data").unwrap_or(&null);
-        let typed =
-            MlEvent::from_data(&head.event_type, data).map_err(|(field, problem)| EventError {
-                index: self.index,
-                id: self.id.clone(),
-                field: Some(field.clone()),
-                problem: format!("`{field}` {problem}"),
-            })?;
+        // Data that does not fit its type's record costs the event only its
+        // typed view: Event Grid never retries a 400, so refusing it would
+        // lose the whole batch (the untouched data still goes to plugins).
+        let (typed, data_problem) = match MlEvent::from_data(&head.event_type, data) {
+            Ok(typed) => (typed, None),
+            Err((field, problem)) => (MlEvent::Other, Some(format!("`{field}` {problem}"))),
+        };
         // Filters read the parsed payload at ingest: keep this parse for them.
         let data_value = OnceLock::new();
         let _ = data_value.set(data.clone());
@@ -260,6 +260,7 @@ impl<'a> Envelope<'a> {
             data_version: head.data_version,
             schema: head.schema,
             data: typed,
+            data_problem,
             data_at: data_at(&raw),
             raw,
             data_value,

@@ -1,6 +1,13 @@
-//! Who may deliver: a shared secret (query string or header, two at once
-//! for rotation, compared in constant time) and/or a Microsoft Entra ID
-//! bearer token. Every configured method must pass.
+//! Who may deliver: a shared secret and/or a Microsoft Entra ID bearer
+//! token. Every configured method must pass.
+//!
+//! A secret (two at once for rotation, compared in constant time) may
+//! arrive in any carrier a real sender uses, all accepted by default:
+//! the operator's query parameter (`?code=`) and header
+//! (`x-gridlet-secret`), the CloudEvents webhook spec's
+//! `Authorization: Bearer` and `?access_token=`, and Event Grid's publisher
+//! key `aeg-sas-key` (header or query) or a signature made with it,
+//! `aeg-sas-token` (see [`super::sas`]).
 
 use crate::lograte::LogRate;
 use axum::http::HeaderMap;
@@ -20,7 +27,13 @@ pub struct SecretAuth {
     pub query_param: String,
     /// Header that may carry the secret (`Bearer ` is stripped when present).
     pub header: String,
+    /// The secrets as `aeg-sas-token` signing keys (those that are base64).
+    sas_keys: Vec<Vec<u8>>,
 }
+
+/// Query parameters that carry a secret besides the operator's own: the
+/// CloudEvents webhook spec's and Event Grid's publisher key.
+const QUERY_CARRIERS: [&str; 2] = ["access_token", "aeg-sas-key"];
 
 impl std::fmt::Debug for SecretAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -39,26 +52,48 @@ impl SecretAuth {
             digests: secrets.iter().map(|s| digest(s.as_bytes())).collect(),
             query_param: query_param.to_string(),
             header: header.to_ascii_lowercase(),
+            sas_keys: secrets.iter().filter_map(|s| super::sas::key(s)).collect(),
         }
     }
 
-    /// Does the request carry an accepted secret?
-    pub fn check(&self, query: Option<&str>, headers: &HeaderMap) -> bool {
+    /// Does the request carry an accepted secret, in any carrier?
+    pub fn check(&self, query: Option<&str>, headers: &HeaderMap) -> Result<(), String> {
         let from_query = query
             .into_iter()
             .flat_map(|q| q.split('&'))
-            .find_map(|pair| {
+            .filter_map(|pair| {
                 let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (decode(name) == self.query_param).then(|| decode(value))
+                let name = decode(name);
+                (name == self.query_param || QUERY_CARRIERS.contains(&name.as_str()))
+                    .then(|| decode(value))
             });
-        let from_header = headers
-            .get(&self.header)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_string());
-        [from_query, from_header]
-            .into_iter()
-            .flatten()
-            .any(|given| self.accepts(given.as_bytes()))
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let bearer = |v: &str| {
+            v.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim().to_string())
+        };
+        let from_headers = [
+            header(&self.header).map(|v| bearer(v).unwrap_or_else(|| v.to_string())),
+            header("authorization").and_then(bearer),
+            header("aeg-sas-key").map(str::to_string),
+        ];
+        let mut accepted = false;
+        // Every candidate is compared: which carrier held the secret does
+        // not show in the time taken.
+        for given in from_query.chain(from_headers.into_iter().flatten()) {
+            accepted |= self.accepts(given.as_bytes());
+        }
+        if accepted {
+            return Ok(());
+        }
+        match header("aeg-sas-token") {
+            Some(token) => {
+                super::sas::verify(token, &self.sas_keys, time::OffsetDateTime::now_utc())
+                    .map_err(|e| e.to_string())
+            }
+            None => Err("missing or wrong secret".into()),
+        }
     }
 
     /// Compare digests, so neither the content nor the length of a secret
@@ -295,9 +330,9 @@ impl Auth {
             false
         };
         if let Some(secret) = &self.secret
-            && !secret.check(query, headers)
+            && let Err(why) = secret.check(query, headers)
         {
-            return refused("missing or wrong secret");
+            return refused(&why);
         }
         if let Some(entra) = &self.entra
             && let Err(why) = entra.check(headers).await

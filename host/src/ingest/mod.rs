@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod problem;
+pub mod sas;
 pub mod schema;
 
 pub use auth::{Auth, EntraAuth, SecretAuth};
@@ -130,12 +131,37 @@ async fn deliver(
         return refused("topic", problem);
     }
     let count = events.len();
+    let untyped: Vec<(&'static str, String)> = events
+        .iter()
+        .filter_map(|e| Some((e.type_label(), e.data_problem.clone()?)))
+        .collect();
     match hook.intake.accept(events).await {
         Ok(deliveries) => {
+            untyped_events(untyped);
             axum::Json(serde_json::json!({ "accepted": count, "deliveries": deliveries }))
                 .into_response()
         }
         Err(busy) => refused("busy", Problem::busy(busy.reason, busy.retry_after)),
+    }
+}
+
+/// Events accepted without their typed view: counted by type, and logged
+/// once per type (the first one's reason), so a publisher whose payloads
+/// changed shape is visible without a line per event.
+fn untyped_events(untyped: Vec<(&'static str, String)>) {
+    static LOGGED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    for (event_type, problem) in untyped {
+        metrics::counter!("gridlet_events_untyped_total", "event_type" => event_type).increment(1);
+        let mut logged = LOGGED.lock().unwrap_or_else(|e| e.into_inner());
+        if !logged.contains(&event_type) {
+            logged.push(event_type);
+            tracing::warn!(
+                event_type,
+                "accepted an event whose data does not fit its typed record ({problem}); \
+                 plugins get it with data `other` and the untouched data-json \
+                 (logged once per type; counted in gridlet_events_untyped_total)"
+            );
+        }
     }
 }
 

@@ -50,14 +50,9 @@ impl Problem {
         }
     }
 
-    /// 400: the body is not what Event Grid or CloudEvents would send.
+    /// 400, titled after its kind: what was wrong, in one line.
     pub fn bad_request(kind: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            kind,
-            "The request body cannot be used",
-            detail,
-        )
+        Self::new(StatusCode::BAD_REQUEST, kind, title(kind), detail)
     }
 
     /// 401, with no hint of what was expected.
@@ -80,6 +75,25 @@ impl Problem {
         );
         p.retry_after = Some(retry_after);
         p
+    }
+}
+
+/// The title of each kind of 400.
+fn title(kind: &str) -> &'static str {
+    match kind {
+        "malformed-json" => "The body is not valid JSON",
+        "empty-batch" => "The batch holds no events",
+        "batch-too-large" => "The batch holds more events than allowed",
+        "not-an-array" => "The body is not a JSON array of events",
+        "not-an-object" => "The CloudEvent is not a JSON object",
+        "invalid-event" => "An event's envelope is invalid",
+        "invalid-validation" => "The subscription validation event is invalid",
+        "invalid-header" => "A CloudEvents header cannot be read",
+        "unsupported-data" => "The event's data is not JSON",
+        "missing-origin" => "The webhook handshake needs WebHook-Request-Origin",
+        "bad-state" => "Unknown delivery state",
+        "empty-selection" => "Nothing is selected",
+        _ => "The request cannot be used",
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod entra;
 pub mod fort;
 pub mod process;
+pub mod webhook;
 
 use axum::body::Bytes;
 use axum::extract::State;
