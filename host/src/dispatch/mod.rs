@@ -253,15 +253,12 @@ impl Intake for Dispatcher {
         let targets = self.targets.current();
         let batch: Vec<NewEvent> = events
             .into_iter()
-            .map(|mut event| {
+            .map(|event| {
                 let plugins = targets
                     .iter()
                     .filter(|t| t.accepts(&event))
                     .map(|t| t.name().to_string())
                     .collect();
-                // Filters are done with the parsed payload: what is kept
-                // from here on holds the event's text once.
-                event.shed();
                 NewEvent {
                     event: Arc::new(event),
                     plugins,

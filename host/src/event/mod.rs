@@ -19,7 +19,7 @@ pub use parse::{
 
 use serde_json::Value;
 use std::ops::Range;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// Which envelope an event arrived in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +32,7 @@ pub enum Schema {
 
 /// One event, whichever schema it came in. Its JSON text is held once
 /// ([`Event::raw`]): the journal stores exactly those bytes, plugins get the
-/// `data` part of them, and the parsed `data` that filters read is built on
-/// demand and dropped ([`Event::shed`]) once ingest has matched filters.
+/// `data` part of them, and filters read their keys from it.
 #[derive(Debug, Clone)]
 pub struct Event {
     /// Unique per topic; (topic, id) identifies a duplicate.
@@ -62,8 +61,6 @@ pub struct Event {
     pub raw: Arc<str>,
     /// Where `data` is in `raw` (empty when the event has none).
     data_at: Range<usize>,
-    /// `data`, parsed, while something needs it (filters at ingest).
-    data_value: OnceLock<Value>,
     /// What Event Grid's `aeg-*` headers said about the request it came in.
     pub delivery: DeliveryHeaders,
 }
@@ -77,17 +74,10 @@ impl Event {
             .unwrap_or("null")
     }
 
-    /// The payload, parsed (`Value::Null` when there is none). Parsed on
-    /// first use and kept until [`Event::shed`].
-    pub fn data_value(&self) -> &Value {
-        self.data_value
-            .get_or_init(|| read_json(self.data_json()).unwrap_or(Value::Null))
-    }
-
-    /// Drop the parsed payload: what is kept after ingest holds the event's
-    /// text once, not a parsed copy beside it.
-    pub fn shed(&mut self) {
-        self.data_value = OnceLock::new();
+    /// The payload, parsed (`Value::Null` when there is none): for tools
+    /// and tests; the host itself reads only the text.
+    pub fn data_value(&self) -> Value {
+        read_json(self.data_json()).unwrap_or(Value::Null)
     }
 
     /// The size of what this event holds, in bytes (its text).

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::ops::Range;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// Read one Event Grid schema event from its JSON text (`index` is its
 /// position in the body).
@@ -248,9 +248,6 @@ impl<'a> Envelope<'a> {
             Ok(typed) => (typed, None),
             Err((field, problem)) => (MlEvent::Other, Some(format!("`{field}` {problem}"))),
         };
-        // Filters read the parsed payload at ingest: keep this parse for them.
-        let data_value = OnceLock::new();
-        let _ = data_value.set(data.clone());
         Ok(Event {
             id: head.id,
             topic: head.topic,
@@ -263,7 +260,6 @@ impl<'a> Envelope<'a> {
             data_problem,
             data_at: data_at(&raw),
             raw,
-            data_value,
             delivery: Default::default(),
         })
     }

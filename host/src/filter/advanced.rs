@@ -1,112 +1,32 @@
-//! Event Grid advanced filters: 19 operators over envelope fields and
-//! `data.<path>` keys.
+//! Event Grid advanced filters: 19 operators over envelope fields,
+//! CloudEvents attributes and `data.<path>` keys.
 //!
-//! Rules (docs/EVENTS.md §filters): string comparisons ignore case; several
-//! values in one filter OR; a key whose value is missing, null or of another
-//! type than the operator's matches only `NumberNotIn`, `StringNotIn` and
-//! `IsNullOrUndefined`; arrays are looked into only with
-//! `enableAdvancedFilteringOnArrays`, where a positive operator matches if any
-//! element matches and a negated one fails if any element matches.
+//! Rules (docs/EVENTS.md §filters): string comparisons ignore case; numbers
+//! compare as decimals; several values in one filter OR; a key whose value
+//! is missing, null or of another type than the operator's matches only
+//! `NumberNotIn`, `StringNotIn` and `IsNullOrUndefined`; arrays are looked
+//! into only with `enableAdvancedFilteringOnArrays`, where a positive
+//! operator matches if any element matches and a negated one fails if any
+//! element matches — without it, an array fails every operator.
 
+use super::key::{Found, Key, Scalar, decimal};
 use super::{AdvancedFilterSpec, MAX_STRING_VALUE_CHARS};
-use crate::event::{Event, Schema};
+use crate::event::Event;
+use rust_decimal::Decimal;
 use serde_json::Value;
-
-/// Where a filter key points.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Key {
-    /// `id` / `ID`.
-    Id,
-    /// `topic` or CloudEvents `source`.
-    Topic,
-    /// `subject`.
-    Subject,
-    /// `eventType` or CloudEvents `type`.
-    EventType,
-    /// `eventTime` or CloudEvents `time`.
-    EventTime,
-    /// `dataVersion`.
-    DataVersion,
-    /// `specversion` (CloudEvents only).
-    SpecVersion,
-    /// `data.a.b.c`: the path below `data`, matched ignoring case.
-    Data(Vec<String>),
-}
-
-impl Key {
-    fn parse(key: &str) -> Result<Self, String> {
-        let lower = key.to_ascii_lowercase();
-        Ok(match lower.as_str() {
-            "id" => Key::Id,
-            "topic" | "source" => Key::Topic,
-            "subject" => Key::Subject,
-            "eventtype" | "type" => Key::EventType,
-            "eventtime" | "time" => Key::EventTime,
-            "dataversion" => Key::DataVersion,
-            "specversion" => Key::SpecVersion,
-            _ => match lower.strip_prefix("data.") {
-                Some(_) => {
-                    let path: Vec<String> = key[5..].split('.').map(str::to_string).collect();
-                    if path.iter().any(String::is_empty) {
-                        return Err(format!("key `{key}` has an empty path segment"));
-                    }
-                    Key::Data(path)
-                }
-                None => {
-                    return Err(format!(
-                        "key `{key}` is not an envelope field (id, topic, subject, eventType, \
-                         eventTime, dataVersion, source, type, time, specversion) or `data.<path>`"
-                    ));
-                }
-            },
-        })
-    }
-
-    fn lookup<'a>(&self, event: &'a Event) -> Option<std::borrow::Cow<'a, Value>> {
-        use std::borrow::Cow;
-        let text = |s: &str| Some(Cow::Owned(Value::String(s.to_string())));
-        match self {
-            Key::Id => text(&event.id),
-            Key::Topic => text(&event.topic),
-            Key::Subject => text(&event.subject),
-            Key::EventType => text(&event.event_type),
-            Key::EventTime => text(&event.event_time),
-            Key::DataVersion => match event.schema {
-                Schema::EventGrid => text(&event.data_version),
-                Schema::CloudEvents => None,
-            },
-            Key::SpecVersion => match event.schema {
-                Schema::CloudEvents => text("1.0"),
-                Schema::EventGrid => None,
-            },
-            Key::Data(path) => {
-                let mut at = event.data_value();
-                for segment in path {
-                    let Value::Object(map) = at else { return None };
-                    at = map.get(segment).or_else(|| {
-                        map.iter()
-                            .find(|(k, _)| k.eq_ignore_ascii_case(segment))
-                            .map(|(_, v)| v)
-                    })?;
-                }
-                Some(Cow::Borrowed(at))
-            }
-        }
-    }
-}
 
 /// An operator with its validated values (strings already lower-cased).
 #[derive(Debug, Clone, PartialEq)]
 #[allow(missing_docs)] // the variant names are Event Grid's operator names
 pub enum Operator {
-    NumberIn(Vec<f64>),
-    NumberNotIn(Vec<f64>),
-    NumberLessThan(f64),
-    NumberGreaterThan(f64),
-    NumberLessThanOrEquals(f64),
-    NumberGreaterThanOrEquals(f64),
-    NumberInRange(Vec<(f64, f64)>),
-    NumberNotInRange(Vec<(f64, f64)>),
+    NumberIn(Vec<Decimal>),
+    NumberNotIn(Vec<Decimal>),
+    NumberLessThan(Decimal),
+    NumberGreaterThan(Decimal),
+    NumberLessThanOrEquals(Decimal),
+    NumberGreaterThanOrEquals(Decimal),
+    NumberInRange(Vec<(Decimal, Decimal)>),
+    NumberNotInRange(Vec<(Decimal, Decimal)>),
     BoolEquals(bool),
     StringIn(Vec<String>),
     StringNotIn(Vec<String>),
@@ -215,27 +135,37 @@ impl AdvancedFilter {
     /// Does `event` pass this filter?
     pub fn matches(&self, event: &Event, arrays: bool) -> bool {
         use Operator::*;
-        let value = self.key.lookup(event);
-        let value = value.as_deref();
-        // The candidates: the value itself, or an array's elements when allowed.
-        let candidates: Vec<&Value> = match value {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) if arrays => items.iter().collect(),
-            Some(Value::Array(_)) => Vec::new(),
-            Some(v) => vec![v],
+        // The candidates: the value itself, or an array's elements when
+        // allowed. An array without the flag is not a value any operator
+        // can read: every operator fails, the negated ones included.
+        let (absent, candidates) = match self.key.lookup(event) {
+            Found::Absent => (true, Vec::new()),
+            Found::One(v) => (false, vec![v]),
+            Found::Many(items) if arrays => (false, items),
+            Found::Many(_) => return false,
         };
-        let nums: Vec<f64> = candidates.iter().filter_map(|v| v.as_f64()).collect();
+        let nums: Vec<Decimal> = candidates
+            .iter()
+            .filter_map(|v| match v {
+                Scalar::Number(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
         let strs: Vec<String> = candidates
             .iter()
-            .filter_map(|v| v.as_str().map(str::to_lowercase))
+            .filter_map(|v| match v {
+                Scalar::String(s) => Some(s.to_lowercase()),
+                _ => None,
+            })
             .collect();
-        let any_num = |f: &dyn Fn(f64) -> bool| nums.iter().any(|&n| f(n));
+        let any_num = |f: &dyn Fn(Decimal) -> bool| nums.iter().any(|&n| f(n));
         let any_str = |vals: &[String], f: &dyn Fn(&str, &str) -> bool| {
             strs.iter().any(|s| vals.iter().any(|v| f(s, v)))
         };
         // A negated operator needs something of its type to look at, except
         // the two "NotIn" operators, which Event Grid matches on a missing key.
-        let in_range = |n: f64, r: &[(f64, f64)]| r.iter().any(|&(lo, hi)| lo <= n && n <= hi);
+        let in_range =
+            |n: Decimal, r: &[(Decimal, Decimal)]| r.iter().any(|&(lo, hi)| lo <= n && n <= hi);
         match &self.operator {
             NumberIn(v) => any_num(&|n| v.contains(&n)),
             NumberNotIn(v) => !any_num(&|n| v.contains(&n)),
@@ -245,7 +175,7 @@ impl AdvancedFilter {
             NumberGreaterThanOrEquals(f) => any_num(&|n| n >= *f),
             NumberInRange(r) => any_num(&|n| in_range(n, r)),
             NumberNotInRange(r) => !nums.is_empty() && !any_num(&|n| in_range(n, r)),
-            BoolEquals(b) => candidates.iter().any(|v| v.as_bool() == Some(*b)),
+            BoolEquals(b) => candidates.contains(&Scalar::Bool(*b)),
             StringIn(v) => any_str(v, &|s, f| s == f),
             StringNotIn(v) => !any_str(v, &|s, f| s == f),
             StringContains(v) => any_str(v, &|s, f| s.contains(f)),
@@ -254,8 +184,8 @@ impl AdvancedFilter {
             StringNotBeginsWith(v) => !strs.is_empty() && !any_str(v, &|s, f| s.starts_with(f)),
             StringEndsWith(v) => any_str(v, &|s, f| s.ends_with(f)),
             StringNotEndsWith(v) => !strs.is_empty() && !any_str(v, &|s, f| s.ends_with(f)),
-            IsNullOrUndefined => matches!(value, None | Some(Value::Null)),
-            IsNotNull => !matches!(value, None | Some(Value::Null)),
+            IsNullOrUndefined => absent,
+            IsNotNull => !absent,
         }
     }
 }
@@ -308,9 +238,17 @@ impl Values<'_> {
     }
 }
 
-fn number(v: &Value) -> Result<f64, String> {
-    v.as_f64()
-        .ok_or_else(|| format!("must be a number, found {v}"))
+/// A filter value as a decimal, from the manifest's number as written
+/// (TOML floats reach here as their shortest round-trip text: `0.3`).
+fn number(v: &Value) -> Result<Decimal, String> {
+    match v {
+        Value::Number(n) => decimal(&n.to_string()).ok_or_else(|| {
+            format!(
+                "{n} is beyond the range of a decimal (about ±7.9e28), which Event Grid compares"
+            )
+        }),
+        _ => Err(format!("must be a number, found {v}")),
+    }
 }
 
 fn boolean(v: &Value) -> Result<bool, String> {
@@ -331,7 +269,7 @@ fn string(v: &Value) -> Result<String, String> {
     Ok(s.to_lowercase())
 }
 
-fn range(v: &Value) -> Result<(f64, f64), String> {
+fn range(v: &Value) -> Result<(Decimal, Decimal), String> {
     match v.as_array().map(Vec::as_slice) {
         Some([lo, hi]) => {
             let (lo, hi) = (number(lo)?, number(hi)?);

@@ -6,8 +6,10 @@
 //! [`Filter`] is the validated form that [`Filter::matches`] evaluates.
 
 mod advanced;
+mod key;
 
 pub use advanced::{AdvancedFilter, Operator};
+pub use key::{Found, Key, Scalar};
 
 use crate::event::Event;
 use serde::Deserialize;
