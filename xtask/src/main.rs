@@ -19,6 +19,7 @@
 mod bench;
 mod fuzz;
 mod languages;
+mod sdk;
 
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader};
@@ -144,6 +145,7 @@ fn plugins(root: &Path) -> Result<()> {
         &root.join("target/test-plugins"),
     )?;
     languages::build(root, &root.join("target/plugins"))?;
+    sdk::install(root)?;
     eprintln!("xtask: plugins in target/plugins, test fixtures in target/test-plugins");
     Ok(())
 }
