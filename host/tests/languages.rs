@@ -394,3 +394,89 @@ async fn all_three_through_gridlet_serve_with_retry_on_5xx() {
     assert_eq!(counter("type:RunCompleted"), Some(1));
     assert_eq!(counter("workspace:fraud-detection"), Some(3));
 }
+
+/// An outbound call that fails before any response — a host not granted,
+/// an address not granted, a refused connection — reaches the plugin as an
+/// error it can catch, every time: the JavaScript (`try { await fetch() }`)
+/// and Python examples answer `retry`, never a trap, in each of many runs
+/// (a guest's body write used to race the refusal: see
+/// `runtime/http/unsent.rs`). The C example makes no outbound calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbound_call_that_fails_is_an_error_the_plugin_catches_every_time() {
+    const RUNS: usize = 20;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let url = format!("http://127.0.0.1:{closed}/hook");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, sample_file, key, expected) in [
+        (
+            "deployment-notifier",
+            "model-deployed.json",
+            "chat_webhook_url",
+            "= retry: chat service unreachable: TypeError: NetworkError",
+        ),
+        (
+            "drift-guard",
+            "dataset-drift-detected.json",
+            "pipeline_url",
+            "= retry: ",
+        ),
+    ] {
+        warm(name).await;
+        // RUNS copies of the sample, each its own delivery on a fresh instance.
+        let one: Vec<Value> =
+            serde_json::from_slice(&std::fs::read(sample(sample_file)).expect("sample"))
+                .expect("json");
+        let many: Vec<Value> = (0..RUNS)
+            .map(|i| {
+                let mut e = one[0].clone();
+                e["id"] = format!("run-{i}").into();
+                e
+            })
+            .collect();
+        let events = dir.path().join(format!("{name}.json"));
+        std::fs::write(&events, serde_json::to_vec(&many).expect("json")).expect("events");
+        let config = format!("{key}={url}");
+        let scenarios: [(&str, Vec<&str>); 3] = [
+            ("host not granted", vec![]),
+            ("address not granted", vec!["--allow-host", "127.0.0.1"]),
+            (
+                "connection refused",
+                vec![
+                    "--allow-host",
+                    "127.0.0.1",
+                    "--allow-private-network",
+                    "127.0.0.1/32",
+                ],
+            ),
+        ];
+        for (scenario, flags) in scenarios {
+            let out = Command::new(env!("CARGO_BIN_EXE_gridlet"))
+                .arg("run")
+                .arg(plugin(name))
+                .arg(&events)
+                .arg("--cache-dir")
+                .arg(cache_dir())
+                .args(["--config", &config])
+                .args(&flags)
+                .output()
+                .await
+                .expect("gridlet run");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let outcomes: Vec<&str> = text
+                .lines()
+                .map(str::trim_start)
+                .filter(|l| l.starts_with("= "))
+                .collect();
+            assert_eq!(outcomes.len(), RUNS, "{name}, {scenario}: {text}");
+            for outcome in outcomes {
+                assert!(
+                    outcome.starts_with(expected),
+                    "{name}, {scenario}: `{outcome}`"
+                );
+            }
+        }
+    }
+}

@@ -9,6 +9,7 @@
 mod allow;
 mod policy;
 mod send;
+mod unsent;
 
 pub use allow::{AllowList, AllowedHost};
 pub use policy::{NetworkPolicy, Prohibited};
@@ -100,6 +101,9 @@ impl WasiHttpHooks for OutboundHttp {
             > + Send,
     > {
         drop(fut);
+        // From here on, whatever happens to the request, the guest can
+        // finish writing its body (see `unsent`).
+        let request = request.map(unsent::guarded);
         let method = request.method().to_string();
         let url = request.uri().to_string();
         let activity = self.activity.clone();
