@@ -17,5 +17,6 @@ pub mod ingest;
 pub mod journal;
 pub mod lograte;
 pub mod plugin;
+pub mod pull;
 pub mod runtime;
 pub mod serve;

@@ -28,14 +28,21 @@ struct Admin {
     token_digest: [u8; 32],
     dispatcher: Arc<Dispatcher>,
     plugins: Arc<Registry>,
+    sources: Vec<Arc<crate::pull::Source>>,
 }
 
 /// The admin routes, for `token`.
-pub fn router(token: &str, dispatcher: Arc<Dispatcher>, plugins: Arc<Registry>) -> Router {
+pub fn router(
+    token: &str,
+    dispatcher: Arc<Dispatcher>,
+    plugins: Arc<Registry>,
+    sources: Vec<Arc<crate::pull::Source>>,
+) -> Router {
     let state = Arc::new(Admin {
         token_digest: Sha256::digest(token.as_bytes()).into(),
         dispatcher,
         plugins,
+        sources,
     });
     Router::new()
         .route("/admin/plugins", get(plugins::list))
@@ -45,6 +52,7 @@ pub fn router(token: &str, dispatcher: Arc<Dispatcher>, plugins: Arc<Registry>) 
             get(plugins::invocations),
         )
         .route("/admin/deliveries", get(deliveries::list))
+        .route("/admin/sources", get(list_sources))
         .route("/admin/dead-letters", get(dead_letters::list))
         .route("/admin/dead-letters/{id}", get(dead_letters::show))
         .route("/admin/dead-letters/replay", post(dead_letters::replay))
@@ -54,6 +62,16 @@ pub fn router(token: &str, dispatcher: Arc<Dispatcher>, plugins: Arc<Registry>) 
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/admin/openapi.json", get(openapi))
         .with_state(state)
+}
+
+/// `GET /admin/sources`: each pull source's counters and state.
+async fn list_sources(State(admin): State<Arc<Admin>>) -> axum::Json<serde_json::Value> {
+    let list: Vec<serde_json::Value> = admin
+        .sources
+        .iter()
+        .map(|s| s.status.json(s.name()))
+        .collect();
+    axum::Json(serde_json::json!({ "sources": list }))
 }
 
 /// Refused admin requests' log lines, rate-limited.

@@ -207,6 +207,9 @@ impl ServeArgs {
             plugin_limits: None,
             plugins: None,
             entra: (entra != EntraConfig::default()).then_some(entra),
+            // `[[pull]]` is a list of tables; one source can come from
+            // `GRIDLET_PULL_*` (read when the settings are resolved).
+            pull: None,
         }
     }
 }

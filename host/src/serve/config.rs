@@ -104,6 +104,8 @@ pub struct ConfigFile {
     pub plugins: Option<BTreeMap<String, PluginConfig>>,
     /// Microsoft Entra ID bearer-token validation.
     pub entra: Option<EntraConfig>,
+    /// Event Grid namespace subscriptions to pull from (`[[pull]]`).
+    pub pull: Option<Vec<super::pull_config::PullConfig>>,
 }
 
 /// `[plugin_limits]` and `[plugins.<name>.limits]`: the most a plugin's
@@ -230,6 +232,7 @@ impl ConfigFile {
             plugin_limits: over.plugin_limits.or(self.plugin_limits),
             plugins: over.plugins.or(self.plugins),
             entra,
+            pull: over.pull.or(self.pull),
         }
     }
 
@@ -309,6 +312,14 @@ impl ConfigFile {
             None => None,
         };
         s.ingest.auth = Auth { secret, entra };
+        let env = |name: &str| std::env::var(name).ok();
+        let mut pull = self.pull.unwrap_or_default();
+        pull.extend(super::pull_config::PullConfig::from_env(&env));
+        s.pull = pull
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| p.build(i, &env))
+            .collect::<anyhow::Result<_>>()?;
         s.insecure_no_auth = self.insecure_no_auth.unwrap_or(false);
         if let Some(admin) = self.admin_listen.filter(|a| !a.is_empty()) {
             s.admin_listen = Some(admin.parse().with_context(|| {

@@ -33,6 +33,7 @@ pub struct Readiness {
     plugins: Arc<Registry>,
     shutting_down: Arc<AtomicBool>,
     auth: &'static str,
+    sources: Vec<Arc<crate::pull::Source>>,
     /// The last probe: when, whether the journal committed, and whether
     /// the disk had room.
     last: Mutex<(Instant, bool, bool)>,
@@ -86,11 +87,13 @@ impl Readiness {
         plugins: Arc<Registry>,
         shutting_down: Arc<AtomicBool>,
         auth: &'static str,
+        sources: Vec<Arc<crate::pull::Source>>,
     ) -> Arc<Self> {
         let readiness = Arc::new(Self {
             plugins,
             shutting_down,
             auth,
+            sources,
             // Not known yet: not ready until the first probe commits.
             last: Mutex::new((Instant::now(), false, true)),
         });
@@ -165,7 +168,7 @@ async fn readyz(State(r): State<Arc<Readiness>>) -> Response {
     let waiting = status.iter().filter(|s| s.waiting).count();
     let stopping = r.shutting_down.load(Ordering::SeqCst);
     let ready = journal && room && !stopping;
-    let body = json!({
+    let mut body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "checks": {
             "journal": if journal { "writable" } else { "not writable" },
@@ -175,6 +178,24 @@ async fn readyz(State(r): State<Arc<Readiness>>) -> Response {
             "auth": r.auth,
         }
     });
+    // Each pull source's state; a failing one does not make the host
+    // unready (the webhook and other sources still take events): it is
+    // reported here, in the admin API and in the metrics.
+    if !r.sources.is_empty() {
+        body["checks"]["pull"] = r
+            .sources
+            .iter()
+            .map(|s| {
+                let state = if s.status.healthy() {
+                    "receiving"
+                } else {
+                    "failing"
+                };
+                (s.name().to_string(), json!(state))
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
     let code = if ready {
         StatusCode::OK
     } else {

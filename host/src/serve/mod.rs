@@ -5,6 +5,7 @@
 pub mod config;
 pub mod health;
 pub mod listener;
+pub mod pull_config;
 
 pub use listener::ServerLimits;
 
@@ -66,6 +67,8 @@ pub struct ServeSettings {
     pub min_free_disk_bytes: u64,
     /// Where plugins are compiled (`gridlet serve`: a child process).
     pub compiler: Compiler,
+    /// Event Grid namespace subscriptions to pull events from.
+    pub pull: Vec<crate::pull::PullSettings>,
 }
 
 impl Default for ServeSettings {
@@ -90,6 +93,7 @@ impl Default for ServeSettings {
             grants: OperatorGrants::default(),
             min_free_disk_bytes: 64 * 1024 * 1024,
             compiler: Compiler::InProcess,
+            pull: Vec::new(),
         }
     }
 }
@@ -246,6 +250,25 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
     let journal: Arc<dyn crate::journal::Journal> = journal;
     let dispatcher =
         Dispatcher::start(plugins.clone(), journal.clone(), settings.dispatch.clone())?;
+    // Pull sources feed the same intake as the webhook.
+    let sources: Vec<Arc<crate::pull::Source>> = settings
+        .pull
+        .iter()
+        .map(|p| {
+            Arc::new(crate::pull::Source::new(
+                p.clone(),
+                dispatcher.clone(),
+                settings.ingest.allowed_topics.clone(),
+            ))
+        })
+        .collect();
+    let mut pulling = Vec::new();
+    for (source, p) in sources.iter().zip(&settings.pull) {
+        tracing::info!(source = source.name(), endpoint = %p.subscription.endpoint, "pulling from an Event Grid namespace");
+        for _ in 0..p.concurrency {
+            pulling.push(tokio::spawn(source.clone().run()));
+        }
+    }
     let shutting_down = Arc::new(AtomicBool::new(false));
     let readiness = health::Readiness::start(
         journal,
@@ -256,6 +279,7 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
         plugins.clone(),
         shutting_down.clone(),
         health::auth_mode(&settings.ingest.auth, settings.insecure_no_auth),
+        sources.clone(),
     );
     let health = health::router(readiness);
     let mut admin = axum::Router::new();
@@ -268,6 +292,7 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
                 token,
                 dispatcher.clone(),
                 plugins.clone(),
+                sources.clone(),
             ))
         }
         None => tracing::info!("admin API off: set GRIDLET_ADMIN_TOKEN to turn it on"),
@@ -312,6 +337,11 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
             }
         })
         .await;
+        // No new events from namespaces; a batch received but not yet
+        // acknowledged comes back after its lock expires.
+        for task in pulling {
+            task.abort();
+        }
         draining.shutdown().await;
         let _ = stop_admin.send(());
         if let Some(task) = admin_task {

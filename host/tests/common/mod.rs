@@ -4,6 +4,7 @@
 
 pub mod entra;
 pub mod fort;
+pub mod namespace;
 pub mod process;
 pub mod webhook;
 
