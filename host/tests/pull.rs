@@ -297,3 +297,61 @@ async fn a_kill_between_receive_and_acknowledge_loses_nothing_and_repeats_nothin
     assert_eq!(got, ids, "each event exactly once across the kill");
     assert!(emulator.dead_letters(SUBSCRIPTION).is_empty());
 }
+
+/// The emulator is held to the real protocol: the azure-eventgrid SDK
+/// publishes to it in namespace mode and receives, renews, acknowledges,
+/// releases and rejects with `EventGridConsumerClient`, satisfied by every
+/// answer (the SDK raises otherwise). Installed pinned by `cargo xtask
+/// plugins` (`host/tests/sdk/requirements.txt`).
+#[tokio::test]
+async fn the_azure_sdk_is_satisfied_by_the_namespace_emulator() {
+    let python = common::root().join("target/toolchains/sdk-venv/bin/python");
+    assert!(
+        python.exists(),
+        "run `cargo xtask plugins` (it installs the pinned SDKs)"
+    );
+    let emulator = Emulator::start(KEY, TOPIC, &[SUBSCRIPTION]).await;
+    let out = tokio::process::Command::new(&python)
+        .arg(common::root().join("host/tests/sdk/namespace.py"))
+        .args([
+            emulator.endpoint().as_str(),
+            KEY,
+            TOPIC,
+            SUBSCRIPTION,
+            WORKSPACE,
+        ])
+        .output()
+        .await
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "the SDK refused the emulator:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(seen["first"], json!(["sdk-0", "sdk-1"]));
+    assert_eq!(
+        seen["first_types"][0],
+        "Microsoft.MachineLearningServices.ModelRegistered"
+    );
+    assert_eq!(
+        (
+            seen["renewed"].as_u64(),
+            seen["acked"].as_u64(),
+            seen["released"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
+    // The released one comes back with its delivery count raised.
+    assert_eq!(
+        seen["second_counts"],
+        json!({"sdk-1": 2, "sdk-2": 1, "sdk-3": 1})
+    );
+    assert_eq!(
+        (seen["rejected"].as_u64(), seen["rest_acked"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(seen["stale_failed"], json!(["TokenLost"]));
+    assert_eq!(emulator.queued(SUBSCRIPTION), 0);
+    assert_eq!(emulator.dead_letters(SUBSCRIPTION).len(), 1);
+}

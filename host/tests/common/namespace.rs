@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,7 +37,7 @@ pub struct NamespaceState {
     /// The topic's name.
     pub topic: String,
     /// Queues by subscription name.
-    pub queues: HashMap<String, Vec<Queued>>,
+    pub queues: HashMap<String, VecDeque<Queued>>,
     /// Rejected or over-delivered events, by subscription.
     pub dead_letters: HashMap<String, Vec<Value>>,
     /// How long a lock lasts.
@@ -74,7 +74,7 @@ impl Emulator {
             topic: topic.to_string(),
             queues: subscriptions
                 .iter()
-                .map(|s| (s.to_string(), Vec::new()))
+                .map(|s| (s.to_string(), VecDeque::new()))
                 .collect(),
             dead_letters: HashMap::new(),
             lock_duration: Duration::from_secs(60),
@@ -108,7 +108,7 @@ impl Emulator {
         let now = Instant::now();
         for queue in state.queues.values_mut() {
             for e in events {
-                queue.push(Queued {
+                queue.push_back(Queued {
                     event: e.clone(),
                     delivery_count: 0,
                     lock: None,
@@ -286,7 +286,7 @@ async fn handle(
                 queue.remove(at);
             }
             "reject" => {
-                dead.push(queue.remove(at).event);
+                dead.extend(queue.remove(at).map(|q| q.event));
             }
             "release" => {
                 queue[at].lock = None;
@@ -354,7 +354,7 @@ async fn receive(
                     continue;
                 }
                 if q.delivery_count >= max_count {
-                    dead.push(queue.remove(i).event);
+                    dead.extend(queue.remove(i).map(|q| q.event));
                     continue;
                 }
                 q.delivery_count += 1;
