@@ -107,6 +107,48 @@ pub const FAMILIES: &[(&str, &str, &str, &str)] = &[
         "",
         "Plugins serving now",
     ),
+    (
+        "gridlet_events_untyped_total",
+        "counter",
+        "event_type",
+        "Events accepted whose data does not fit their type's record: delivered untyped (other)",
+    ),
+    (
+        "gridlet_pull_received_events_total",
+        "counter",
+        "source",
+        "Events received from a namespace subscription (Event Grid: SuccessfulReceivedEvents)",
+    ),
+    (
+        "gridlet_pull_acknowledged_events_total",
+        "counter",
+        "source",
+        "Events acknowledged, each only once its deliveries were committed",
+    ),
+    (
+        "gridlet_pull_released_events_total",
+        "counter",
+        "source",
+        "Events released with a delay because the journal could not take them",
+    ),
+    (
+        "gridlet_pull_rejected_events_total",
+        "counter",
+        "source",
+        "Events rejected: unreadable, or from a topic not in allowed_topics",
+    ),
+    (
+        "gridlet_pull_failed_lock_tokens_total",
+        "counter",
+        "source, operation",
+        "Lock tokens an acknowledge, release, reject or renewLock did not settle",
+    ),
+    (
+        "gridlet_pull_failed_calls_total",
+        "counter",
+        "source",
+        "Receive or settle calls that failed: throttled, refused, unreachable",
+    ),
 ];
 
 /// Latency buckets, in seconds (and ×1000 for the millisecond histogram).
