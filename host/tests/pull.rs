@@ -355,3 +355,74 @@ async fn the_azure_sdk_is_satisfied_by_the_namespace_emulator() {
     assert_eq!(emulator.queued(SUBSCRIPTION), 0);
     assert_eq!(emulator.dead_letters(SUBSCRIPTION).len(), 1);
 }
+
+/// A host that only pulls (`webhook = false`) needs no webhook auth to listen
+/// on every address — nothing takes events from senders — answers 404 on
+/// the webhook path, and still pulls; `/readyz` says the webhook is off.
+/// Without any source it refuses to start.
+#[tokio::test]
+async fn a_pull_only_host_serves_no_webhook_and_needs_no_webhook_auth() {
+    let emulator = Emulator::start(KEY, TOPIC, &[SUBSCRIPTION]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = |pull: Vec<PullSettings>| gridlet::serve::ServeSettings {
+        listen: "0.0.0.0:0".parse().expect("addr"),
+        plugins_dir: dir.path().join("plugins"),
+        state_dir: dir.path().join("state"),
+        webhook: false,
+        pull,
+        ..Default::default()
+    };
+    let refused = gridlet::serve::start(settings(Vec::new())).await;
+    assert!(
+        refused
+            .err()
+            .is_some_and(|e| e.to_string().contains("nothing would bring events in"))
+    );
+    let server = gridlet::serve::start(settings(vec![source(&emulator)]))
+        .await
+        .expect("a pull-only host starts without webhook auth on 0.0.0.0");
+    emulator.publish(&[cloud_event("pulled-only")]);
+    wait("acknowledged", || emulator.queued(SUBSCRIPTION) == 0).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{}", server.addr.port());
+    let post = client
+        .post(format!("{base}/api/events"))
+        .body("[]")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(post.status(), 404);
+    let ready: Value = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["checks"]["auth"], "webhook off");
+    assert_eq!(ready["checks"]["pull"]["ml-events/gridlet"], "receiving");
+}
+
+/// An Entra token from a file or from a command is sent as `Bearer`.
+#[tokio::test]
+async fn entra_tokens_from_a_file_or_a_command_are_sent_as_bearer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("token");
+    std::fs::write(&file, "entra-token-123\n").expect("token file");
+    for credential in [
+        Credential::TokenFile(file.clone()),
+        Credential::TokenCommand(vec!["echo".into(), "entra-token-123".into()]),
+    ] {
+        let emulator = Emulator::start("not-the-key", TOPIC, &[SUBSCRIPTION]).await;
+        emulator.state.lock().expect("state").bearer = Some("entra-token-123".into());
+        emulator.publish(&[cloud_event("with-entra")]);
+        let mut pull = source(&emulator);
+        pull.subscription.credential = credential.clone();
+        let _host = Host::start(|s| s.pull = vec![pull]).await;
+        wait("acknowledged with the token", || {
+            emulator.queued(SUBSCRIPTION) == 0
+        })
+        .await;
+    }
+}

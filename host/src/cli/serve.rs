@@ -103,6 +103,9 @@ pub struct ServeArgs {
     /// Serve without any auth on a non-loopback address (refused otherwise).
     #[arg(long, env = "GRIDLET_INSECURE_NO_AUTH", num_args = 0..=1, default_missing_value = "true")]
     insecure_no_auth: Option<bool>,
+    /// Serve the webhook; `false` for a host that only pulls [default: true].
+    #[arg(long, env = "GRIDLET_WEBHOOK")]
+    webhook: Option<bool>,
     /// A separate address for the admin API and /metrics [default: the main listener].
     #[arg(long, env = "GRIDLET_ADMIN_LISTEN")]
     admin_listen: Option<String>,
@@ -191,6 +194,7 @@ impl ServeArgs {
             watch_plugins: self.watch_plugins,
             reload_debounce_ms: self.reload_debounce_ms,
             insecure_no_auth: self.insecure_no_auth,
+            webhook: self.webhook,
             admin_listen: self.admin_listen,
             max_connections: self.max_connections,
             header_timeout_ms: self.header_timeout_ms,

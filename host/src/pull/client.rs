@@ -20,13 +20,23 @@ pub enum Credential {
     /// read from this file at every call, so whatever refreshes it (a
     /// managed-identity sidecar, a workload-identity mount) is picked up.
     TokenFile(PathBuf),
+    /// An Entra ID bearer token printed by this command (program and
+    /// arguments, no shell), e.g. `az account get-access-token --scope
+    /// https://eventgrid.azure.net/.default --query accessToken -o tsv`;
+    /// run again after [`TOKEN_COMMAND_REUSE`] or when the service answers 401.
+    TokenCommand(Vec<String>),
 }
+
+/// How long a token a command printed is used before the command runs
+/// again (Entra tokens live an hour or more).
+pub const TOKEN_COMMAND_REUSE: Duration = Duration::from_secs(300);
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Credential::Key(_) => f.write_str("Key(..)"),
             Credential::TokenFile(path) => write!(f, "TokenFile({})", path.display()),
+            Credential::TokenCommand(argv) => write!(f, "TokenCommand({:?})", argv.first()),
         }
     }
 }
@@ -127,6 +137,8 @@ pub enum PullError {
 pub struct Namespace {
     http: reqwest::Client,
     target: Subscription,
+    /// The last token a command printed, and when.
+    token: std::sync::Arc<tokio::sync::Mutex<Option<(String, std::time::Instant)>>>,
 }
 
 #[derive(Deserialize)]
@@ -183,7 +195,11 @@ impl Namespace {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_default();
-        Self { http, target }
+        Self {
+            http,
+            target,
+            token: Default::default(),
+        }
     }
 
     /// The subscription this client consumes.
@@ -209,6 +225,35 @@ impl Namespace {
                     .await
                     .map_err(|e| PullError::Credential(format!("{}: {e}", path.display())))?;
                 Ok(format!("Bearer {}", token.trim()))
+            }
+            Credential::TokenCommand(argv) => {
+                let mut cached = self.token.lock().await;
+                if let Some((token, at)) = cached.as_ref()
+                    && at.elapsed() < TOKEN_COMMAND_REUSE
+                {
+                    return Ok(format!("Bearer {token}"));
+                }
+                let (program, args) = argv
+                    .split_first()
+                    .ok_or_else(|| PullError::Credential("token_command is empty".into()))?;
+                let out = tokio::process::Command::new(program)
+                    .args(args)
+                    .kill_on_drop(true)
+                    .output()
+                    .await
+                    .map_err(|e| PullError::Credential(format!("{program}: {e}")))?;
+                if !out.status.success() {
+                    return Err(PullError::Credential(format!(
+                        "{program} exited with {}",
+                        out.status
+                    )));
+                }
+                let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if token.is_empty() {
+                    return Err(PullError::Credential(format!("{program} printed no token")));
+                }
+                *cached = Some((token.clone(), std::time::Instant::now()));
+                Ok(format!("Bearer {token}"))
             }
         }
     }
@@ -324,6 +369,10 @@ impl Namespace {
             .await
             .map_err(|e| PullError::Transport(e.without_url().to_string()))?;
         let status = response.status().as_u16();
+        if status == 401 {
+            // A command's token may have expired early: ask again next time.
+            *self.token.lock().await = None;
+        }
         if status == 429 || status == 503 {
             let retry_after = response
                 .headers()

@@ -70,6 +70,8 @@ pub struct ConfigFile {
     /// Serve without any auth on a non-loopback address (default false:
     /// refuse to start that way).
     pub insecure_no_auth: Option<bool>,
+    /// Serve the webhook (default true; false for a host that only pulls).
+    pub webhook: Option<bool>,
     /// A separate address for the admin API and `/metrics` (default: the
     /// main listener).
     pub admin_listen: Option<String>,
@@ -215,6 +217,7 @@ impl ConfigFile {
             watch_plugins: over.watch_plugins.or(self.watch_plugins),
             reload_debounce_ms: over.reload_debounce_ms.or(self.reload_debounce_ms),
             insecure_no_auth: over.insecure_no_auth.or(self.insecure_no_auth),
+            webhook: over.webhook.or(self.webhook),
             admin_listen: over.admin_listen.or(self.admin_listen),
             max_connections: over.max_connections.or(self.max_connections),
             header_timeout_ms: over.header_timeout_ms.or(self.header_timeout_ms),
@@ -321,6 +324,7 @@ impl ConfigFile {
             .map(|(i, p)| p.build(i, &env))
             .collect::<anyhow::Result<_>>()?;
         s.insecure_no_auth = self.insecure_no_auth.unwrap_or(false);
+        s.webhook = self.webhook.unwrap_or(true);
         if let Some(admin) = self.admin_listen.filter(|a| !a.is_empty()) {
             s.admin_listen = Some(admin.parse().with_context(|| {
                 format!("admin_listen: `{admin}` is not an address like 127.0.0.1:9090")

@@ -69,6 +69,9 @@ pub struct ServeSettings {
     pub compiler: Compiler,
     /// Event Grid namespace subscriptions to pull events from.
     pub pull: Vec<crate::pull::PullSettings>,
+    /// Serve the webhook (false: a host that only pulls; its listener then
+    /// serves health, metrics and the admin API).
+    pub webhook: bool,
 }
 
 impl Default for ServeSettings {
@@ -94,6 +97,7 @@ impl Default for ServeSettings {
             min_free_disk_bytes: 64 * 1024 * 1024,
             compiler: Compiler::InProcess,
             pull: Vec::new(),
+            webhook: true,
         }
     }
 }
@@ -134,7 +138,11 @@ impl Server {
 pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
     // Fail closed: without auth, only a loopback address, or an explicit
     // decision to run open.
-    let open = settings.ingest.auth.is_off();
+    // With no webhook there is nothing for a sender to reach.
+    let open = settings.webhook && settings.ingest.auth.is_off();
+    if !settings.webhook && settings.pull.is_empty() {
+        anyhow::bail!("webhook = false and no [[pull]] source: nothing would bring events in");
+    }
     if open && !settings.listen.ip().is_loopback() && !settings.insecure_no_auth {
         anyhow::bail!(
             "refusing to serve without auth on {}: set GRIDLET_SECRET (and put ?code=<secret> \
@@ -278,7 +286,11 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
         },
         plugins.clone(),
         shutting_down.clone(),
-        health::auth_mode(&settings.ingest.auth, settings.insecure_no_auth),
+        if settings.webhook {
+            health::auth_mode(&settings.ingest.auth, settings.insecure_no_auth)
+        } else {
+            "webhook off"
+        },
         sources.clone(),
     );
     let health = health::router(readiness);
@@ -297,7 +309,13 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
         }
         None => tracing::info!("admin API off: set GRIDLET_ADMIN_TOKEN to turn it on"),
     }
-    let mut app = ingest::router(settings.ingest.clone(), dispatcher.clone()).merge(health.clone());
+    let mut app = if settings.webhook {
+        ingest::router(settings.ingest.clone(), dispatcher.clone())
+    } else {
+        tracing::info!("webhook off: events come only from [[pull]] sources");
+        ingest::health_router()
+    }
+    .merge(health.clone());
     // On its own listener when asked (so it need not be reachable where
     // Event Grid is), else beside the webhook.
     let admin = match admin_listener {

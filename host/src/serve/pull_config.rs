@@ -27,6 +27,8 @@ pub struct PullConfig {
     pub key: Option<String>,
     /// A file holding an Entra ID token, read at every call.
     pub token_file: Option<PathBuf>,
+    /// A command printing an Entra ID token (program and arguments).
+    pub token_command: Option<Vec<String>>,
     /// Events per receive, 1–100 (default 100).
     pub max_events: Option<u32>,
     /// Longest wait for events per receive, 10–120 s (default 60).
@@ -71,8 +73,8 @@ impl PullConfig {
         let subscription = self
             .subscription
             .with_context(|| format!("{} is required", at("subscription")))?;
-        let credential = match (self.key, self.token_file) {
-            (Some(key), None) => {
+        let credential = match (self.key, self.token_file, self.token_command) {
+            (Some(key), None, None) => {
                 let key =
                     expand_env(&key, env).map_err(|e| anyhow::anyhow!("{}: {e}", at("key")))?;
                 if key.is_empty() {
@@ -80,8 +82,9 @@ impl PullConfig {
                 }
                 Credential::Key(key)
             }
-            (None, Some(file)) => Credential::TokenFile(file),
-            _ => bail!("pull[{index}] needs exactly one of key and token_file"),
+            (None, Some(file), None) => Credential::TokenFile(file),
+            (None, None, Some(argv)) if !argv.is_empty() => Credential::TokenCommand(argv),
+            _ => bail!("pull[{index}] needs exactly one of key, token_file and token_command"),
         };
         let mut s = PullSettings::new(Subscription {
             endpoint,
@@ -124,5 +127,82 @@ impl PullConfig {
             };
         }
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "EG_KEY" => Some("the-key".into()),
+            "GRIDLET_PULL_ENDPOINT" => Some("https://ns.westus-1.eventgrid.azure.net".into()),
+            "GRIDLET_PULL_TOPIC" => Some("t".into()),
+            "GRIDLET_PULL_SUBSCRIPTION" => Some("s".into()),
+            "GRIDLET_PULL_TOKEN_FILE" => Some("/run/token".into()),
+            _ => None,
+        }
+    }
+
+    fn parse(text: &str) -> anyhow::Result<PullSettings> {
+        let c: PullConfig = toml::from_str(text)?;
+        c.build(0, &env)
+    }
+
+    #[test]
+    fn a_source_is_read_with_its_defaults_and_its_key_from_the_environment() {
+        let s = parse(
+            "endpoint = \"https://ns\"\ntopic = \"t\"\nsubscription = \"s\"\nkey = \"${EG_KEY}\"",
+        )
+        .expect("valid");
+        assert_eq!(s.name, "t/s");
+        assert_eq!(
+            (s.max_events, s.max_wait, s.concurrency),
+            (100, Duration::from_secs(60), 1)
+        );
+        assert!(matches!(s.subscription.credential, Credential::Key(ref k) if k == "the-key"));
+        let from_env = PullConfig::from_env(&env).expect("GRIDLET_PULL_ENDPOINT set");
+        let s = from_env.build(1, &env).expect("valid");
+        assert!(matches!(
+            s.subscription.credential,
+            Credential::TokenFile(_)
+        ));
+    }
+
+    #[test]
+    fn errors_name_the_entry_and_key_never_a_value() {
+        let base = "endpoint = \"https://ns\"\ntopic = \"t\"\nsubscription = \"s\"\n";
+        let cases = [
+            (
+                "topic = \"t\"\nsubscription = \"s\"\nkey = \"k\"",
+                "pull[0].endpoint is required",
+            ),
+            (
+                &format!("{base}key = \"secret-k\"\ntoken_file = \"/f\"") as &str,
+                "pull[0] needs exactly one of key, token_file and token_command",
+            ),
+            (
+                &format!("{base}key = \"k\"\nmax_events = 101"),
+                "pull[0].max_events: must be 1 to 100",
+            ),
+            (
+                &format!("{base}key = \"k\"\nmax_wait_seconds = 5"),
+                "pull[0].max_wait_seconds: must be 10 to 120",
+            ),
+            (
+                &format!("{base}key = \"k\"\nbusy_release_delay_seconds = 5"),
+                "pull[0].busy_release_delay_seconds: must be 0, 10, 60, 600 or 3600",
+            ),
+            (
+                "endpoint = \"ftp://x\"\ntopic = \"t\"\nsubscription = \"s\"\nkey = \"k\"",
+                "pull[0].endpoint: must be an http(s) URL",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse(text).expect_err(text).to_string();
+            assert_eq!(error, expected);
+            assert!(!error.contains("secret-k"));
+        }
     }
 }

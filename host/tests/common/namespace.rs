@@ -32,8 +32,10 @@ pub struct Queued {
 /// What the emulator holds and how it behaves.
 #[derive(Debug)]
 pub struct NamespaceState {
-    /// The access key requests must carry.
+    /// The access key requests must carry...
     pub key: String,
+    /// ...or this Entra token, as `Bearer`.
+    pub bearer: Option<String>,
     /// The topic's name.
     pub topic: String,
     /// Queues by subscription name.
@@ -71,6 +73,7 @@ impl Emulator {
     pub async fn start(key: &str, topic: &str, subscriptions: &[&str]) -> Self {
         let state = Arc::new(Mutex::new(NamespaceState {
             key: key.to_string(),
+            bearer: None,
             topic: topic.to_string(),
             queues: subscriptions
                 .iter()
@@ -173,8 +176,10 @@ async fn handle(
     }
     {
         let mut s = state.lock().expect("state");
-        let expected = format!("SharedAccessKey {}", s.key);
-        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        let given = headers.get("authorization").and_then(|v| v.to_str().ok());
+        let key = format!("SharedAccessKey {}", s.key);
+        let bearer = s.bearer.as_ref().map(|t| format!("Bearer {t}"));
+        if given != Some(key.as_str()) && given != bearer.as_deref() {
             return problem(StatusCode::UNAUTHORIZED, "Unauthorized", "bad key");
         }
         if let Some((n, after)) = s.throttle {
