@@ -426,3 +426,41 @@ async fn entra_tokens_from_a_file_or_a_command_are_sent_as_bearer() {
         .await;
     }
 }
+
+/// Events the Azure SDK publishes to a namespace topic reach plugins
+/// through gridlet's pull source.
+#[tokio::test]
+async fn events_the_azure_sdk_publishes_reach_plugins_through_pull() {
+    let python = common::root().join("target/toolchains/sdk-venv/bin/python");
+    assert!(
+        python.exists(),
+        "run `cargo xtask plugins` (it installs the pinned SDKs)"
+    );
+    let emulator = Emulator::start(KEY, TOPIC, &[SUBSCRIPTION]).await;
+    let out = tokio::process::Command::new(&python)
+        .arg(common::root().join("host/tests/sdk/namespace.py"))
+        .args([
+            emulator.endpoint().as_str(),
+            KEY,
+            TOPIC,
+            SUBSCRIPTION,
+            WORKSPACE,
+            "publish-only",
+        ])
+        .output()
+        .await
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pull = source(&emulator);
+    let host = Host::start(|s| s.pull = vec![pull]).await;
+    wait("the SDK's four events delivered", || {
+        echoed(&host).len() == 4
+    })
+    .await;
+    wait("acknowledged", || emulator.queued(SUBSCRIPTION) == 0).await;
+    assert_eq!(echoed(&host), ["sdk-0", "sdk-1", "sdk-2", "sdk-3"]);
+}

@@ -4,7 +4,7 @@ receive, renew, acknowledge, release and reject with its
 EventGridConsumerClient. Every call must satisfy the SDK (it raises on
 anything it cannot read). Prints what it saw as JSON.
 
-Usage: namespace.py <endpoint> <key> <topic> <subscription> <source>
+Usage: namespace.py <endpoint> <key> <topic> <subscription> <source> [publish-only]
 """
 
 import json
@@ -31,6 +31,10 @@ publisher.send(
         for i in range(4)
     ]
 )
+
+if sys.argv[6:] == ["publish-only"]:
+    print(json.dumps({"published": 4}))
+    sys.exit(0)
 
 consumer = EventGridConsumerClient(
     endpoint, credential, namespace_topic=topic, subscription=subscription
