@@ -131,12 +131,13 @@ async fn main() -> Result<()> {
 
 /// Every `{{name}}` the template may hold besides `{{machine}}`: a
 /// section's results, `<out>/<name>.md`.
-const FRAGMENTS: [&str; 10] = [
+const FRAGMENTS: [&str; 11] = [
     "peers-invoke",
     "host-invoke",
     "host-languages",
     "peers-serve",
     "host-durable",
+    "host-pull",
     "scale",
     "host-reload",
     "neighbours",

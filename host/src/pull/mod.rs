@@ -269,6 +269,9 @@ impl Source {
                     settled.succeeded.len(),
                 );
                 self.failed_tokens("release", &settled);
+                // Backpressure: receive nothing more until the journal
+                // could take it, as a webhook sender waits `Retry-After`.
+                tokio::time::sleep(Duration::from_secs(busy.retry_after.max(1))).await;
             }
         }
         Ok(())
