@@ -298,20 +298,14 @@ async fn a_kill_between_receive_and_acknowledge_loses_nothing_and_repeats_nothin
     assert!(emulator.dead_letters(SUBSCRIPTION).is_empty());
 }
 
-/// The emulator is held to the real protocol: the azure-eventgrid SDK
-/// publishes to it in namespace mode and receives, renews, acknowledges,
-/// releases and rejects with `EventGridConsumerClient`, satisfied by every
-/// answer (the SDK raises otherwise). Installed pinned by `cargo xtask
-/// plugins` (`host/tests/sdk/requirements.txt`).
-#[tokio::test]
-async fn the_azure_sdk_is_satisfied_by_the_namespace_emulator() {
+/// `host/tests/sdk/namespace.py` (the azure-eventgrid SDK) against `emulator`.
+async fn sdk(emulator: &Emulator, extra: &[&str]) -> std::process::Output {
     let python = common::root().join("target/toolchains/sdk-venv/bin/python");
     assert!(
         python.exists(),
         "run `cargo xtask plugins` (it installs the pinned SDKs)"
     );
-    let emulator = Emulator::start(KEY, TOPIC, &[SUBSCRIPTION]).await;
-    let out = tokio::process::Command::new(&python)
+    tokio::process::Command::new(&python)
         .arg(common::root().join("host/tests/sdk/namespace.py"))
         .args([
             emulator.endpoint().as_str(),
@@ -320,9 +314,21 @@ async fn the_azure_sdk_is_satisfied_by_the_namespace_emulator() {
             SUBSCRIPTION,
             WORKSPACE,
         ])
+        .args(extra)
         .output()
         .await
-        .expect("python");
+        .expect("python")
+}
+
+/// The emulator is held to the real protocol: the azure-eventgrid SDK
+/// publishes to it in namespace mode and receives, renews, acknowledges,
+/// releases and rejects with `EventGridConsumerClient`, satisfied by every
+/// answer (the SDK raises otherwise). Installed pinned by `cargo xtask
+/// plugins` (`host/tests/sdk/requirements.txt`).
+#[tokio::test]
+async fn the_azure_sdk_is_satisfied_by_the_namespace_emulator() {
+    let emulator = Emulator::start(KEY, TOPIC, &[SUBSCRIPTION]).await;
+    let out = sdk(&emulator, &[]).await;
     assert!(
         out.status.success(),
         "the SDK refused the emulator:\n{}",
@@ -431,25 +437,8 @@ async fn entra_tokens_from_a_file_or_a_command_are_sent_as_bearer() {
 /// through gridlet's pull source.
 #[tokio::test]
 async fn events_the_azure_sdk_publishes_reach_plugins_through_pull() {
-    let python = common::root().join("target/toolchains/sdk-venv/bin/python");
-    assert!(
-        python.exists(),
-        "run `cargo xtask plugins` (it installs the pinned SDKs)"
-    );
     let emulator = Emulator::start(KEY, TOPIC, &[SUBSCRIPTION]).await;
-    let out = tokio::process::Command::new(&python)
-        .arg(common::root().join("host/tests/sdk/namespace.py"))
-        .args([
-            emulator.endpoint().as_str(),
-            KEY,
-            TOPIC,
-            SUBSCRIPTION,
-            WORKSPACE,
-            "publish-only",
-        ])
-        .output()
-        .await
-        .expect("python");
+    let out = sdk(&emulator, &["publish-only"]).await;
     assert!(
         out.status.success(),
         "{}",
