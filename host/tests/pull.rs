@@ -453,3 +453,25 @@ async fn events_the_azure_sdk_publishes_reach_plugins_through_pull() {
     wait("acknowledged", || emulator.queued(SUBSCRIPTION) == 0).await;
     assert_eq!(echoed(&host), ["sdk-0", "sdk-1", "sdk-2", "sdk-3"]);
 }
+
+/// An answer larger than the client reads (a broken or hostile endpoint)
+/// is an error, not an allocation without bound; the events stay in the
+/// namespace, locked only until their locks expire.
+#[tokio::test]
+async fn an_answer_too_large_is_refused_not_buffered() {
+    let emulator = Emulator::start(KEY, TOPIC, &[SUBSCRIPTION]).await;
+    let mut big = cloud_event("big");
+    big["data"]["padding"] = "x".repeat(64 * 1024).into();
+    emulator.publish(&[big]);
+    let client = gridlet::pull::Namespace::new(source(&emulator).subscription)
+        .with_max_answer_bytes(16 * 1024);
+    let error = client
+        .receive(10, Duration::from_secs(10))
+        .await
+        .expect_err("too large");
+    assert_eq!(
+        error.to_string(),
+        "unreadable answer: answer larger than 16384 bytes"
+    );
+    assert_eq!(emulator.queued(SUBSCRIPTION), 1);
+}

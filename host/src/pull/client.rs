@@ -11,6 +11,11 @@ use std::time::Duration;
 /// The data-plane API version spoken.
 pub const API_VERSION: &str = "2024-06-01";
 
+/// The largest answer read from a namespace: 100 events of at most 1 MB
+/// each, with room for their envelopes. A broken or hostile endpoint
+/// cannot make gridlet buffer more.
+pub const MAX_ANSWER_BYTES: usize = 110 * 1024 * 1024;
+
 /// How a consumer proves who it is.
 #[derive(Clone)]
 pub enum Credential {
@@ -137,6 +142,7 @@ pub enum PullError {
 pub struct Namespace {
     http: reqwest::Client,
     target: Subscription,
+    max_answer_bytes: usize,
     /// The last token a command printed, and when.
     token: std::sync::Arc<tokio::sync::Mutex<Option<(String, std::time::Instant)>>>,
 }
@@ -198,8 +204,15 @@ impl Namespace {
         Self {
             http,
             target,
+            max_answer_bytes: MAX_ANSWER_BYTES,
             token: Default::default(),
         }
+    }
+
+    /// The same client reading answers of at most `bytes`.
+    pub fn with_max_answer_bytes(mut self, bytes: usize) -> Self {
+        self.max_answer_bytes = bytes;
+        self
     }
 
     /// The subscription this client consumes.
@@ -385,10 +398,22 @@ impl Namespace {
                 retry_after,
             });
         }
-        let text = response
-            .text()
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| PullError::Transport(e.without_url().to_string()))?;
+            .map_err(|e| PullError::Transport(e.without_url().to_string()))?
+        {
+            if body.len() + chunk.len() > self.max_answer_bytes {
+                return Err(PullError::Protocol(format!(
+                    "answer larger than {} bytes",
+                    self.max_answer_bytes
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8_lossy(&body).into_owned();
         if !(200..300).contains(&status) {
             return Err(PullError::Status {
                 status,

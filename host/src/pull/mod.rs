@@ -17,7 +17,7 @@ pub mod client;
 pub use client::{Credential, Namespace, PullError, ReleaseDelay, Settled, Subscription};
 
 use crate::event::cloud_event_from_text;
-use crate::ingest::Intake;
+use crate::ingest::{Intake, topic_allowed};
 use crate::lograte::LogRate;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -201,7 +201,7 @@ impl Source {
         let mut refused = Vec::new();
         for (i, r) in received.into_iter().enumerate() {
             match cloud_event_from_text(&r.event, i) {
-                Ok(event) if self.topic_allowed(&event.topic) => {
+                Ok(event) if topic_allowed(&self.allowed_topics, &event.topic) => {
                     events.push(event);
                     tokens.push(r.lock_token);
                 }
@@ -275,14 +275,6 @@ impl Source {
             }
         }
         Ok(())
-    }
-
-    fn topic_allowed(&self, topic: &str) -> bool {
-        self.allowed_topics.is_empty()
-            || self
-                .allowed_topics
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(topic))
     }
 
     fn refuse(&self, why: &str) {

@@ -107,18 +107,7 @@ impl Emulator {
 
     /// Publish CloudEvents straight into every subscription's queue.
     pub fn publish(&self, events: &[Value]) {
-        let mut state = self.state.lock().expect("state");
-        let now = Instant::now();
-        for queue in state.queues.values_mut() {
-            for e in events {
-                queue.push_back(Queued {
-                    event: e.clone(),
-                    delivery_count: 0,
-                    lock: None,
-                    available_at: now,
-                });
-            }
-        }
+        enqueue(&mut self.state.lock().expect("state"), events);
     }
 
     /// Events still queued (locked or not) in `subscription`.
@@ -314,24 +303,32 @@ async fn handle(
         .into_response()
 }
 
+/// Every subscription gets each event.
+fn enqueue(state: &mut NamespaceState, events: &[Value]) {
+    let now = Instant::now();
+    for queue in state.queues.values_mut() {
+        for e in events {
+            queue.push_back(Queued {
+                event: e.clone(),
+                delivery_count: 0,
+                lock: None,
+                available_at: now,
+            });
+        }
+    }
+}
+
 fn publish(state: &Arc<Mutex<NamespaceState>>, topic: &str, body: &[u8]) -> Response {
     let events: Vec<Value> = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Array(a)) => a,
         Ok(one @ Value::Object(_)) => vec![one],
         _ => return problem(StatusCode::BAD_REQUEST, "BadRequest", "not CloudEvents"),
     };
-    let emulator = {
-        let s = state.lock().expect("state");
-        if s.topic != topic {
-            return problem(StatusCode::NOT_FOUND, "NotFound", "no such topic");
-        }
-        drop(s);
-        Emulator {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            state: state.clone(),
-        }
-    };
-    emulator.publish(&events);
+    let mut s = state.lock().expect("state");
+    if s.topic != topic {
+        return problem(StatusCode::NOT_FOUND, "NotFound", "no such topic");
+    }
+    enqueue(&mut s, &events);
     axum::Json(json!({})).into_response()
 }
 
