@@ -366,7 +366,15 @@ async fn the_admin_api_on_its_own_listener_is_not_on_the_webhook_port() {
         );
         assert_eq!(get(admin, path).await.expect("get").status(), 200, "{path}");
     }
-    assert_eq!(get(admin, "/readyz").await.expect("get").status(), 200);
+    // Readiness waits for the journal's first probe (a moment after start).
+    let started = std::time::Instant::now();
+    while get(admin, "/readyz").await.expect("get").status() != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "/readyz on the admin listener never said ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         get(admin, "/api/events").await.expect("get").status(),
         404,
