@@ -81,14 +81,40 @@ fn batch(sender: usize, n: usize, size: usize) -> String {
     .to_string()
 }
 
+/// CPU time (user + system) the process has used so far, from `/proc`:
+/// per event it is steadier than throughput on a shared machine, as a
+/// neighbour's load slows the run but costs the server no CPU.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from field 3.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15: indexes 11 and 12 here.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / per_second)
+}
+
 fn pending(dir: &Path) -> i64 {
     let conn = rusqlite::Connection::open(dir.join("state/journal.sqlite3")).expect("journal");
     conn.query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))
         .unwrap_or(i64::MAX)
 }
 
-/// (events/s acknowledged, events/s delivered end to end, p50 ms, p99 ms per request).
-async fn run(size: usize, events: usize, fsync: bool) -> (f64, f64, f64, f64) {
+/// What one configuration measured.
+struct Row {
+    acked_per_s: f64,
+    delivered_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// The server's CPU time per delivered event.
+    cpu_us_per_event: f64,
+}
+
+async fn run(size: usize, events: usize, fsync: bool) -> Row {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("plugins")).expect("plugins");
     // failed-run-alert on RunCompleted: matched by no filter here, returns ok at once.
@@ -107,6 +133,8 @@ async fn run(size: usize, events: usize, fsync: bool) -> (f64, f64, f64, f64) {
         .expect("port")
         .port();
     let mut server = start(dir.path(), port, fsync).await;
+    let pid = server.id().unwrap_or(0);
+    let cpu_before = cpu_time(pid);
     let url = format!("http://127.0.0.1:{port}/api/events?code=bench");
     let per_sender = events / size / SENDERS;
     let started = Instant::now();
@@ -141,17 +169,19 @@ async fn run(size: usize, events: usize, fsync: bool) -> (f64, f64, f64, f64) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let delivered = started.elapsed();
+    let cpu = cpu_time(pid).saturating_sub(cpu_before);
     let _ = server.start_kill();
     let _ = server.wait().await;
     latencies.sort();
     let total = (per_sender * SENDERS * size) as f64;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    (
-        total / acked.as_secs_f64(),
-        total / delivered.as_secs_f64(),
-        ms(latencies[latencies.len() / 2]),
-        ms(latencies[latencies.len() * 99 / 100]),
-    )
+    Row {
+        acked_per_s: total / acked.as_secs_f64(),
+        delivered_per_s: total / delivered.as_secs_f64(),
+        p50_ms: ms(latencies[latencies.len() / 2]),
+        p99_ms: ms(latencies[latencies.len() * 99 / 100]),
+        cpu_us_per_event: cpu.as_secs_f64() * 1e6 / total,
+    }
 }
 
 fn main() {
@@ -167,21 +197,30 @@ fn main() {
         "gridlet serve (own process) ← {SENDERS} concurrent senders; plugin: trivial Rust (ok at once), max_concurrency {c}, max_in_flight default\n"
     );
     println!(
-        "| batch | fsync | events | acknowledged events/s | delivered events/s (end to end) | request p50 ms | request p99 ms |"
+        "| batch | fsync | events | acknowledged events/s | delivered events/s (end to end) | request p50 ms | request p99 ms | server CPU µs per event |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
     for (size, events) in [(1, 2_000 * scale), (64, 16_384 * scale)] {
         let mut rows = Vec::new();
         for fsync in [true, false] {
             rows.push((fsync, rt.block_on(run(size, events, fsync))));
         }
-        for (fsync, (acked, delivered, p50, p99)) in &rows {
+        for (fsync, r) in &rows {
             println!(
-                "| {size} | {} | {events} | {acked:.0} | {delivered:.0} | {p50:.2} | {p99:.2} |",
-                if *fsync { "on" } else { "relaxed" }
+                "| {size} | {} | {events} | {:.0} | {:.0} | {:.2} | {:.2} | {:.1} |",
+                if *fsync { "on" } else { "relaxed" },
+                r.acked_per_s,
+                r.delivered_per_s,
+                r.p50_ms,
+                r.p99_ms,
+                r.cpu_us_per_event
             );
         }
-        let (on, off) = (rows[0].1.1, rows[1].1.1);
-        println!("| {size} | relaxed ÷ on | | | {:.2}× | | |", off / on);
+        let (on, off) = (&rows[0].1, &rows[1].1);
+        println!(
+            "| {size} | relaxed ÷ on | | | {:.2}× | | | {:.2}× |",
+            off.delivered_per_s / on.delivered_per_s,
+            off.cpu_us_per_event / on.cpu_us_per_event
+        );
     }
 }

@@ -61,39 +61,12 @@ impl Dispatcher {
             } else {
                 0
             };
-            let (free, slots, in_flight) = {
-                let running = self.running();
-                let mut busy_ids = running.by_plugin();
-                let slots: Vec<Slots> = targets
-                    .iter()
-                    .map(|t| {
-                        let busy = running.per_plugin.get(t.name()).copied().unwrap_or(0);
-                        // A declared plugin with no version serving keeps
-                        // its deliveries: named (so the sweep leaves them
-                        // alone), never claimed.
-                        let capacity = if t.serving() {
-                            t.policy().max_concurrency * CLAIM_DEPTH
-                        } else {
-                            0
-                        };
-                        Slots {
-                            plugin: t.name().to_string(),
-                            free: capacity.saturating_sub(busy),
-                            in_flight: busy_ids.remove(t.name()).unwrap_or_default(),
-                        }
-                    })
-                    .collect();
-                let free = self
-                    .settings
-                    .max_in_flight
-                    .saturating_sub(running.plugin_of.len());
-                // Every id in flight, only for the sweep of removed plugins.
-                let in_flight: Vec<i64> = if other_slots > 0 {
-                    running.plugin_of.keys().copied().collect()
-                } else {
-                    Vec::new()
-                };
-                (free, slots, in_flight)
+            let Some((free, slots, in_flight)) = self.slots(&targets, other_slots) else {
+                // Every plugin still has most of its claims queued: claim
+                // when a finished delivery frees enough (or a second on).
+                drop(targets);
+                self.idle(Duration::from_secs(1)).await;
+                continue;
             };
             let journal = self.journal.clone();
             let claimed = blocking(move || {
@@ -145,16 +118,73 @@ impl Dispatcher {
             let wait = next.map_or(Duration::from_secs(1), |at| {
                 Duration::from_millis((at - now_ms()).clamp(1, 1000) as u64)
             });
-            tokio::select! {
-                _ = self.wake.notified() => {
-                    // Let the other finishing deliveries land too, so the next
-                    // claim fills many slots at once instead of one per wake-up.
-                    if self.running_total() > 0 {
-                        tokio::time::sleep(Duration::from_micros(500)).await;
-                    }
+            self.idle(wait).await;
+        }
+    }
+
+    /// What to claim now: the overall room, each plugin's free slots and
+    /// the ids it has in flight, and (for the sweep) every id in flight.
+    /// A plugin with fewer than a quarter of its claims free is left out:
+    /// it still has most of them queued, and claiming a few at a time
+    /// would cost a query that skips every claimed delivery, per finished
+    /// one. None when no plugin is worth a query.
+    fn slots(
+        &self,
+        targets: &[Arc<dyn super::Target>],
+        other_slots: u32,
+    ) -> Option<(usize, Vec<Slots>, Vec<i64>)> {
+        let running = self.running();
+        let free_of = |t: &Arc<dyn super::Target>| {
+            // A declared plugin with no version serving keeps its
+            // deliveries: named (so the sweep leaves them alone), never
+            // claimed.
+            let capacity = if t.serving() {
+                t.policy().max_concurrency * CLAIM_DEPTH
+            } else {
+                0
+            };
+            let busy = running.per_plugin.get(t.name()).copied().unwrap_or(0);
+            let free = capacity.saturating_sub(busy);
+            if free >= (capacity / 4).max(1) { free } else { 0 }
+        };
+        let frees: Vec<u32> = targets.iter().map(free_of).collect();
+        if other_slots == 0 && frees.iter().all(|f| *f == 0) {
+            return None;
+        }
+        let mut busy_ids = running.by_plugin();
+        let slots = targets
+            .iter()
+            .zip(frees)
+            .map(|(t, free)| Slots {
+                plugin: t.name().to_string(),
+                free,
+                in_flight: busy_ids.remove(t.name()).unwrap_or_default(),
+            })
+            .collect();
+        let free = self
+            .settings
+            .max_in_flight
+            .saturating_sub(running.plugin_of.len());
+        // Every id in flight, only for the sweep of removed plugins.
+        let in_flight = if other_slots > 0 {
+            running.plugin_of.keys().copied().collect()
+        } else {
+            Vec::new()
+        };
+        Some((free, slots, in_flight))
+    }
+
+    /// Wait for a wake-up (a new batch, a finished delivery) or `wait`.
+    async fn idle(&self, wait: Duration) {
+        tokio::select! {
+            _ = self.wake.notified() => {
+                // Let the other finishing deliveries land too, so the next
+                // claim fills many slots at once instead of one per wake-up.
+                if self.running_total() > 0 {
+                    tokio::time::sleep(Duration::from_micros(500)).await;
                 }
-                _ = tokio::time::sleep(wait) => {}
             }
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }
