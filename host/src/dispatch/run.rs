@@ -145,7 +145,11 @@ impl Dispatcher {
             };
             let busy = running.per_plugin.get(t.name()).copied().unwrap_or(0);
             let free = capacity.saturating_sub(busy);
-            if free >= (capacity / 4).max(1) { free } else { 0 }
+            if free >= (capacity / 4).max(1) {
+                free
+            } else {
+                0
+            }
         };
         let frees: Vec<u32> = targets.iter().map(free_of).collect();
         if other_slots == 0 && frees.iter().all(|f| *f == 0) {
