@@ -265,6 +265,11 @@ pub async fn run(paths: &Paths, quick: bool) -> Result<String> {
     let configs: Vec<(&'static str, Option<&'static str>)> =
         std::iter::once(("nothing (alone)", None))
             .chain(HOSTILE.iter().map(|(beside, b)| (*beside, Some(*b))))
+            // `GRIDLET_BENCH_ONLY=<behaviour>`: alone and that row (profiling).
+            .filter(|(_, b)| match (std::env::var("GRIDLET_BENCH_ONLY"), b) {
+                (Ok(only), Some(b)) => only == *b,
+                _ => true,
+            })
             .collect();
     let mut measured: Vec<Vec<Row>> = configs.iter().map(|_| Vec::new()).collect();
     for round in 1..=rounds {
