@@ -191,12 +191,19 @@ impl Runtime {
 
         let ticker = EpochTicker::start(engine.clone(), settings.epoch_tick)?;
         let guests = guests::GuestPool::new(settings.guest_threads)?;
+        // With guest threads, connections' I/O stays on the runtime that
+        // built this one (the host's).
+        let io = match settings.guest_threads {
+            0 => None,
+            _ => tokio::runtime::Handle::try_current().ok(),
+        };
         Ok(Self {
             sandbox: Arc::new(Sandbox {
                 engine,
                 kv,
                 settings,
                 kept_total: Arc::default(),
+                io,
             }),
             linker,
             versions: Arc::default(),

@@ -22,6 +22,9 @@ pub(super) struct Sandbox {
     /// Instances kept for reuse, across every version (bounded, so idle
     /// kept instances never take the pool from fresh ones).
     pub(super) kept_total: Arc<AtomicUsize>,
+    /// The host's runtime, where outbound connections' I/O runs when guest
+    /// code has threads of its own (see `http::on_host`).
+    pub(super) io: Option<tokio::runtime::Handle>,
 }
 
 /// One delivery's call, prepared on the caller's side.
@@ -63,7 +66,10 @@ impl Sandbox {
             self.kv.clone(),
             activity,
             &plugin.limits,
-            self.settings.http,
+            super::http::HttpRuntime {
+                limits: self.settings.http,
+                io: self.io.clone(),
+            },
             plugin.shared.clone(),
         );
         let mut store = Store::new(&self.engine, state);

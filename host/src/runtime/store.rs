@@ -5,7 +5,7 @@
 
 use super::activity::Activity;
 use super::config::ConfigStore;
-use super::http::{HttpLimits, OutboundHttp};
+use super::http::{HttpRuntime, OutboundHttp};
 use super::keyvalue::{
     KeyValue, KeyValueCapability, KeyValueView, KvPace, KvQuota, PluginKeyValue,
 };
@@ -58,7 +58,7 @@ impl PluginState {
         kv: Arc<dyn KeyValue>,
         activity: Arc<Activity>,
         limits: &Limits,
-        http_limits: HttpLimits,
+        http: HttpRuntime,
         shared: Shared,
     ) -> Self {
         let stdout = CapturedOutput::stdout(activity.clone());
@@ -74,7 +74,7 @@ impl PluginState {
         Self {
             outbound: OutboundHttp::new(
                 grants.outbound.clone(),
-                http_limits,
+                http,
                 activity.clone(),
                 shared.connections,
             ),

@@ -7,6 +7,7 @@
 //! written to the plugin's log.
 
 mod allow;
+mod on_host;
 mod policy;
 mod send;
 mod unsent;
@@ -46,6 +47,16 @@ impl Default for HttpLimits {
     }
 }
 
+/// How every plugin's outbound requests run: the limits, and the host's
+/// runtime their connections' I/O runs on (none: where the call runs).
+#[derive(Debug, Clone)]
+pub struct HttpRuntime {
+    /// Timeouts and caps.
+    pub limits: HttpLimits,
+    /// See `on_host`.
+    pub io: Option<tokio::runtime::Handle>,
+}
+
 /// Where a plugin may send requests: the host names it may address, and
 /// the private networks (beyond public addresses) those may lead to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,21 +75,25 @@ pub struct OutboundHttp {
     activity: Arc<Activity>,
     /// The version's connection permits, shared by its deliveries.
     connections: Arc<Semaphore>,
+    /// The host's runtime, where the connections' I/O runs (none: where
+    /// the call runs).
+    io: Option<tokio::runtime::Handle>,
 }
 
 impl OutboundHttp {
     /// The capability for one delivery of a version holding `connections`.
     pub fn new(
         grants: Arc<OutboundGrant>,
-        limits: HttpLimits,
+        runtime: HttpRuntime,
         activity: Arc<Activity>,
         connections: Arc<Semaphore>,
     ) -> Self {
         Self {
             grants,
-            limits,
+            limits: runtime.limits,
             activity,
             connections,
+            io: runtime.io,
         }
     }
 }
@@ -151,15 +166,25 @@ impl WasiHttpHooks for OutboundHttp {
             return Box::new(async { Err(Error::ConnectionLimitReached) });
         };
         let grants = self.grants.clone();
+        let host = self.io.clone();
         Box::new(async move {
-            match send::send(request, &grants.networks, budget).await {
+            let sent = async move { Ok(send::send(request, &grants.networks, budget).await) };
+            let sent = match &host {
+                Some(host) => on_host::OnHost::spawn(host, sent).await?,
+                None => sent.await?,
+            };
+            match sent {
                 Ok((response, io)) => {
                     activity.http(&method, &url, Ok(response.status().as_u16()));
-                    let io: send::IoTask = Box::new(async move {
+                    let io = async move {
                         let done = Box::into_pin(io).await;
                         drop(permit);
                         done
-                    });
+                    };
+                    let io: send::IoTask = match &host {
+                        Some(host) => Box::new(on_host::OnHost::spawn(host, io)),
+                        None => Box::new(io),
+                    };
                     Ok((response, io))
                 }
                 Err(send::Refusal::Prohibited(why)) => {
