@@ -6,11 +6,11 @@
 //! Run: `cargo xtask plugins && cargo bench -p gridlet --bench durable`
 //! (`-- --quick` for a short run).
 
+mod common;
+
+use common::{free_port, journal_counts, serve};
 use serde_json::{Value, json};
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::process::{Child, Command};
 
 const SENDERS: usize = 4;
 
@@ -21,45 +21,6 @@ fn concurrency() -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64)
-}
-
-fn root() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-async fn start(dir: &Path, port: u16, fsync: bool) -> Child {
-    // The operator lets the benchmark's plugin run as many at once as it asks.
-    std::fs::write(
-        dir.join("gridlet.toml"),
-        "[plugin_limits]\nmax_concurrency = 1024\n",
-    )
-    .expect("gridlet.toml");
-    let child = Command::new(env!("CARGO_BIN_EXE_gridlet"))
-        .arg("serve")
-        .current_dir(dir)
-        .env("GRIDLET_CONFIG", dir.join("gridlet.toml"))
-        .env("GRIDLET_LISTEN", format!("127.0.0.1:{port}"))
-        .env("GRIDLET_PLUGINS_DIR", dir.join("plugins"))
-        .env("GRIDLET_STATE_DIR", dir.join("state"))
-        .env("GRIDLET_SECRET", "bench")
-        .env("GRIDLET_JOURNAL_FSYNC", fsync.to_string())
-        .env("GRIDLET_QUEUE_CAPACITY", "10000000")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("gridlet serve");
-    let client = reqwest::Client::new();
-    while client
-        .get(format!("http://127.0.0.1:{port}/healthz"))
-        .send()
-        .await
-        .is_err()
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    child
 }
 
 fn batch(sender: usize, n: usize, size: usize) -> String {
@@ -103,12 +64,6 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / per_second)
 }
 
-fn pending(dir: &Path) -> i64 {
-    let conn = rusqlite::Connection::open(dir.join("state/journal.sqlite3")).expect("journal");
-    conn.query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))
-        .unwrap_or(i64::MAX)
-}
-
 /// What one configuration measured.
 struct Row {
     acked_per_s: f64,
@@ -121,23 +76,8 @@ struct Row {
 
 async fn run(size: usize, events: usize, fsync: bool) -> Row {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("plugins")).expect("plugins");
-    // failed-run-alert on RunCompleted: matched by no filter here, returns ok at once.
-    std::fs::copy(
-        root().join("target/plugins/failed-run-alert.wasm"),
-        dir.path().join("plugins/trivial.wasm"),
-    )
-    .expect("run `cargo xtask plugins` first");
-    std::fs::write(
-        dir.path().join("plugins/trivial.toml"),
-        format!("[limits]\nmax_concurrency = {}\n", concurrency()),
-    )
-    .expect("manifest");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let mut server = start(dir.path(), port, fsync).await;
+    let port = free_port();
+    let mut server = serve(dir.path(), port, concurrency(), fsync, "").await;
     let pid = server.id().unwrap_or(0);
     let cpu_before = cpu_time(pid);
     let url = format!("http://127.0.0.1:{port}/api/events?code=bench");
@@ -170,7 +110,7 @@ async fn run(size: usize, events: usize, fsync: bool) -> Row {
         latencies.extend(t.await.expect("sender"));
     }
     let acked = started.elapsed();
-    while pending(dir.path()) > 0 {
+    while journal_counts(dir.path()).0 > 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let delivered = started.elapsed();

@@ -13,20 +13,16 @@
 #[allow(dead_code)]
 mod namespace;
 
+mod common;
+
+use common::{free_port as port, journal_counts, serve};
 use namespace::Emulator;
 use serde_json::{Value, json};
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::process::{Child, Command};
 
 const SENDERS: usize = 4;
 const BATCH: usize = 100;
 const KEY: &str = "bench-namespace-key";
-
-fn root() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn event(id: &str) -> Value {
     json!({
@@ -39,76 +35,11 @@ fn event(id: &str) -> Value {
     })
 }
 
-/// `gridlet serve` on a fresh folder with the trivial plugin, `extra`
-/// appended to its gridlet.toml; ready when this returns.
-async fn serve(dir: &Path, port: u16, extra: &str) -> Child {
-    std::fs::create_dir_all(dir.join("plugins")).expect("plugins");
-    std::fs::copy(
-        root().join("target/plugins/failed-run-alert.wasm"),
-        dir.join("plugins/trivial.wasm"),
-    )
-    .expect("run `cargo xtask plugins` first");
-    std::fs::write(
-        dir.join("plugins/trivial.toml"),
-        "[limits]\nmax_concurrency = 64\n",
-    )
-    .expect("manifest");
-    std::fs::write(
-        dir.join("gridlet.toml"),
-        format!("queue_capacity = 10000000\n[plugin_limits]\nmax_concurrency = 1024\n{extra}"),
-    )
-    .expect("gridlet.toml");
-    let child = Command::new(env!("CARGO_BIN_EXE_gridlet"))
-        .arg("serve")
-        .env("GRIDLET_CONFIG", dir.join("gridlet.toml"))
-        .env("GRIDLET_LISTEN", format!("127.0.0.1:{port}"))
-        .env("GRIDLET_PLUGINS_DIR", dir.join("plugins"))
-        .env("GRIDLET_STATE_DIR", dir.join("state"))
-        .env("GRIDLET_SECRET", "bench")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("gridlet serve");
-    let client = reqwest::Client::new();
-    while client
-        .get(format!("http://127.0.0.1:{port}/readyz"))
-        .send()
-        .await
-        .map_or(true, |r| !r.status().is_success())
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    child
-}
-
-fn port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
-
-/// Deliveries not yet done, and deliveries ever made, from the journal.
-fn journal_counts(dir: &Path) -> (i64, i64) {
-    let Ok(conn) = rusqlite::Connection::open(dir.join("state/journal.sqlite3")) else {
-        return (i64::MAX, 0);
-    };
-    let pending = conn
-        .query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))
-        .unwrap_or(i64::MAX);
-    let events = conn
-        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
-        .unwrap_or(0);
-    (pending, events)
-}
-
 /// Delivered events/s through the webhook.
 async fn webhook(events: usize) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = port();
-    let mut server = serve(dir.path(), port, "").await;
+    let mut server = serve(dir.path(), port, 64, true, "").await;
     let url = format!("http://127.0.0.1:{port}/api/events?code=bench");
     let per_sender = events / BATCH / SENDERS;
     let started = Instant::now();
@@ -152,7 +83,7 @@ async fn pull(events: usize, concurrency: u32) -> f64 {
         "[[pull]]\nendpoint = \"{}\"\ntopic = \"ml\"\nsubscription = \"gridlet\"\nkey = \"{KEY}\"\nmax_events = {BATCH}\nmax_wait_seconds = 10\nconcurrency = {concurrency}\n",
         emulator.endpoint()
     );
-    let mut server = serve(dir.path(), port(), &extra).await;
+    let mut server = serve(dir.path(), port(), 64, true, &extra).await;
     // Published once gridlet is up, as the webhook's first request is sent.
     let all: Vec<Value> = (0..events).map(|i| event(&format!("p{i}"))).collect();
     let started = Instant::now();

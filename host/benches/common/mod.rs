@@ -1,0 +1,86 @@
+//! What the benchmarks that drive `gridlet serve` in its own process share:
+//! a folder with the trivial plugin, the server started on it, and the
+//! journal's count of deliveries still to do.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// The repository's root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+}
+
+/// `gridlet serve` on `dir` with the trivial Rust plugin (failed-run-alert:
+/// RunCompleted matches no filter of its, so it returns ok at once) at
+/// `max_concurrency`, fsync on or relaxed, `extra` appended to its
+/// gridlet.toml; ready (`/readyz`) when this returns.
+pub async fn serve(dir: &Path, port: u16, max_concurrency: u32, fsync: bool, extra: &str) -> Child {
+    std::fs::create_dir_all(dir.join("plugins")).expect("plugins");
+    std::fs::copy(
+        root().join("target/plugins/failed-run-alert.wasm"),
+        dir.join("plugins/trivial.wasm"),
+    )
+    .expect("run `cargo xtask plugins` first");
+    std::fs::write(
+        dir.join("plugins/trivial.toml"),
+        format!("[limits]\nmax_concurrency = {max_concurrency}\n"),
+    )
+    .expect("manifest");
+    // The operator lets the benchmark's plugin run as many at once as it
+    // asks, and the queue never refuses a batch.
+    std::fs::write(
+        dir.join("gridlet.toml"),
+        format!("queue_capacity = 10000000\n[plugin_limits]\nmax_concurrency = 1024\n{extra}"),
+    )
+    .expect("gridlet.toml");
+    let child = Command::new(env!("CARGO_BIN_EXE_gridlet"))
+        .arg("serve")
+        .current_dir(dir)
+        .env("GRIDLET_CONFIG", dir.join("gridlet.toml"))
+        .env("GRIDLET_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GRIDLET_PLUGINS_DIR", dir.join("plugins"))
+        .env("GRIDLET_STATE_DIR", dir.join("state"))
+        .env("GRIDLET_SECRET", "bench")
+        .env("GRIDLET_JOURNAL_FSYNC", fsync.to_string())
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("gridlet serve");
+    let client = reqwest::Client::new();
+    while client
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await
+        .map_or(true, |r| !r.status().is_success())
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child
+}
+
+/// Deliveries not yet done, and events stored, from the journal (pending
+/// is `i64::MAX` while the journal cannot be read).
+pub fn journal_counts(dir: &Path) -> (i64, i64) {
+    let Ok(conn) = rusqlite::Connection::open(dir.join("state/journal.sqlite3")) else {
+        return (i64::MAX, 0);
+    };
+    let pending = conn
+        .query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))
+        .unwrap_or(i64::MAX);
+    let events = conn
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .unwrap_or(0);
+    (pending, events)
+}
