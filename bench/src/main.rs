@@ -158,7 +158,7 @@ fn report(paths: &Paths, out: &Path) -> Result<String> {
         let after = &rest[start + 2..];
         let name = after.split("}}").next().unwrap_or("");
         let body = if name == "machine" {
-            machine(paths)
+            machine(paths, out)
         } else if FRAGMENTS.contains(&name) {
             std::fs::read_to_string(out.join(format!("{name}.md"))).unwrap_or_else(|_| {
                 format!("*Not measured in this run (`{name}`): run `cargo xtask bench`.*\n")
@@ -196,8 +196,10 @@ fn version_of(program: &Path, arg: &str) -> String {
         .unwrap_or_else(|| "not found".into())
 }
 
-/// The machine and the versions under test.
-fn machine(paths: &Paths) -> String {
+/// The machine and the versions under test, and when the newest table was
+/// measured (not when this report was written: it can be rewritten from the
+/// same tables after a change to the prose).
+fn machine(paths: &Paths, out: &Path) -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -222,14 +224,21 @@ fn machine(paths: &Paths) -> String {
         .unwrap_or("?")
         .trim_matches('"')
         .to_string();
+    let measured = FRAGMENTS
+        .iter()
+        .filter_map(|name| std::fs::metadata(out.join(format!("{name}.md"))).ok())
+        .filter_map(|m| m.modified().ok())
+        .max()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or_else(|| "now".to_string(), |d| format!("@{}", d.as_secs()));
     let date = std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .args(["-u", "-d", &measured, "+%Y-%m-%d %H:%M UTC"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     format!(
         "| | |\n|---|---|\n\
-         | run | {date} |\n\
+         | newest table measured | {date} |\n\
          | CPU | {model}, {cores} cores (virtualised, shared) |\n\
          | memory | {mem:.0} GiB |\n\
          | kernel | Linux {} |\n\
