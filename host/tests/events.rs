@@ -418,3 +418,42 @@ fn every_sample_file_parses() {
         }
     }
 }
+
+/// An event nested as deep as the JSON parser allows is accepted, with its
+/// data exactly as sent; one level deeper is refused with the parser's
+/// reason, whether the depth is in `data` or in an extension attribute.
+#[test]
+fn nesting_depth_is_limited_per_event() {
+    let nested = |levels: usize| {
+        let mut v = "[\"]}\\\"[\"]".to_string();
+        for _ in 1..levels {
+            v = format!("{{\"a\": {v}}}");
+        }
+        v
+    };
+    for member in ["data", "extra"] {
+        // The event's own object is one level; the member takes the rest.
+        let text = |levels: usize| {
+            format!(
+                r#"{{"id": "d", "eventType": "Custom.Deep", "subject": "s", "{member}": {}}}"#,
+                nested(levels)
+            )
+        };
+        let event = gridlet::event::event_grid_from_text(&text(126), 0).expect("127 levels");
+        if member == "data" {
+            assert_eq!(event.data_json(), nested(126));
+        }
+        let deeper = text(127);
+        let error = gridlet::event::event_grid_from_text(&deeper, 0)
+            .expect_err("128 levels")
+            .to_string();
+        // serde_json's words, at the 128th bracket (`{"a": ` is 6 bytes).
+        let column = deeper.find(&nested(127)).expect("inside") + 126 * 6 + 1;
+        assert_eq!(
+            error,
+            format!(
+                "event 0: is not valid JSON: recursion limit exceeded at line 1 column {column}"
+            )
+        );
+    }
+}

@@ -302,6 +302,35 @@ async fn things_that_are_not_plugins_are_refused_with_a_reason() {
     well_behaved_still_works(&runtime).await;
 }
 
+/// A component that exports the contract's interface by name but with
+/// another type for `handle` is refused when it loads: it is never called
+/// with values of the wrong shape (the host calls `handle` without checking
+/// its type again per instance).
+#[tokio::test]
+async fn a_handle_of_the_wrong_type_is_refused_at_load() {
+    let runtime = runtime();
+    let error = match plugin::load(
+        &runtime,
+        &common::plugin_path("wrong-signature"),
+        Manifest::default(),
+        &PluginGrant::default(),
+        None,
+    ) {
+        Err(PluginError::Load { source, .. }) => source,
+        Err(other) => panic!("unexpected {other}"),
+        Ok(_) => panic!("a handle taking a string loaded"),
+    };
+    assert!(matches!(error, LoadError::Link(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.starts_with(
+            "does not fit the gridlet:plugin world: type-checking export func `handle`"
+        ),
+        "{message}"
+    );
+    well_behaved_still_works(&runtime).await;
+}
+
 #[tokio::test]
 async fn a_limit_over_the_operators_cap_is_clamped_with_a_warning() {
     let runtime = runtime();

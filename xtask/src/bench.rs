@@ -14,7 +14,7 @@ use std::process::Command;
 const WASMTIME_CLI: &str = "48.0.8";
 
 /// The host's own benchmarks (`host/benches`), each printing its tables.
-const HOST_BENCHES: [&str; 5] = ["invoke", "languages", "reload", "durable", "pull"];
+const HOST_BENCHES: [&str; 6] = ["invoke", "languages", "reload", "ingest", "durable", "pull"];
 
 pub fn bench(root: &Path, quick: bool) -> Result<()> {
     debian_packages(

@@ -37,6 +37,7 @@ const RUST_FIXTURES: &[(&str, &str, &str)] = &[
     ("host/tests/guests", "hostile", "hostile"),
     ("host/tests/guests", "command", "command"),
     ("host/tests/guests", "missing_import", "missing-import"),
+    ("host/tests/guests", "wrong_signature", "wrong-signature"),
 ];
 
 fn main() -> Result<()> {

@@ -37,7 +37,7 @@ pub use reuse::{BareCall, WarmInstance};
 pub use version::PluginVersion;
 
 use crate::event::Event;
-use bindings::PluginPre;
+use bindings::Handler;
 use engine::{EpochTicker, build_engine};
 use sandbox::{Call, Sandbox};
 use std::sync::Arc;
@@ -277,10 +277,10 @@ impl Runtime {
             .linker
             .instantiate_pre(component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let pre = PluginPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let handler = Handler::new(pre).map_err(LoadError::Link)?;
         Ok(PluginVersion::new(
             name.into(),
-            pre,
+            handler,
             limits,
             grants,
             &self.sandbox.settings,

@@ -11,20 +11,21 @@
 //! after any delivery that did not end in `ok` (a retry, a reject, a trap, a
 //! limit) or after N deliveries, whichever comes first.
 
-use super::bindings::{self, Plugin};
+use super::bindings;
 use super::sandbox::{Call, Sandbox, finish};
 use super::store::PluginState;
 use super::{Invocation, Outcome, PluginVersion, Runtime};
 use crate::event::Event;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+use wasmtime::component::Instance;
 use wasmtime::{Store, UpdateDeadline};
 
 /// One instance of a plugin version, kept for several calls. Use it only
 /// with the runtime and version it was made with.
 pub struct WarmInstance {
     store: Store<PluginState>,
-    instance: Plugin,
+    instance: Instance,
     uses: u32,
 }
 
@@ -53,10 +54,10 @@ impl WarmInstance {
         event_id: &str,
         attempt: u32,
         started: Instant,
-    ) -> (Store<PluginState>, wasmtime::Result<Plugin>) {
+    ) -> (Store<PluginState>, wasmtime::Result<Instance>) {
         let mut store = sandbox.store(plugin, event_id, attempt);
         sandbox.arm(&mut store, plugin, started);
-        let instance = plugin.pre.instantiate_async(&mut store).await;
+        let instance = plugin.handler.instantiate(&mut store).await;
         (store, instance)
     }
 
@@ -81,10 +82,9 @@ impl WarmInstance {
             call.attempt,
         );
         sandbox.arm(&mut self.store, plugin, call.started);
-        let run = self
-            .instance
-            .gridlet_plugin_handler()
-            .call_handle(&mut self.store, &call.event);
+        let run = plugin
+            .handler
+            .call(&mut self.store, &self.instance, &call.event);
         let result = sandbox.within_deadline(plugin, run).await;
         finish(plugin, &self.store, result, &call)
     }
@@ -96,6 +96,7 @@ impl WarmInstance {
 /// to reset, no outcome to classify. Not a delivery path.
 pub struct BareCall {
     warm: WarmInstance,
+    handle: bindings::Handle,
     event: bindings::WitEvent,
 }
 
@@ -109,8 +110,10 @@ impl BareCall {
         let mut warm = WarmInstance::new(runtime, plugin, &event.id, 1).await?;
         warm.store
             .epoch_deadline_callback(|_| Ok(UpdateDeadline::Continue(u64::MAX / 2)));
+        let handle = plugin.handler.handle(&mut warm.store, &warm.instance)?;
         Ok(Self {
             warm,
+            handle,
             event: bindings::to_wit(event, 1),
         })
     }
@@ -119,10 +122,7 @@ impl BareCall {
     pub async fn call(&mut self) -> bool {
         let warm = &mut self.warm;
         matches!(
-            warm.instance
-                .gridlet_plugin_handler()
-                .call_handle(&mut warm.store, &self.event)
-                .await,
+            self.handle.call(&mut warm.store, &self.event).await,
             Ok(Ok(()))
         )
     }

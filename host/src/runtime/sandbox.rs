@@ -123,10 +123,10 @@ impl Sandbox {
         let mut store = self.store(plugin, &call.event_id, call.attempt);
         self.arm(&mut store, plugin, call.started);
         let run = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance
-                .gridlet_plugin_handler()
-                .call_handle(&mut store, &call.event)
+            let instance = plugin.handler.instantiate(&mut store).await?;
+            plugin
+                .handler
+                .call(&mut store, &instance, &call.event)
                 .await
         };
         let result = self.within_deadline(plugin, run).await;

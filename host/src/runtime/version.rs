@@ -3,10 +3,10 @@
 //! for reuse.
 
 use super::activity::{LogRate, Source};
-use super::bindings::PluginPre;
+use super::bindings::Handler;
 use super::keyvalue::KvPace;
 use super::reuse::WarmInstance;
-use super::store::{PluginState, Shared};
+use super::store::Shared;
 use super::{Grants, Limits, RuntimeSettings};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 /// A compiled plugin, ready to instantiate: one per loaded version.
 pub struct PluginVersion {
     pub(super) name: Arc<str>,
-    pub(super) pre: PluginPre<PluginState>,
+    pub(super) handler: Handler,
     pub(super) limits: Limits,
     pub(super) grants: Grants,
     pub(super) permits: Arc<Semaphore>,
@@ -58,7 +58,7 @@ impl Drop for Alive {
 impl PluginVersion {
     pub(super) fn new(
         name: Arc<str>,
-        pre: PluginPre<PluginState>,
+        handler: Handler,
         limits: Limits,
         grants: Grants,
         settings: &RuntimeSettings,
@@ -73,7 +73,7 @@ impl PluginVersion {
                 rate: LogRate::default(),
             }),
             name,
-            pre,
+            handler,
             limits,
             grants,
             permits: Arc::new(Semaphore::new(limits.max_concurrency.max(1) as usize)),
