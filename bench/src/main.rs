@@ -131,11 +131,12 @@ async fn main() -> Result<()> {
 
 /// Every `{{name}}` the template may hold besides `{{machine}}`: a
 /// section's results, `<out>/<name>.md`.
-const FRAGMENTS: [&str; 11] = [
+const FRAGMENTS: [&str; 12] = [
     "peers-invoke",
     "host-invoke",
     "host-languages",
     "peers-serve",
+    "host-ingest",
     "host-durable",
     "host-pull",
     "scale",

@@ -12,7 +12,8 @@
 //! RunCompleted (two key-value increments, one log line).
 //!
 //! Run: `cargo xtask plugins && cargo bench -p gridlet --bench languages`
-//! (`-- --quick` for fewer rounds).
+//! (`-- --quick` for fewer rounds; `-- --profile Python` loops one
+//! language's fresh path for `perf record`).
 
 use gridlet::event::{self, Event};
 use gridlet::plugin::{self, LoadedPlugin, Manifest, PluginGrant};
@@ -101,6 +102,8 @@ fn load(runtime: &Runtime, l: &Language, wasm: &Path, reuse: u32) -> LoadedPlugi
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // `--profile <language>`: only that language's fresh path, in a loop.
+    let profile = std::env::args().skip_while(|a| a != "--profile").nth(1);
     let (rounds, calls) = if quick { (3, 50) } else { (9, 300) };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -121,6 +124,9 @@ fn main() {
         "| language | size KiB | compile ms | load from cache ms | instantiate µs | per event, fresh µs | per event, reused µs | fresh ÷ reused |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     );
     for l in &LANGUAGES {
+        if profile.as_ref().is_some_and(|p| p != l.name) {
+            continue;
+        }
         let wasm = root()
             .join("target/plugins")
             .join(format!("{}.wasm", l.plugin));
@@ -151,6 +157,15 @@ fn main() {
 
         let fresh = load(&runtime, l, &wasm, 0);
         let reused = load(&runtime, l, &wasm, 100_000);
+        if profile.as_deref() == Some(l.name) {
+            // Only this language's fresh path, long enough for `perf record`.
+            rt.block_on(async {
+                for _ in 0..20_000 {
+                    runtime.invoke(&fresh.version, &event, 1).await;
+                }
+            });
+            return;
+        }
         let (instantiate, per_fresh, per_reuse) = rt.block_on(async {
             for p in [&fresh, &reused] {
                 let outcome = runtime.invoke(&p.version, &event, 1).await.outcome;

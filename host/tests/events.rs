@@ -456,4 +456,11 @@ fn nesting_depth_is_limited_per_event() {
             )
         );
     }
+    // Brackets inside strings are text, however many.
+    let brackets = "[{".repeat(300);
+    let text = format!(
+        r#"{{"id": "b", "eventType": "Custom.Text", "subject": "{brackets}", "data": {{"s": "\"{brackets}"}}}}"#
+    );
+    let event = gridlet::event::event_grid_from_text(&text, 0).expect("flat event");
+    assert_eq!(event.subject, brackets);
 }

@@ -5,6 +5,7 @@
 //! event without `id`, `eventType` or `subject` is refused with an error that
 //! names the event and the field.
 
+mod members;
 pub mod ml;
 mod parse;
 

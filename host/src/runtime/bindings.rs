@@ -1,5 +1,6 @@
-//! Host-side bindings for the `gridlet:plugin` world, and the conversion of a
-//! typed [`Event`] into the WIT `event` record.
+//! Host-side bindings for the `gridlet:plugin` world: the plugin's `handle`
+//! export, found and type-checked once per version ([`Handler`]), and the
+//! conversion of a typed [`Event`] into the WIT `event` record.
 
 use super::store::PluginState;
 use crate::event::{self, Event};
