@@ -464,3 +464,23 @@ fn nesting_depth_is_limited_per_event() {
     let event = gridlet::event::event_grid_from_text(&text, 0).expect("flat event");
     assert_eq!(event.subject, brackets);
 }
+
+/// Member names a sender chooses: a repeated name counts once, the last
+/// one (as in a JSON map), and an escaped name is the name it spells.
+#[test]
+fn repeated_and_escaped_member_names_read_as_in_a_map() {
+    let text = r#"{"id": 7, "\u0069d": "second", "eventType": "Custom.T", "subject": "s",
+        "data": {"first": true}, "data": {"last": true}, "subject": "last"}"#;
+    let event = gridlet::event::event_grid_from_text(text, 0).expect("valid event");
+    assert_eq!(event.id, "second");
+    assert_eq!(event.subject, "last");
+    assert_eq!(event.data_json(), r#"{"last": true}"#);
+    // The earlier, wrongly typed `id` no longer counts; a later one does.
+    let error = gridlet::event::event_grid_from_text(
+        r#"{"id": "a", "eventType": "Custom.T", "subject": "s", "id": 7}"#,
+        0,
+    )
+    .expect_err("a number id")
+    .to_string();
+    assert_eq!(error, "event 0: `id` must be a string, found a number");
+}
