@@ -256,7 +256,7 @@ async fn plugins_cannot_read_each_others_state() {
 async fn things_that_are_not_plugins_are_refused_with_a_reason() {
     let runtime = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
-    let cases: [(&str, &[u8], &str); 4] = [
+    let cases: [(&str, &[u8], &str); 5] = [
         (
             "garbage",
             b"this is not wasm at all",
@@ -278,6 +278,14 @@ async fn things_that_are_not_plugins_are_refused_with_a_reason() {
             b"\0asm\x0d\0\x01\0",
             "does not fit the gridlet:plugin world: ",
         ),
+        // The contract's interface by name, but `handle` takes a string: it
+        // is refused when it loads, never called with values of the wrong
+        // shape (the host does not check `handle`'s type again per instance).
+        (
+            "wrong-signature",
+            &std::fs::read(common::plugin_path("wrong-signature")).expect("read"),
+            "does not fit the gridlet:plugin world: type-checking export func `handle`",
+        ),
     ];
     for (name, bytes, expected) in cases {
         let path = dir.path().join(format!("{name}.wasm"));
@@ -295,39 +303,11 @@ async fn things_that_are_not_plugins_are_refused_with_a_reason() {
         };
         assert!(error.to_string().starts_with(expected), "{name}: {error}");
         match (name, &error) {
-            ("empty", LoadError::Link(_)) | (_, LoadError::NotAComponent(_)) => {}
+            ("empty" | "wrong-signature", LoadError::Link(_))
+            | (_, LoadError::NotAComponent(_)) => {}
             _ => panic!("{name}: wrong kind {error:?}"),
         }
     }
-    well_behaved_still_works(&runtime).await;
-}
-
-/// A component that exports the contract's interface by name but with
-/// another type for `handle` is refused when it loads: it is never called
-/// with values of the wrong shape (the host calls `handle` without checking
-/// its type again per instance).
-#[tokio::test]
-async fn a_handle_of_the_wrong_type_is_refused_at_load() {
-    let runtime = runtime();
-    let error = match plugin::load(
-        &runtime,
-        &common::plugin_path("wrong-signature"),
-        Manifest::default(),
-        &PluginGrant::default(),
-        None,
-    ) {
-        Err(PluginError::Load { source, .. }) => source,
-        Err(other) => panic!("unexpected {other}"),
-        Ok(_) => panic!("a handle taking a string loaded"),
-    };
-    assert!(matches!(error, LoadError::Link(_)), "{error:?}");
-    let message = error.to_string();
-    assert!(
-        message.starts_with(
-            "does not fit the gridlet:plugin world: type-checking export func `handle`"
-        ),
-        "{message}"
-    );
     well_behaved_still_works(&runtime).await;
 }
 
