@@ -1,13 +1,21 @@
 //! Durable delivery with a compressed retry schedule: retries, dead letters
 //! (attempts, TTL, reject, plugin gone), replay, dedup, recovery, graceful
 //! shutdown, isolation between plugins, and plugin state across restarts.
+//! Every delivery test runs on both journals: the embedded SQLite one
+//! (`sqlite::…`) and the cluster one on a real `nats-server` with JetStream
+//! (`jetstream::…`), one suite.
+
+#[path = "common/nats.rs"]
+mod nats;
 
 use gridlet::dispatch::{DispatchSettings, Dispatcher, Policy, Target, Targets, Verdict};
 use gridlet::event::{Event, parse_event_grid};
 use gridlet::ingest::Intake;
-use gridlet::journal::{Journal, NewEvent, SqliteJournal, now_ms};
+use gridlet::journal::{
+    ClusterSettings, JetStreamJournal, Journal, NewEvent, SqliteJournal, now_ms,
+};
 use gridlet::runtime::keyvalue::KvQuota;
-use gridlet::runtime::{JournalKeyValue, KeyValue};
+use gridlet::runtime::{JetStreamKeyValue, JournalKeyValue, KeyValue};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -102,6 +110,86 @@ fn journal(dir: &tempfile::TempDir) -> Arc<SqliteJournal> {
     Arc::new(SqliteJournal::open(dir.path(), false).expect("journal"))
 }
 
+/// Where a test's journal lives; opening it again is a restart.
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    JetStream(nats::NatsServer),
+}
+
+impl Backend {
+    fn sqlite() -> Self {
+        Self::Sqlite(tempfile::tempdir().expect("tempdir"))
+    }
+
+    fn jetstream() -> Self {
+        Self::JetStream(nats::NatsServer::start())
+    }
+
+    fn open(&self) -> Arc<dyn Journal> {
+        self.open_with_state().0
+    }
+
+    /// The journal and the plugin state beside it, as `gridlet serve`
+    /// pairs them.
+    fn open_with_state(&self) -> (Arc<dyn Journal>, Arc<dyn KeyValue>) {
+        match self {
+            Self::Sqlite(dir) => {
+                let journal = journal(dir);
+                (journal.clone(), Arc::new(JournalKeyValue(journal)))
+            }
+            Self::JetStream(server) => {
+                let journal = JetStreamJournal::connect(ClusterSettings {
+                    urls: vec![server.url()],
+                    // A host that dies holding deliveries gives them up
+                    // after this (the crash test waits for it).
+                    ack_wait: Duration::from_secs(1),
+                    ..ClusterSettings::default()
+                })
+                .expect("jetstream journal");
+                let (js, replicas) = journal.jetstream();
+                (
+                    Arc::new(journal),
+                    Arc::new(JetStreamKeyValue::new(js, replicas)),
+                )
+            }
+        }
+    }
+}
+
+/// Each test once per backend: `sqlite::<name>` and `jetstream::<name>`.
+macro_rules! on_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::sqlite()).await
+                }
+            )*
+        }
+        mod jetstream {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::jetstream()).await
+                }
+            )*
+        }
+    };
+}
+
+on_each_backend!(
+    retries_follow_the_schedule_until_the_plugin_succeeds,
+    dead_letters_for_attempts_reject_ttl_and_missing_plugins_then_replay,
+    one_failing_plugin_neither_delays_nor_repeats_another,
+    duplicates_are_acknowledged_and_not_delivered_again,
+    claimed_deliveries_resume_after_a_crash,
+    shutdown_lets_running_deliveries_finish_and_leaves_the_rest_pending,
+    claims_outnumber_max_concurrency_but_no_more_run_at_once,
+    a_journal_that_cannot_commit_means_503_and_nothing_delivered,
+    plugin_state_survives_a_restart_and_stays_in_its_namespace,
+);
+
 /// Wait until no delivery is left in the journal.
 async fn drained(journal: &dyn Journal) {
     let started = Instant::now();
@@ -114,10 +202,8 @@ async fn drained(journal: &dyn Journal) {
     }
 }
 
-#[tokio::test]
-async fn retries_follow_the_schedule_until_the_plugin_succeeds() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let journal = journal(&dir);
+async fn retries_follow_the_schedule_until_the_plugin_succeeds(backend: Backend) {
+    let journal = backend.open();
     let flaky = Scripted::new("flaky", 30, |attempt| {
         if attempt < 3 {
             Verdict::Retry(format!("not yet ({attempt})"))
@@ -151,10 +237,8 @@ async fn retries_follow_the_schedule_until_the_plugin_succeeds() {
     assert!(journal.dead_letters(None).expect("list").is_empty());
 }
 
-#[tokio::test]
-async fn dead_letters_for_attempts_reject_ttl_and_missing_plugins_then_replay() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let journal = journal(&dir);
+async fn dead_letters_for_attempts_reject_ttl_and_missing_plugins_then_replay(backend: Backend) {
+    let journal = backend.open();
     let failing = Scripted::new("failing", 3, |_| Verdict::Retry("service down".into()));
     let rejecting = Scripted::new("rejecting", 30, |_| Verdict::DeadLetter("bad event".into()));
     let mut short = Scripted::new("short-lived", 30, |_| Verdict::Retry("slow".into()));
@@ -242,10 +326,8 @@ async fn dead_letters_for_attempts_reject_ttl_and_missing_plugins_then_replay() 
     assert_eq!(rejecting.calls().len(), 3, "replayed again when forced");
 }
 
-#[tokio::test]
-async fn one_failing_plugin_neither_delays_nor_repeats_another() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let journal = journal(&dir);
+async fn one_failing_plugin_neither_delays_nor_repeats_another(backend: Backend) {
+    let journal = backend.open();
     let good = Scripted::new("good", 30, |_| Verdict::Done);
     let bad = Scripted::new("bad", 5, |_| Verdict::Retry("always failing".into()));
     let d = Dispatcher::start(
@@ -278,10 +360,8 @@ async fn one_failing_plugin_neither_delays_nor_repeats_another() {
     assert_eq!(journal.dead_letters(Some("bad")).expect("list").len(), 40);
 }
 
-#[tokio::test]
-async fn duplicates_are_acknowledged_and_not_delivered_again() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let journal = journal(&dir);
+async fn duplicates_are_acknowledged_and_not_delivered_again(backend: Backend) {
+    let journal = backend.open();
     let p = Scripted::new("p", 30, |_| Verdict::Done);
     let d = Dispatcher::start(Arc::new(Set(vec![p.clone()])), journal.clone(), settings())
         .expect("start");
@@ -296,11 +376,9 @@ async fn duplicates_are_acknowledged_and_not_delivered_again() {
     assert_eq!(d.stats().duplicates.load(Ordering::SeqCst), 4);
 }
 
-#[tokio::test]
-async fn claimed_deliveries_resume_after_a_crash() {
-    let dir = tempfile::tempdir().expect("tempdir");
+async fn claimed_deliveries_resume_after_a_crash(backend: Backend) {
     {
-        let journal = journal(&dir);
+        let journal = backend.open();
         journal
             .append(
                 events(5)
@@ -322,7 +400,7 @@ async fn claimed_deliveries_resume_after_a_crash() {
             2
         );
     }
-    let journal = journal(&dir);
+    let journal = backend.open();
     let p = Scripted::new("p", 30, |_| Verdict::Done);
     let _d = Dispatcher::start(Arc::new(Set(vec![p.clone()])), journal.clone(), settings())
         .expect("start");
@@ -336,10 +414,8 @@ async fn claimed_deliveries_resume_after_a_crash() {
     );
 }
 
-#[tokio::test]
-async fn shutdown_lets_running_deliveries_finish_and_leaves_the_rest_pending() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let journal = journal(&dir);
+async fn shutdown_lets_running_deliveries_finish_and_leaves_the_rest_pending(backend: Backend) {
+    let journal = backend.open();
     let mut slow = Scripted::new("slow", 30, |_| Verdict::Done);
     Arc::get_mut(&mut slow).expect("unique").delay = Duration::from_millis(300);
     Arc::get_mut(&mut slow)
@@ -404,10 +480,8 @@ impl Targets for One {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claims_outnumber_max_concurrency_but_no_more_run_at_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let journal = journal(&dir);
+async fn claims_outnumber_max_concurrency_but_no_more_run_at_once(backend: Backend) {
+    let journal = backend.open();
     let plugin = Arc::new(Crowded {
         policy: Policy {
             max_attempts: 3,
@@ -443,11 +517,9 @@ const QUOTA: KvQuota = KvQuota {
     max_bytes: 1 << 20,
 };
 
-#[tokio::test]
-async fn plugin_state_survives_a_restart_and_stays_in_its_namespace() {
-    let dir = tempfile::tempdir().expect("tempdir");
+async fn plugin_state_survives_a_restart_and_stays_in_its_namespace(backend: Backend) {
     {
-        let kv = JournalKeyValue(journal(&dir));
+        let (_journal, kv) = backend.open_with_state();
         kv.set(
             "team-a",
             "default",
@@ -464,7 +536,7 @@ async fn plugin_state_survives_a_restart_and_stays_in_its_namespace() {
             2
         );
     }
-    let kv = JournalKeyValue(journal(&dir));
+    let (_journal, kv) = backend.open_with_state();
     assert_eq!(
         kv.get("team-a", "default", "promoted/m:1")
             .await
@@ -503,8 +575,90 @@ async fn plugin_state_survives_a_restart_and_stays_in_its_namespace() {
     );
 }
 
+/// Two cluster hosts (two journals, each with its own connection)
+/// increment one plugin's counter at once: no increment is lost. (One
+/// SQLite file is one host's: there is no second host to ask.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_incremented_from_two_cluster_hosts_is_exact() {
+    let backend = Backend::jetstream();
+    let hosts = [backend.open_with_state(), backend.open_with_state()];
+    let mut tasks = Vec::new();
+    for (_, kv) in &hosts {
+        for _ in 0..4 {
+            let kv = kv.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..125 {
+                    kv.increment("team-a", "default", "runs", 1, QUOTA)
+                        .await
+                        .expect("increment");
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let (_, kv) = &hosts[1];
+    let value = kv.get("team-a", "default", "runs").await.expect("get");
+    assert_eq!(
+        value,
+        Some(1000u64.to_le_bytes().to_vec()),
+        "1,000 increments"
+    );
+}
+
+/// NATS entirely down: the webhook answers 503 (nothing stored), and once
+/// the server is back the host carries on by itself, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_down_means_503_then_recovery_with_nothing_lost() {
+    let mut backend = Backend::jetstream();
+    let journal = backend.open();
+    let p = Scripted::new("p", 30, |_| Verdict::Done);
+    let d = Dispatcher::start(Arc::new(Set(vec![p.clone()])), journal.clone(), settings())
+        .expect("start");
+    let mut all = events(6);
+    let later = all.split_off(3);
+    assert_eq!(d.accept(all).await, Ok(3));
+    drained(journal.as_ref()).await;
+
+    let Backend::JetStream(server) = &mut backend else {
+        unreachable!()
+    };
+    server.kill();
+    let busy = d
+        .accept(later.clone())
+        .await
+        .expect_err("refused while NATS is down");
+    assert_eq!(
+        busy.reason,
+        "the journal cannot store the events now; nothing was stored"
+    );
+    server.restart();
+    // Event Grid retries the batch; the client reconnects by itself.
+    let started = Instant::now();
+    loop {
+        match d.accept(later.clone()).await {
+            Ok(n) => {
+                // A publish the client sent as it reconnected may have
+                // landed: then the retry is a duplicate, acknowledged.
+                assert!(n <= 3, "{n}");
+                break;
+            }
+            Err(_) if started.elapsed() < Duration::from_secs(30) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("no recovery: {e:?}"),
+        }
+    }
+    drained(journal.as_ref()).await;
+    let mut ids: Vec<String> = p.calls().into_iter().map(|(id, _)| id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 6, "every accepted event delivered: {ids:?}");
+}
+
 /// A journal that cannot commit: the disk is full, the file is locked.
-struct Broken(Arc<SqliteJournal>);
+struct Broken(Arc<dyn Journal>);
 
 impl Journal for Broken {
     fn append(
@@ -600,10 +754,8 @@ impl Journal for Broken {
     }
 }
 
-#[tokio::test]
-async fn a_journal_that_cannot_commit_means_503_and_nothing_delivered() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let journal = Arc::new(Broken(journal(&dir)));
+async fn a_journal_that_cannot_commit_means_503_and_nothing_delivered(backend: Backend) {
+    let journal = Arc::new(Broken(backend.open()));
     let p = Scripted::new("p", 30, |_| Verdict::Done);
     let d = Dispatcher::start(Arc::new(Set(vec![p.clone()])), journal.clone(), settings())
         .expect("start");

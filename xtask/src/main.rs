@@ -51,6 +51,7 @@ fn main() -> Result<()> {
         }
         "test" => {
             plugins(&root)?;
+            languages::nats_server(&root)?;
             test(&root)
         }
         "bench" => {

@@ -2,6 +2,7 @@
 //! default), then run the server until SIGINT/SIGTERM.
 
 use clap::Args;
+use gridlet::serve::cluster_config::ClusterConfig;
 use gridlet::serve::{self, config::ConfigFile, config::EntraConfig};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -142,6 +143,13 @@ pub struct ServeArgs {
     /// Threads plugin code runs on [default: one per core but one].
     #[arg(long, env = "GRIDLET_GUEST_THREADS")]
     guest_threads: Option<usize>,
+    /// Cluster mode: NATS server URLs, comma-separated [default: none, the
+    /// embedded journal].
+    #[arg(long, env = "GRIDLET_CLUSTER_URLS", value_delimiter = ',')]
+    cluster_urls: Option<Vec<String>>,
+    /// Cluster mode: replicas of every stream and bucket [default: 3].
+    #[arg(long, env = "GRIDLET_CLUSTER_REPLICAS")]
+    cluster_replicas: Option<usize>,
 }
 
 /// Run the server.
@@ -168,6 +176,11 @@ impl ServeArgs {
             jwks_file: self.entra_jwks_file,
             jwks_url: self.entra_jwks_url,
             required_roles: self.entra_required_roles,
+        };
+        let cluster = ClusterConfig {
+            urls: self.cluster_urls,
+            replicas: self.cluster_replicas,
+            ..ClusterConfig::default()
         };
         ConfigFile {
             listen: self.listen,
@@ -211,6 +224,7 @@ impl ServeArgs {
             plugin_limits: None,
             plugins: None,
             entra: (entra != EntraConfig::default()).then_some(entra),
+            cluster: (cluster != ClusterConfig::default()).then_some(cluster),
             // `[[pull]]` is a list of tables; one source can come from
             // `GRIDLET_PULL_*` (read when the settings are resolved).
             pull: None,

@@ -31,6 +31,24 @@ pub enum Schema {
     CloudEvents,
 }
 
+impl Schema {
+    /// The name journals store it by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EventGrid => "eventgrid",
+            Self::CloudEvents => "cloudevents",
+        }
+    }
+
+    /// The schema a stored name stands for (Event Grid for any other).
+    pub fn from_stored(name: &str) -> Self {
+        match name {
+            "cloudevents" => Self::CloudEvents,
+            _ => Self::EventGrid,
+        }
+    }
+}
+
 /// One event, whichever schema it came in. Its JSON text is held once
 /// ([`Event::raw`]): the journal stores exactly those bytes, plugins get the
 /// `data` part of them, and filters read their keys from it.

@@ -3,8 +3,10 @@
 //! are kept. A trait, so that a distributed engine can stand in for the
 //! embedded SQLite one when gridlet runs on many hosts.
 
+mod jetstream;
 mod sqlite;
 
+pub use jetstream::{ClusterSettings, JetStreamJournal};
 pub use sqlite::{JournalSettings, KvDone, KvQuota, KvRefusal, KvWrite, SqliteJournal};
 
 use crate::event::Event;

@@ -30,7 +30,7 @@ mod version;
 pub use activity::{Entry, Level, LogLimits, LogRate, Source};
 pub use config::ConfigValues;
 pub use http::{AllowList, HttpLimits, NetworkPolicy, OutboundGrant};
-pub use keyvalue::{JournalKeyValue, KeyValue, MemoryKeyValue};
+pub use keyvalue::{JetStreamKeyValue, JournalKeyValue, KeyValue, MemoryKeyValue};
 pub use limits::Limits;
 pub use outcome::{Failure, FailureKind, Outcome};
 pub use reuse::{BareCall, WarmInstance};

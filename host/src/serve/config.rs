@@ -108,6 +108,9 @@ pub struct ConfigFile {
     pub entra: Option<EntraConfig>,
     /// Event Grid namespace subscriptions to pull from (`[[pull]]`).
     pub pull: Option<Vec<super::pull_config::PullConfig>>,
+    /// Run on NATS JetStream with other hosts (`[cluster]`; default: the
+    /// embedded SQLite journal).
+    pub cluster: Option<super::cluster_config::ClusterConfig>,
 }
 
 /// `[plugin_limits]` and `[plugins.<name>.limits]`: the most a plugin's
@@ -236,6 +239,10 @@ impl ConfigFile {
             plugins: over.plugins.or(self.plugins),
             entra,
             pull: over.pull.or(self.pull),
+            cluster: match (self.cluster, over.cluster) {
+                (Some(base), Some(top)) => Some(base.merge(top)),
+                (base, top) => top.or(base),
+            },
         }
     }
 
@@ -353,6 +360,9 @@ impl ConfigFile {
                 bail!("dead_letter_retention_days: keep them at least a day");
             }
             s.journal.dead_letter_retention = Duration::from_secs(days.saturating_mul(86_400));
+        }
+        if let Some(cluster) = self.cluster {
+            s.cluster = Some(cluster.build(s.journal.dead_letter_retention)?);
         }
         // Compile in a child `gridlet` (this very executable) unless told
         // otherwise, or unless this process is not gridlet (an embedder).

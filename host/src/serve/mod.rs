@@ -2,6 +2,7 @@
 //! dispatch, and mounts the webhook; nothing else in the crate wires stages
 //! together.
 
+pub mod cluster_config;
 pub mod config;
 pub mod health;
 pub mod listener;
@@ -11,10 +12,10 @@ pub use listener::ServerLimits;
 
 use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::ingest::{self, IngestSettings};
-use crate::journal::{JournalSettings, SqliteJournal};
+use crate::journal::{JetStreamJournal, Journal, JournalSettings, SqliteJournal};
 use crate::plugin::registry::{DEFAULT_MAX_PLUGIN_BYTES, Folder};
 use crate::plugin::{Change, Compiler, OperatorGrants, Registry, WatchSettings, Watcher};
-use crate::runtime::{JournalKeyValue, Runtime, RuntimeSettings};
+use crate::runtime::{JetStreamKeyValue, JournalKeyValue, KeyValue, Runtime, RuntimeSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,6 +70,9 @@ pub struct ServeSettings {
     pub compiler: Compiler,
     /// Event Grid namespace subscriptions to pull events from.
     pub pull: Vec<crate::pull::PullSettings>,
+    /// Run on NATS JetStream (`[cluster]`) instead of the SQLite journal
+    /// in `state_dir`.
+    pub cluster: Option<crate::journal::ClusterSettings>,
     /// Serve the webhook (false: a host that only pulls; its listener then
     /// serves health, metrics and the admin API).
     pub webhook: bool,
@@ -97,6 +101,7 @@ impl Default for ServeSettings {
             min_free_disk_bytes: 64 * 1024 * 1024,
             compiler: Compiler::InProcess,
             pull: Vec::new(),
+            cluster: None,
             webhook: true,
         }
     }
@@ -155,14 +160,8 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
         // First, so that what start-up records (plugin loads) is counted.
         crate::admin::metrics::install();
     }
-    let journal = Arc::new(
-        SqliteJournal::open_with(&settings.state_dir, settings.journal)
-            .map_err(|e| anyhow::anyhow!("state_dir {}: {e}", settings.state_dir.display()))?,
-    );
-    let runtime = Arc::new(Runtime::new(
-        settings.runtime.clone(),
-        Arc::new(JournalKeyValue(journal.clone())),
-    )?);
+    let (journal, kv) = open_journal(&settings)?;
+    let runtime = Arc::new(Runtime::new(settings.runtime.clone(), kv)?);
     let plugins = Arc::new(Registry::new(
         runtime,
         Folder {
@@ -255,7 +254,6 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
         tracing::warn!("allowed_topics is empty: events from any topic are accepted");
     }
 
-    let journal: Arc<dyn crate::journal::Journal> = journal;
     let dispatcher =
         Dispatcher::start(plugins.clone(), journal.clone(), settings.dispatch.clone())?;
     // Pull sources feed the same intake as the webhook.
@@ -400,4 +398,28 @@ async fn shutdown_signal() {
         let _ = interrupt.await;
     }
     tracing::info!("shutting down: no longer accepting events");
+}
+
+/// The journal and plugin state: JetStream for `[cluster]` (shared by the
+/// cluster's hosts), else SQLite in the state folder.
+fn open_journal(settings: &ServeSettings) -> anyhow::Result<(Arc<dyn Journal>, Arc<dyn KeyValue>)> {
+    if let Some(cluster) = &settings.cluster {
+        let journal = JetStreamJournal::connect(cluster.clone())
+            .map_err(|e| anyhow::anyhow!("[cluster]: {e}"))?;
+        let (js, replicas) = journal.jetstream();
+        tracing::info!(
+            servers = cluster.urls.len(),
+            replicas,
+            "cluster mode: the journal and plugin state are on NATS JetStream"
+        );
+        return Ok((
+            Arc::new(journal),
+            Arc::new(JetStreamKeyValue::new(js, replicas)),
+        ));
+    }
+    let journal = Arc::new(
+        SqliteJournal::open_with(&settings.state_dir, settings.journal)
+            .map_err(|e| anyhow::anyhow!("state_dir {}: {e}", settings.state_dir.display()))?,
+    );
+    Ok((journal.clone(), Arc::new(JournalKeyValue(journal))))
 }

@@ -5,6 +5,7 @@
 pub mod entra;
 pub mod fort;
 pub mod namespace;
+pub mod nats;
 pub mod process;
 pub mod webhook;
 

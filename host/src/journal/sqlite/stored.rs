@@ -9,14 +9,6 @@ use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-/// The `schema` column's values.
-pub(super) fn schema_name(schema: Schema) -> &'static str {
-    match schema {
-        Schema::EventGrid => "eventgrid",
-        Schema::CloudEvents => "cloudevents",
-    }
-}
-
 /// One `events` row, as read.
 pub(super) struct Row {
     pub(super) format: i64,
@@ -52,10 +44,7 @@ impl Row {
         if self.format == 1 {
             return restore_v1(&self.body);
         }
-        let schema = match self.schema.as_str() {
-            "cloudevents" => Schema::CloudEvents,
-            _ => Schema::EventGrid,
-        };
+        let schema = Schema::from_stored(&self.schema);
         let mut event =
             event::restore(self.body.into(), schema).map_err(|e| format!("stored event: {e}"))?;
         event.delivery = DeliveryHeaders {

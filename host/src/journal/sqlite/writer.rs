@@ -9,7 +9,7 @@
 
 use super::super::{Appended, Completion, JournalError, NewEvent, Settlement, now_ms};
 use super::kv::{self, KvDone, KvQuota, KvRefusal, KvWrite, Usage};
-use super::stored::{Recent, schema_name};
+use super::stored::Recent;
 use crate::event::Event;
 use rusqlite::{Connection, params};
 use std::collections::{HashMap, VecDeque};
@@ -272,7 +272,7 @@ fn insert(
             e.id,
             body,
             now,
-            schema_name(e.schema),
+            e.schema.as_str(),
             e.topic,
             e.event_type,
             e.delivery.subscription_name,

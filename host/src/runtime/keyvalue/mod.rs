@@ -3,14 +3,17 @@
 //! operator sets, its writes at a pace the operator sets ([`KvPace`]).
 //! Backends sit behind [`KeyValue`]: [`JournalKeyValue`]
 //! keeps state in the journal (durable, group-committed, for `serve`),
+//! [`JetStreamKeyValue`] in JetStream buckets (cluster mode, shared by the hosts),
 //! [`MemoryKeyValue`] in process (for `gridlet run`). Every call is async:
 //! a plugin waiting for its state never holds a runtime thread.
 
+mod jetstream;
 mod journal;
 mod memory;
 mod pace;
 
 pub use crate::journal::KvQuota;
+pub use jetstream::JetStreamKeyValue;
 pub use journal::JournalKeyValue;
 pub use memory::MemoryKeyValue;
 pub use pace::KvPace;

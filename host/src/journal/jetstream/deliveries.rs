@@ -1,0 +1,484 @@
+//! Deliveries on JetStream: appending a batch (dedup, one message per
+//! plugin, acknowledged by the stream before the webhook answers), claiming
+//! from each plugin's durable consumer, and settling (ack, a new message for
+//! the next attempt, nak with a delay, or a dead letter).
+
+use super::message::{Dead, Delivery, dead_subject, delivery_subject, plugin_of, seen_key};
+use super::{DELIVERIES, Inner};
+use crate::journal::{
+    Appended, Claimed, DueDelivery, JournalError, NewEvent, PendingDelivery, Settlement, Slots,
+    Unreadable, now_ms,
+};
+use async_nats::jetstream::message::{Acker, PublishMessage};
+use async_nats::jetstream::{AckKind, consumer, context::PublishAckFuture};
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt, future};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// A delivery this host claimed: how to answer for it, and what to publish
+/// again if it is retried or dead-lettered.
+pub(super) struct Claim {
+    /// Shared with the keep-alive.
+    acker: Arc<Acker>,
+    plugin: String,
+    delivery: Delivery,
+    payload: Bytes,
+    /// When this host last told the server it is still at it.
+    touched: Instant,
+}
+
+fn failed(what: &str) -> impl Fn(&dyn std::fmt::Display) -> JournalError + '_ {
+    move |e| JournalError(format!("{what}: {e}"))
+}
+
+impl Inner {
+    /// Store a batch: every (event, plugin) pair a message, acknowledged by
+    /// the stream (replicated) before this returns; events seen before are
+    /// counted as duplicates and not stored again.
+    pub(super) async fn append(&self, batch: Vec<NewEvent>) -> Result<Appended, JournalError> {
+        let keys: Vec<String> = batch.iter().map(|n| seen_key(&n.event)).collect();
+        let seen = future::join_all(keys.iter().map(|k| self.seen.get(k.clone()))).await;
+        let received_at = now_ms();
+        let mut appended = Appended::default();
+        let mut in_batch = HashSet::new();
+        let mut fresh = Vec::new();
+        let mut acks: Vec<(usize, PublishAckFuture)> = Vec::new();
+        for (i, (new, seen)) in batch.iter().zip(seen).enumerate() {
+            let seen = seen.map_err(|e| failed("dedup")(&e))?;
+            if seen.is_some() || !in_batch.insert(keys[i].clone()) {
+                appended.duplicates += 1;
+                continue;
+            }
+            fresh.push(i);
+            let payload = Bytes::copy_from_slice(new.event.raw.as_bytes());
+            for plugin in &new.plugins {
+                let delivery = Delivery::first(&new.event, plugin, received_at);
+                let ack = self
+                    .js
+                    .send_publish(
+                        delivery_subject(plugin, false),
+                        PublishMessage::build()
+                            .payload(payload.clone())
+                            .headers(delivery.headers())
+                            .message_id(&delivery.key),
+                    )
+                    .await
+                    .map_err(|e| failed(DELIVERIES)(&e))?;
+                acks.push((i, ack));
+            }
+        }
+        let mut stored = vec![0usize; batch.len()];
+        let mut repeated = vec![0usize; batch.len()];
+        for (i, ack) in acks {
+            let ack = ack.await.map_err(|e| failed(DELIVERIES)(&e))?;
+            if ack.duplicate {
+                repeated[i] += 1;
+            } else {
+                stored[i] += 1;
+            }
+        }
+        // Remembered only once stored: a host that dies in between leaves
+        // the event unseen, and Event Grid's retry stores it (the stream
+        // drops the repeated messages within its duplicate window).
+        let marks = fresh.iter().map(|&i| {
+            self.seen
+                .put(keys[i].clone(), received_at.to_string().into())
+        });
+        for mark in future::join_all(marks).await {
+            mark.map_err(|e| failed("dedup")(&e))?;
+        }
+        for i in fresh {
+            if stored[i] == 0 && repeated[i] > 0 {
+                appended.duplicates += 1;
+            } else {
+                appended.events += 1;
+                appended.deliveries += stored[i];
+            }
+        }
+        self.outstanding
+            .fetch_add(appended.deliveries as i64, Ordering::SeqCst);
+        Ok(appended)
+    }
+
+    /// Take due deliveries from each plugin's consumer, up to its free
+    /// slots; with `other_slots`, also from plugins with deliveries in the
+    /// stream that no slot names (removed plugins, to dead-letter).
+    pub(super) async fn claim(
+        &self,
+        now: i64,
+        limit: usize,
+        slots: Vec<Slots>,
+        other_slots: u32,
+    ) -> Result<Claimed, JournalError> {
+        let mut wanted: Vec<(String, usize)> = slots
+            .iter()
+            .filter(|s| s.free > 0)
+            .map(|s| (s.plugin.clone(), s.free as usize))
+            .collect();
+        if other_slots > 0 {
+            let named: HashSet<&str> = slots.iter().map(|s| s.plugin.as_str()).collect();
+            for (plugin, _, _) in self.counts().await? {
+                if !named.contains(plugin.as_str()) {
+                    wanted.push((plugin, other_slots as usize));
+                }
+            }
+        }
+        let mut claimed = Claimed::default();
+        let mut room = limit;
+        for (plugin, free) in wanted {
+            if room == 0 {
+                break;
+            }
+            let n = free.min(room);
+            let taken = self.take(&plugin, n, now, &mut claimed).await?;
+            room -= taken;
+        }
+        Ok(claimed)
+    }
+
+    /// Fetch up to `n` of `plugin`'s deliveries; those due are claimed, the
+    /// others go back with the delay until they are. Returns how many were
+    /// claimed.
+    async fn take(
+        &self,
+        plugin: &str,
+        n: usize,
+        now: i64,
+        claimed: &mut Claimed,
+    ) -> Result<usize, JournalError> {
+        let consumer = self.consumer(plugin).await?;
+        let mut batch = consumer
+            .fetch()
+            .max_messages(n)
+            .messages()
+            .await
+            .map_err(|e| failed(plugin)(&e))?;
+        let mut taken = 0;
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(|e| failed(plugin)(&e))?;
+            let Ok(info) = message.info() else { continue };
+            let id = info.stream_sequence as i64;
+            let (message, acker) = message.split();
+            let delivery = Delivery::read(message.headers.as_ref());
+            if delivery.due_at_ms > now {
+                let wait = Duration::from_millis((delivery.due_at_ms - now) as u64);
+                acker
+                    .ack_with(AckKind::Nak(Some(wait)))
+                    .await
+                    .map_err(|e| failed(plugin)(&e))?;
+                continue;
+            }
+            let attempt = delivery.attempts + 1;
+            match delivery.event(&message.payload) {
+                Ok(event) => claimed.due.push(DueDelivery {
+                    id,
+                    event: Arc::new(event),
+                    plugin: plugin.to_string(),
+                    attempt,
+                    received_at_ms: delivery.received_at_ms,
+                }),
+                Err(error) => claimed.unreadable.push(Unreadable {
+                    id,
+                    plugin: plugin.to_string(),
+                    attempt,
+                    error,
+                }),
+            }
+            self.lock_claims().insert(
+                id,
+                Claim {
+                    acker: Arc::new(acker),
+                    plugin: plugin.to_string(),
+                    delivery,
+                    payload: message.payload,
+                    touched: Instant::now(),
+                },
+            );
+            taken += 1;
+        }
+        Ok(taken)
+    }
+
+    /// `plugin`'s durable consumer, bound (and created when missing) once.
+    async fn consumer(&self, plugin: &str) -> Result<consumer::PullConsumer, JournalError> {
+        let mut consumers = self.consumers.lock().await;
+        if let Some(c) = consumers.get(plugin) {
+            return Ok(c.clone());
+        }
+        let name = format!("gridlet-{plugin}");
+        let consumer = self
+            .deliveries
+            .get_or_create_consumer(
+                &name,
+                consumer::pull::Config {
+                    durable_name: Some(name.clone()),
+                    filter_subject: format!("gridlet.delivery.{plugin}.*"),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: self.settings.ack_wait,
+                    // Retries are new messages: redelivery is only for a
+                    // host that died holding one.
+                    max_deliver: -1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| failed(&name)(&e))?;
+        consumers.insert(plugin.to_string(), consumer.clone());
+        Ok(consumer)
+    }
+
+    fn lock_claims(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, Claim>> {
+        self.claims.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Record an attempt. The claim is kept if the server cannot be told,
+    /// so the dispatcher's next try finds it again.
+    pub(super) async fn settle(&self, settlement: Settlement) -> Result<(), JournalError> {
+        let id = match &settlement {
+            Settlement::Complete(id)
+            | Settlement::RetryAt { id, .. }
+            | Settlement::Postpone { id, .. }
+            | Settlement::DeadLetter { id, .. } => *id,
+        };
+        let Some(claim) = self.lock_claims().remove(&id) else {
+            return Err(JournalError(format!(
+                "delivery {id} is not claimed by this host"
+            )));
+        };
+        match self.settle_claim(&claim, settlement).await {
+            Ok(done) => {
+                if done {
+                    self.outstanding.fetch_sub(1, Ordering::SeqCst);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.lock_claims().insert(id, claim);
+                Err(e)
+            }
+        }
+    }
+
+    /// Returns whether the delivery is done (gone from the stream).
+    async fn settle_claim(
+        &self,
+        claim: &Claim,
+        settlement: Settlement,
+    ) -> Result<bool, JournalError> {
+        let plugin = claim.plugin.as_str();
+        match settlement {
+            Settlement::Complete(_) => {}
+            Settlement::RetryAt { due_ms, error, .. } => {
+                let next = Delivery {
+                    attempts: claim.delivery.attempts + 1,
+                    due_at_ms: due_ms,
+                    last_error: error,
+                    ..claim.delivery.clone()
+                };
+                let id = format!("{}.{}", next.key, next.attempts);
+                self.publish(delivery_subject(plugin, true), next.headers(), claim, &id)
+                    .await?;
+            }
+            Settlement::Postpone { due_ms, .. } => {
+                let wait = Duration::from_millis((due_ms - now_ms()).max(0) as u64);
+                claim
+                    .acker
+                    .ack_with(AckKind::Nak(Some(wait)))
+                    .await
+                    .map_err(|e| failed(plugin)(&e))?;
+                return Ok(false);
+            }
+            Settlement::DeadLetter {
+                reason,
+                error,
+                at_ms,
+                attempts,
+                ..
+            } => {
+                let letter = Delivery {
+                    attempts,
+                    last_error: error,
+                    ..claim.delivery.clone()
+                };
+                let dead = Dead {
+                    reason: reason.as_str().to_string(),
+                    at_ms,
+                };
+                let id = format!("{}.dead.{attempts}", letter.key);
+                self.publish(dead_subject(plugin), dead.headers(&letter), claim, &id)
+                    .await?;
+            }
+        }
+        claim
+            .acker
+            .double_ack()
+            .await
+            .map_err(|e| failed(plugin)(&e))?;
+        Ok(true)
+    }
+
+    /// Publish the claim's event on `subject` with `headers`, and wait for
+    /// the stream to have it. `id` makes a repeat (after a failed ack) a
+    /// no-op.
+    async fn publish(
+        &self,
+        subject: String,
+        headers: async_nats::HeaderMap,
+        claim: &Claim,
+        id: &str,
+    ) -> Result<(), JournalError> {
+        self.js
+            .send_publish(
+                subject.clone(),
+                PublishMessage::build()
+                    .payload(claim.payload.clone())
+                    .headers(headers)
+                    .message_id(id),
+            )
+            .await
+            .map_err(|e| failed(&subject)(&e))?
+            .await
+            .map_err(|e| failed(&subject)(&e))?;
+        Ok(())
+    }
+
+    /// Dead-letter `plugin`'s deliveries accepted before
+    /// `received_before_ms` (the plugin has no version serving, so nothing
+    /// else takes them); the others go back at once.
+    pub(super) async fn expire(
+        &self,
+        plugin: &str,
+        received_before_ms: i64,
+        now: i64,
+    ) -> Result<u64, JournalError> {
+        let mut claimed = Claimed::default();
+        self.take(plugin, 1000, i64::MAX, &mut claimed).await?;
+        let mut expired = 0;
+        let ids = claimed
+            .due
+            .iter()
+            .map(|d| (d.id, d.received_at_ms, d.attempt))
+            .chain(claimed.unreadable.iter().map(|u| (u.id, 0, u.attempt)));
+        for (id, received_at, attempt) in ids.collect::<Vec<_>>() {
+            let settlement = if received_at < received_before_ms {
+                expired += 1;
+                Settlement::DeadLetter {
+                    id,
+                    reason: crate::journal::DeadLetterReason::TimeToLiveExceeded,
+                    error: format!("plugin `{plugin}` had no version serving"),
+                    at_ms: now,
+                    attempts: attempt - 1,
+                }
+            } else {
+                Settlement::Postpone { id, due_ms: 0 }
+            };
+            self.settle(settlement).await?;
+        }
+        Ok(expired)
+    }
+
+    /// Deliveries in the stream, in stream order, optionally one plugin's.
+    pub(super) async fn list(
+        &self,
+        plugin: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>, JournalError> {
+        let subject = match &plugin {
+            Some(p) => format!("gridlet.delivery.{p}.*"),
+            None => "gridlet.delivery.>".to_string(),
+        };
+        let mut out = Vec::new();
+        let mut next = 1;
+        while out.len() < limit {
+            let message = match self
+                .deliveries
+                .direct_get_next_for_subject(subject.as_str(), Some(next))
+                .await
+            {
+                Ok(m) => m,
+                Err(e)
+                    if e.kind() == async_nats::jetstream::stream::DirectGetErrorKind::NotFound =>
+                {
+                    break;
+                }
+                Err(e) => return Err(failed(DELIVERIES)(&e)),
+            };
+            next = message.sequence + 1;
+            let Some((plugin, _)) = plugin_of(&message.subject) else {
+                continue;
+            };
+            let delivery = Delivery::read(Some(&message.headers));
+            let (event_id, event_type) = delivery
+                .event(&message.payload)
+                .map(|e| (e.id, e.event_type))
+                .unwrap_or_default();
+            out.push(PendingDelivery {
+                id: message.sequence as i64,
+                event_id,
+                event_type,
+                plugin: plugin.to_string(),
+                attempts: delivery.attempts,
+                due_at_ms: delivery.due_at_ms.max(delivery.received_at_ms),
+                last_error: delivery.last_error,
+                received_at_ms: delivery.received_at_ms,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Per plugin: deliveries never attempted, and retries waiting — the
+    /// stream's message count per subject.
+    pub(super) async fn counts(&self) -> Result<Vec<(String, u64, u64)>, JournalError> {
+        let subjects: Vec<(String, usize)> = self
+            .deliveries
+            .info_builder()
+            .subjects("gridlet.delivery.>")
+            .fetch()
+            .await
+            .map_err(|e| failed(DELIVERIES)(&e))?
+            .try_collect()
+            .await
+            .map_err(|e| failed(DELIVERIES)(&e))?;
+        let mut counts: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for (subject, n) in subjects {
+            if let Some((plugin, retry)) = plugin_of(&subject) {
+                let c = counts.entry(plugin.to_string()).or_default();
+                if retry {
+                    c.1 += n as u64;
+                } else {
+                    c.0 += n as u64;
+                }
+            }
+        }
+        Ok(counts.into_iter().map(|(p, (n, r))| (p, n, r)).collect())
+    }
+}
+
+/// Tell the server, for every delivery held longer than a third of the ack
+/// wait, that this host is still at it — so a long delivery is not handed
+/// to another host — for as long as the journal lives.
+pub(super) async fn keep_claims_alive(inner: std::sync::Weak<Inner>) {
+    loop {
+        let Some(inner) = inner.upgrade() else { return };
+        let every = inner.settings.ack_wait / 3;
+        let ackers: Vec<Arc<Acker>> = {
+            let mut claims = inner.lock_claims();
+            claims
+                .values_mut()
+                .filter(|c| c.touched.elapsed() >= every)
+                .map(|c| {
+                    c.touched = Instant::now();
+                    c.acker.clone()
+                })
+                .collect()
+        };
+        drop(inner);
+        for acker in ackers {
+            let _ = acker.ack_with(AckKind::Progress).await;
+        }
+        tokio::time::sleep(every.max(Duration::from_millis(100))).await;
+    }
+}

@@ -1,0 +1,502 @@
+//! The cluster journal: NATS JetStream, shared by every gridlet host of a
+//! cluster (docs/ARCHITECTURE.md, "Cluster mode").
+//!
+//! - Deliveries: stream `GRIDLET_DELIVERIES`, work-queue retention, one
+//!   message per (event, plugin) on `gridlet.delivery.<plugin>.{new,retry}`
+//!   ([`message`]); one durable pull consumer per plugin that every host
+//!   binds to, so the hosts share the work. A message's stream sequence is
+//!   the delivery's id.
+//! - Dead letters: stream `GRIDLET_DEAD` on `gridlet.dead.<plugin>`, kept
+//!   for the retention; replays are marked in key-value bucket
+//!   `gridlet-replays`.
+//! - Dedup: key-value bucket `gridlet-seen`, one key per (topic, id), each
+//!   expiring after the dedup window (24 h, as on one host); a publish
+//!   repeated within the stream's duplicate window is dropped by its
+//!   `Nats-Msg-Id`.
+//!
+//! The [`Journal`] trait is synchronous (the dispatcher calls it from
+//! blocking threads), the client is async: the journal runs the client on a
+//! runtime of its own and waits for answers on a channel, so it can be
+//! called from any thread.
+
+mod dead;
+mod deliveries;
+mod message;
+
+use super::{
+    AppendCompletion, Appended, Claimed, Completion, DeadLetter, DeadLetterReason, Journal,
+    JournalError, NewEvent, PendingDelivery, Replayed, Settlement, Slots,
+};
+use async_nats::jetstream::{self, consumer, kv, stream};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The deliveries stream.
+const DELIVERIES: &str = "GRIDLET_DELIVERIES";
+/// The dead letters stream.
+const DEAD: &str = "GRIDLET_DEAD";
+/// A small stream `/readyz` writes to, to know the cluster takes writes.
+const HEALTH: &str = "GRIDLET_HEALTH";
+/// The dedup bucket.
+const SEEN: &str = "gridlet-seen";
+/// The bucket marking replayed dead letters.
+const REPLAYS: &str = "gridlet-replays";
+/// How long any one call to the cluster may take before the journal calls
+/// it failed (ingest answers 503).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `[cluster]`: where the NATS servers are and how the streams are kept.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// Server URLs (`nats://host:4222`, `tls://host:4222`); the client
+    /// connects to any and follows the cluster.
+    pub urls: Vec<String>,
+    /// Replicas of every stream and bucket: 3 in production (a node may
+    /// fail), 1 for a single server.
+    pub replicas: usize,
+    /// A NATS credentials file (JWT + nkey seed).
+    pub credentials_file: Option<PathBuf>,
+    /// A PEM file of CA certificates to trust for TLS.
+    pub tls_ca_file: Option<PathBuf>,
+    /// How long an event's (topic, id) is remembered, to acknowledge Event
+    /// Grid's duplicates once.
+    pub dedup_window: Duration,
+    /// How long a host may hold a delivery without word before another
+    /// host gets it (hosts holding one longer say they are still at it).
+    pub ack_wait: Duration,
+    /// How long dead letters are kept.
+    pub dead_letter_retention: Duration,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            replicas: 1,
+            credentials_file: None,
+            tls_ca_file: None,
+            dedup_window: Duration::from_secs(24 * 60 * 60),
+            ack_wait: Duration::from_secs(30),
+            dead_letter_retention: Duration::from_secs(30 * 24 * 60 * 60),
+        }
+    }
+}
+
+/// The JetStream journal.
+pub struct JetStreamJournal {
+    io: Io,
+    inner: Arc<Inner>,
+}
+
+/// What the async side shares.
+struct Inner {
+    js: jetstream::Context,
+    deliveries: stream::Stream,
+    dead: stream::Stream,
+    seen: kv::Store,
+    replays: kv::Store,
+    settings: ClusterSettings,
+    /// Each plugin's durable consumer, once bound.
+    consumers: tokio::sync::Mutex<HashMap<String, consumer::PullConsumer>>,
+    /// Deliveries this host claimed and has not settled, by id.
+    claims: Mutex<HashMap<i64, deliveries::Claim>>,
+    /// Deliveries not done across the cluster: refreshed from the stream
+    /// every second, moved by this host's own appends and settlements in
+    /// between.
+    outstanding: AtomicI64,
+}
+
+impl JetStreamJournal {
+    /// Connect to the cluster and make sure the streams and buckets exist.
+    pub fn connect(settings: ClusterSettings) -> Result<Self, JournalError> {
+        if settings.urls.is_empty() {
+            return Err(JournalError("[cluster] urls is empty".into()));
+        }
+        let io = Io::start()?;
+        let inner = io.run(Inner::connect(settings))??;
+        let inner = Arc::new(inner);
+        io.spawn(refresh_outstanding(Arc::downgrade(&inner)));
+        io.spawn(deliveries::keep_claims_alive(Arc::downgrade(&inner)));
+        Ok(Self { io, inner })
+    }
+
+    /// The cluster's JetStream (for plugin state beside the journal), and
+    /// the replicas its buckets keep.
+    pub fn jetstream(&self) -> (jetstream::Context, usize) {
+        (self.inner.js.clone(), self.inner.settings.replicas)
+    }
+
+    /// Run `f` on the journal's runtime with the shared state and wait.
+    fn call<T, F>(&self, f: impl FnOnce(Arc<Inner>) -> F) -> Result<T, JournalError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, JournalError>> + Send + 'static,
+    {
+        let future = f(self.inner.clone());
+        self.io.run(async move {
+            tokio::time::timeout(CALL_TIMEOUT, future)
+                .await
+                .unwrap_or_else(|_| Err(JournalError("NATS did not answer in time".into())))
+        })?
+    }
+}
+
+impl Inner {
+    async fn connect(settings: ClusterSettings) -> Result<Self, JournalError> {
+        let mut options = async_nats::ConnectOptions::new()
+            .name("gridlet")
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5));
+        if let Some(creds) = &settings.credentials_file {
+            options = options
+                .credentials_file(creds)
+                .await
+                .map_err(|e| JournalError(format!("credentials_file {}: {e}", creds.display())))?;
+        }
+        if let Some(ca) = &settings.tls_ca_file {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        let urls: Vec<async_nats::ServerAddr> = settings
+            .urls
+            .iter()
+            .map(|u| {
+                u.parse()
+                    .map_err(|e| JournalError(format!("[cluster] urls: `{u}`: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let client = tokio::time::timeout(CALL_TIMEOUT, options.connect(urls))
+            .await
+            .map_err(|_| JournalError("cannot reach NATS: no server answered".into()))?
+            .map_err(|e| JournalError(format!("cannot connect to NATS: {e}")))?;
+        let js = jetstream::new(client);
+        let r = settings.replicas;
+        let deliveries = ensure_stream(
+            &js,
+            stream::Config {
+                name: DELIVERIES.into(),
+                subjects: vec!["gridlet.delivery.>".into()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                num_replicas: r,
+                allow_direct: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let dead = ensure_stream(
+            &js,
+            stream::Config {
+                name: DEAD.into(),
+                subjects: vec!["gridlet.dead.>".into()],
+                storage: stream::StorageType::File,
+                num_replicas: r,
+                max_age: settings.dead_letter_retention,
+                allow_direct: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+        ensure_stream(
+            &js,
+            stream::Config {
+                name: HEALTH.into(),
+                subjects: vec!["gridlet.health".into()],
+                storage: stream::StorageType::File,
+                num_replicas: r,
+                max_messages: 1,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let seen = ensure_bucket(&js, SEEN, settings.dedup_window, r).await?;
+        let replays = ensure_bucket(&js, REPLAYS, settings.dead_letter_retention, r).await?;
+        Ok(Self {
+            js,
+            deliveries,
+            dead,
+            seen,
+            replays,
+            settings,
+            consumers: Default::default(),
+            claims: Default::default(),
+            outstanding: AtomicI64::new(0),
+        })
+    }
+}
+
+/// The stream, created when missing (every host asks; the first creates it).
+async fn ensure_stream(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> Result<stream::Stream, JournalError> {
+    let name = config.name.clone();
+    js.get_or_create_stream(config)
+        .await
+        .map_err(|e| JournalError(format!("stream {name}: {e}")))
+}
+
+/// The key-value bucket, created when missing.
+async fn ensure_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<kv::Store, JournalError> {
+    if let Ok(store) = js.get_key_value(bucket).await {
+        return Ok(store);
+    }
+    let created = js
+        .create_key_value(kv::Config {
+            bucket: bucket.into(),
+            history: 1,
+            max_age,
+            num_replicas: replicas,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await;
+    match created {
+        Ok(store) => Ok(store),
+        // Another host created it first.
+        Err(e) => js
+            .get_key_value(bucket)
+            .await
+            .map_err(|_| JournalError(format!("bucket {bucket}: {e}"))),
+    }
+}
+
+/// Keep [`Inner::outstanding`] at the cluster's count, once a second, for
+/// as long as the journal lives.
+async fn refresh_outstanding(inner: std::sync::Weak<Inner>) {
+    loop {
+        let Some(inner) = inner.upgrade() else { return };
+        if let Ok(Ok(info)) = tokio::time::timeout(CALL_TIMEOUT, inner.deliveries.get_info()).await
+        {
+            inner
+                .outstanding
+                .store(info.state.messages as i64, Ordering::SeqCst);
+        }
+        drop(inner);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+impl Journal for JetStreamJournal {
+    fn append(&self, batch: Vec<NewEvent>) -> Result<Appended, JournalError> {
+        self.call(|inner| async move { inner.append(batch).await })
+    }
+
+    fn append_then(&self, batch: Vec<NewEvent>, done: AppendCompletion) {
+        let inner = self.inner.clone();
+        self.io.spawn(async move {
+            let appended = tokio::time::timeout(CALL_TIMEOUT, inner.append(batch))
+                .await
+                .unwrap_or_else(|_| Err(JournalError("NATS did not answer in time".into())));
+            done(appended);
+        });
+    }
+
+    fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        slots: &[Slots],
+        other_slots: u32,
+        _in_flight: &[i64],
+    ) -> Result<Claimed, JournalError> {
+        // Deliveries in flight are the consumers' pending acks: JetStream
+        // does not hand them out again, so `in_flight` is not needed.
+        let slots = slots.to_vec();
+        self.call(move |inner| async move { inner.claim(now_ms, limit, slots, other_slots).await })
+    }
+
+    fn next_due_ms(&self) -> Result<Option<i64>, JournalError> {
+        // Other hosts append too, and a retry's delay runs in the server:
+        // look again shortly, whatever this host knows.
+        Ok(Some(super::now_ms() + 200))
+    }
+
+    fn complete(&self, id: i64) -> Result<(), JournalError> {
+        self.call(move |inner| async move { inner.settle(Settlement::Complete(id)).await })
+    }
+
+    fn retry_at(&self, id: i64, due_ms: i64, error: &str) -> Result<(), JournalError> {
+        let error = error.to_string();
+        self.call(move |inner| async move {
+            inner
+                .settle(Settlement::RetryAt { id, due_ms, error })
+                .await
+        })
+    }
+
+    fn postpone(&self, id: i64, due_ms: i64) -> Result<(), JournalError> {
+        self.call(
+            move |inner| async move { inner.settle(Settlement::Postpone { id, due_ms }).await },
+        )
+    }
+
+    fn dead_letter(
+        &self,
+        id: i64,
+        reason: DeadLetterReason,
+        error: &str,
+        now_ms: i64,
+        attempts: u32,
+    ) -> Result<(), JournalError> {
+        let error = error.to_string();
+        self.call(move |inner| async move {
+            inner
+                .settle(Settlement::DeadLetter {
+                    id,
+                    reason,
+                    error,
+                    at_ms: now_ms,
+                    attempts,
+                })
+                .await
+        })
+    }
+
+    fn settle(&self, settlement: Settlement, done: Completion) {
+        let inner = self.inner.clone();
+        self.io.spawn(async move {
+            let settled = tokio::time::timeout(CALL_TIMEOUT, inner.settle(settlement))
+                .await
+                .unwrap_or_else(|_| Err(JournalError("NATS did not answer in time".into())));
+            done(settled);
+        });
+    }
+
+    fn expire(
+        &self,
+        plugin: &str,
+        received_before_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, JournalError> {
+        let plugin = plugin.to_string();
+        self.call(
+            move |inner| async move { inner.expire(&plugin, received_before_ms, now_ms).await },
+        )
+    }
+
+    fn pending(&self) -> Result<u64, JournalError> {
+        self.call(|inner| async move {
+            let info = inner
+                .deliveries
+                .get_info()
+                .await
+                .map_err(|e| JournalError(format!("stream {DELIVERIES}: {e}")))?;
+            Ok(info.state.messages)
+        })
+    }
+
+    fn outstanding(&self) -> u64 {
+        self.inner.outstanding.load(Ordering::SeqCst).max(0) as u64
+    }
+
+    fn check_writable(&self) -> Result<(), JournalError> {
+        self.call(|inner| async move {
+            inner
+                .js
+                .publish("gridlet.health", super::now_ms().to_string().into())
+                .await
+                .map_err(|e| JournalError(format!("stream {HEALTH}: {e}")))?
+                .await
+                .map_err(|e| JournalError(format!("stream {HEALTH}: {e}")))?;
+            Ok(())
+        })
+    }
+
+    fn deliveries(
+        &self,
+        plugin: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>, JournalError> {
+        let plugin = plugin.map(str::to_string);
+        self.call(move |inner| async move { inner.list(plugin, limit).await })
+    }
+
+    fn delivery_counts(&self) -> Result<Vec<(String, u64, u64)>, JournalError> {
+        self.call(|inner| async move { inner.counts().await })
+    }
+
+    fn dead_letters(&self, plugin: Option<&str>) -> Result<Vec<DeadLetter>, JournalError> {
+        let plugin = plugin.map(str::to_string);
+        self.call(move |inner| async move { inner.dead_letters(plugin).await })
+    }
+
+    fn dead_letter_event(
+        &self,
+        id: i64,
+    ) -> Result<Option<(DeadLetter, serde_json::Value)>, JournalError> {
+        self.call(move |inner| async move { inner.dead_letter_event(id).await })
+    }
+
+    fn purge(&self, ids: &[i64]) -> Result<u64, JournalError> {
+        let ids = ids.to_vec();
+        self.call(move |inner| async move { inner.purge(ids).await })
+    }
+
+    fn replay(&self, ids: &[i64], now_ms: i64, force: bool) -> Result<Replayed, JournalError> {
+        let ids = ids.to_vec();
+        self.call(move |inner| async move { inner.replay(ids, now_ms, force).await })
+    }
+}
+
+/// The journal's own runtime: the NATS client's connection and every call
+/// run here, so callers on any thread (an async worker included) only wait
+/// on a channel.
+struct Io {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Io {
+    fn start() -> Result<Self, JournalError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("gridlet-nats")
+            .enable_all()
+            .build()
+            .map_err(|e| JournalError(format!("cannot start the NATS runtime: {e}")))?;
+        Ok(Self {
+            runtime: Some(runtime),
+        })
+    }
+
+    fn handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.runtime.as_ref().map(|r| r.handle())
+    }
+
+    fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {
+        if let Some(h) = self.handle() {
+            h.spawn(f);
+        }
+    }
+
+    /// Run `f` and wait for its output.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, JournalError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        rx.recv()
+            .map_err(|_| JournalError("the NATS runtime stopped".into()))
+    }
+}
+
+impl Drop for Io {
+    fn drop(&mut self) {
+        // Dropping a runtime waits for its tasks and may not happen on an
+        // async worker: let them go in the background.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
