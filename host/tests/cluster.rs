@@ -6,7 +6,7 @@
 mod common;
 
 use common::nats::NatsServer;
-use common::{Recorder, echo_grant, install};
+use common::{Recorder, echo_grant, install, plugin_path};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -14,6 +14,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
+
+/// The hosts' admin token.
+const TOKEN: &str = "cluster-admin-token";
 
 /// `gridlet serve` over `dir` (its gridlet.toml names the cluster), on a
 /// free port; the child and its events URL.
@@ -31,6 +34,7 @@ async fn host(dir: &Path) -> (Child, String) {
         .env("GRIDLET_STATE_DIR", dir.join("state"))
         .env("GRIDLET_SECRET", "cluster-secret")
         .env("GRIDLET_RETRY_DELAYS_MS", "20,50")
+        .env("GRIDLET_ADMIN_TOKEN", TOKEN)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -87,23 +91,24 @@ fn deliveries(sink: &Recorder) -> HashMap<String, usize> {
     seen
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_one_of_two_hosts_under_load_loses_no_acknowledged_event() {
-    let nats = NatsServer::start();
-    let sink = Recorder::start().await;
-    // A slow service: deliveries back up, so the killed host holds some.
-    sink.answer_after(Duration::from_millis(20));
+/// Two hosts' folders on the cluster at `urls` with `replicas`, each with
+/// the echo plugin posting to `sink`.
+fn two_hosts(sink: &Recorder, urls: &[String], replicas: usize) -> [tempfile::TempDir; 2] {
     let dirs = [
         tempfile::tempdir().expect("a"),
         tempfile::tempdir().expect("b"),
     ];
+    let urls = urls
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     for dir in &dirs {
         std::fs::write(
             dir.path().join("gridlet.toml"),
             format!(
                 "allow_private_networks = [\"127.0.0.1/32\"]\n\
-                 [cluster]\nurls = [\"{}\"]\nreplicas = 1\nack_wait_ms = 2000\n",
-                nats.url()
+                 [cluster]\nurls = [{urls}]\nreplicas = {replicas}\nack_wait_ms = 2000\n"
             ),
         )
         .expect("gridlet.toml");
@@ -112,51 +117,105 @@ async fn killing_one_of_two_hosts_under_load_loses_no_acknowledged_event() {
             "echo",
             "echo",
             "[limits]\nmax_concurrency = 4\n",
-            &echo_grant(&sink, "echo"),
+            &echo_grant(sink, "echo"),
         );
     }
+    dirs
+}
+
+/// What the senders saw.
+#[derive(Default)]
+struct Sent {
+    /// Event ids answered 200.
+    acked: HashSet<String>,
+    /// Answers other than 200 (each batch was sent again).
+    refused: usize,
+}
+
+/// Four senders, two per URL, each posting 60 batches of 10. With
+/// `retry`, a refused batch is sent again (as Event Grid does) until it
+/// is acknowledged; without, a sender stops at its first refusal (its host
+/// is gone; a load balancer would send the rest to the other one).
+fn senders(
+    urls: [&String; 2],
+    retry: bool,
+    sent: &Arc<Mutex<Sent>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..4)
+        .map(|sender| {
+            let url = urls[sender % 2].clone();
+            let sent = sent.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                for n in 0..60 {
+                    let body = batch(sender, n);
+                    loop {
+                        let response = client
+                            .post(&url)
+                            .header("content-type", "application/json")
+                            .body(body.to_string())
+                            .send()
+                            .await;
+                        if response.as_ref().is_ok_and(|r| r.status() == 200) {
+                            let mut sent = sent.lock().expect("lock");
+                            for e in body.as_array().expect("array") {
+                                sent.acked.insert(e["id"].as_str().expect("id").to_string());
+                            }
+                            break;
+                        }
+                        sent.lock().expect("lock").refused += 1;
+                        if !retry {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Wait until `sink` received every acknowledged event; how many arrived
+/// more than once.
+async fn all_delivered(sink: &Recorder, acked: &HashSet<String>) -> usize {
+    let started = Instant::now();
+    loop {
+        let got = deliveries(sink);
+        let missing: Vec<&String> = acked.iter().filter(|id| !got.contains_key(*id)).collect();
+        if missing.is_empty() {
+            return got.values().map(|n| n - 1).sum();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{} acknowledged events never delivered, e.g. {:?}",
+            missing.len(),
+            missing.iter().take(3).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_one_of_two_hosts_under_load_loses_no_acknowledged_event() {
+    let nats = NatsServer::start();
+    let sink = Recorder::start().await;
+    // A slow service: deliveries back up, so the killed host holds some.
+    sink.answer_after(Duration::from_millis(20));
+    let dirs = two_hosts(&sink, &[nats.url()], 1);
     let (mut a, url_a) = host(dirs[0].path()).await;
     let (_b, url_b) = host(dirs[1].path()).await;
 
-    // Four senders, two per host, post batches of 10; a sender whose host
-    // died stops (a load balancer would send the rest to the other host).
-    let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let mut senders = Vec::new();
-    for sender in 0..4 {
-        let url = if sender % 2 == 0 { &url_a } else { &url_b }.clone();
-        let acked = acked.clone();
-        senders.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            for n in 0..60 {
-                let body = batch(sender, n);
-                let response = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body.to_string())
-                    .send()
-                    .await;
-                match response {
-                    Ok(r) if r.status() == 200 => {
-                        let mut acked = acked.lock().expect("lock");
-                        for e in body.as_array().expect("array") {
-                            acked.insert(e["id"].as_str().expect("id").to_string());
-                        }
-                    }
-                    Ok(_) | Err(_) => return,
-                }
-            }
-        }));
-    }
-    while acked.lock().expect("lock").len() < 400 {
+    let sent: Arc<Mutex<Sent>> = Arc::default();
+    let load = senders([&url_a, &url_b], false, &sent);
+    while sent.lock().expect("lock").acked.len() < 400 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     a.start_kill().expect("SIGKILL");
     a.wait().await.expect("dead");
-    for s in senders {
+    for s in load {
         let _ = s.await;
     }
-    let acked = acked.lock().expect("lock").clone();
-    assert!(acked.len() >= 400);
+    let acked = sent.lock().expect("lock").acked.clone();
     let delivered_then = deliveries(&sink).len();
     assert!(
         delivered_then < acked.len(),
@@ -167,25 +226,276 @@ async fn killing_one_of_two_hosts_under_load_loses_no_acknowledged_event() {
     // The surviving host delivers everything, the dead host's claims too
     // (after the ack wait).
     sink.answer_after(Duration::ZERO);
+    let duplicates = all_delivered(&sink, &acked).await;
+    println!(
+        "{} acknowledged events, all delivered; {duplicates} delivered more than once \
+         (the killed host's deliveries in flight)",
+        acked.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_one_of_three_nats_nodes_under_load_loses_nothing() {
+    let mut nats = NatsServer::cluster(3);
+    let urls: Vec<String> = nats.iter().map(NatsServer::url).collect();
+    let sink = Recorder::start().await;
+    let dirs = two_hosts(&sink, &urls, 3);
+    let (_a, url_a) = host(dirs[0].path()).await;
+    let (_b, url_b) = host(dirs[1].path()).await;
+
+    let sent: Arc<Mutex<Sent>> = Arc::default();
+    let load = senders([&url_a, &url_b], true, &sent);
+    while sent.lock().expect("lock").acked.len() < 400 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // One node of three dies (kill -9); the streams keep a majority.
+    nats[1].kill();
+    for s in load {
+        s.await.expect("sender");
+    }
+    let (acked, refused) = {
+        let sent = sent.lock().expect("lock");
+        (sent.acked.clone(), sent.refused)
+    };
+    assert_eq!(acked.len(), 2400, "every batch acknowledged in the end");
+    let duplicates = all_delivered(&sink, &acked).await;
+    println!(
+        "{} acknowledged events with a NATS node down, all delivered; {refused} batches \
+         answered 503 and sent again, {duplicates} events delivered more than once",
+        acked.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_loses_nats_answers_503_and_recovers_by_itself() {
+    let mut nats = NatsServer::start();
+    let sink = Recorder::start().await;
+    let dirs = two_hosts(&sink, &[nats.url()], 1);
+    let (_a, url) = host(dirs[0].path()).await;
+    let base = url.split("/api/").next().expect("base").to_string();
+    let client = reqwest::Client::new();
+    let post = |n: usize| {
+        client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(batch(9, n).to_string())
+            .send()
+    };
+    assert_eq!(post(0).await.expect("post").status(), 200);
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let started = Instant::now();
+    let mut metrics = metrics;
+    // The consumer's lag is reported once it is bound (within a second).
+    while !metrics.contains("gridlet_cluster_ack_pending{plugin=\"echo\"}") {
+        assert!(started.elapsed() < Duration::from_secs(10), "{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        metrics = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+    }
+
+    nats.kill();
+    let refused = post(1).await.expect("post");
+    assert_eq!(refused.status(), 503, "never 200 for what was not stored");
     let started = Instant::now();
     loop {
-        let got = deliveries(&sink);
-        let missing: Vec<&String> = acked.iter().filter(|id| !got.contains_key(*id)).collect();
-        if missing.is_empty() {
-            let duplicates: usize = got.values().map(|n| n - 1).sum();
-            println!(
-                "{} acknowledged events, all delivered; {duplicates} delivered more than once \
-                 (the killed host's deliveries in flight)",
-                acked.len()
-            );
+        let ready = client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        if ready.status() == 503 {
+            let body: Value = ready.json().await.expect("json");
+            assert_eq!(body["checks"]["journal"], "not writable", "{body}");
             break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "still ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    nats.restart();
+    let started = Instant::now();
+    loop {
+        let status = post(1).await.expect("post").status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(started.elapsed() < Duration::from_secs(30), "no recovery");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let acked: HashSet<String> = (0..2)
+        .flat_map(|n| {
+            batch(9, n)
+                .as_array()
+                .expect("array")
+                .iter()
+                .map(|e| e["id"].as_str().expect("id").to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    all_delivered(&sink, &acked).await;
+}
+
+/// `gridlet plugins <args>` against `base` with the admin token: its exit
+/// code and output.
+async fn plugins_cli(base: &str, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gridlet"))
+        .arg("plugins")
+        .args(args)
+        .env("GRIDLET_URL", base)
+        .env("GRIDLET_ADMIN_TOKEN", TOKEN)
+        .output()
+        .await
+        .expect("gridlet plugins");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Wait until `check` holds for `relay`'s status on every host.
+async fn on_both(bases: &[String; 2], what: &str, check: impl Fn(&Value) -> bool) -> [Value; 2] {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let mut seen = Vec::new();
+        for base in bases {
+            let status: Value = client
+                .get(format!("{base}/admin/plugins/relay"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .expect("status")
+                .json()
+                .await
+                .unwrap_or(Value::Null);
+            seen.push(status);
+        }
+        if seen.iter().all(&check) {
+            return [seen[0].clone(), seen[1].clone()];
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "{} acknowledged events never delivered, e.g. {:?}",
-            missing.len(),
-            missing.iter().take(3).collect::<Vec<_>>()
+            "{what}: {seen:?}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_plugin_reaches_both_hosts_and_a_broken_push_leaves_them_serving() {
+    let nats = NatsServer::start();
+    let sink = Recorder::start().await;
+    let dirs = [
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    ];
+    for dir in &dirs {
+        // The operator grants `relay` on every host; its files come from
+        // the cluster, not the (empty) plugins folder.
+        std::fs::create_dir_all(dir.path().join("plugins")).expect("plugins");
+        std::fs::write(
+            dir.path().join("gridlet.toml"),
+            format!(
+                "allow_private_networks = [\"127.0.0.1/32\"]\n\
+                 [plugins.relay]\n{}\n\
+                 [cluster]\nurls = [\"{}\"]\nreplicas = 1\n",
+                echo_grant(&sink, "relay"),
+                nats.url()
+            ),
+        )
+        .expect("gridlet.toml");
+    }
+    let (_a, url_a) = host(dirs[0].path()).await;
+    let (_b, url_b) = host(dirs[1].path()).await;
+    let base = |url: &str| url.split("/api/").next().expect("base").to_string();
+    let bases = [base(&url_a), base(&url_b)];
+    let files = tempfile::tempdir().expect("files");
+    let relay = files.path().join("relay.wasm");
+    let push = async |fixture: &str| {
+        std::fs::copy(plugin_path(fixture), &relay).expect("copy");
+        plugins_cli(&bases[0], &["push", relay.to_str().expect("path")]).await
+    };
+
+    // Pushed once through host A: both hosts serve it.
+    let (code, out) = push("echo").await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("pushed relay"), "{out}");
+    let first = on_both(&bases, "serving on both", |s| s["state"] == "serving").await;
+    assert_eq!(first[0]["hash"], first[1]["hash"]);
+    let serving = first[0]["hash"].clone();
+    // An event sent to host B reaches the pushed plugin.
+    let delivered = reqwest::Client::new()
+        .post(&url_b)
+        .header("content-type", "application/json")
+        .body(batch(7, 0).to_string())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(delivered.status(), 200);
+    let acked: HashSet<String> = (0..10).map(|i| format!("s7-b0-e{i}")).collect();
+    all_delivered(&sink, &acked).await;
+
+    // A push that cannot load: both hosts say why and keep the old version.
+    let (code, out) = push("missing-import").await;
+    assert_eq!(code, Some(0), "{out}");
+    let broken = on_both(&bases, "rejected on both", |s| !s["rejected"].is_null()).await;
+    for status in &broken {
+        // "rejected": the newest files were refused; `hash` is what serves.
+        assert_eq!(status["state"], "rejected", "{status}");
+        assert_eq!(status["hash"], serving, "the old version serves on");
+        assert!(
+            status["rejected"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("example:nope/pager")),
+            "{status}"
+        );
+    }
+    let still = reqwest::Client::new()
+        .post(&url_a)
+        .header("content-type", "application/json")
+        .body(batch(7, 1).to_string())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(still.status(), 200);
+    let acked: HashSet<String> = (0..10).map(|i| format!("s7-b1-e{i}")).collect();
+    all_delivered(&sink, &acked).await;
+
+    // A good new version replaces it everywhere.
+    let (code, out) = push("echo-v2").await;
+    assert_eq!(code, Some(0), "{out}");
+    let second = on_both(&bases, "v2 on both", |s| {
+        s["state"] == "serving" && s["hash"] != serving && s["rejected"].is_null()
+    })
+    .await;
+    assert_eq!(second[0]["hash"], second[1]["hash"]);
+    let (_, listed) = plugins_cli(&bases[1], &["push", "/nonexistent/x.wasm"]).await;
+    assert!(
+        listed.contains("x.wasm"),
+        "a missing file is named: {listed}"
+    );
+
+    // Removed with one command: no host serves it any more.
+    let (code, out) = plugins_cli(&bases[1], &["remove", "relay"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("removed relay"), "{out}");
+    on_both(&bases, "gone from both", |s| s["state"] != "serving").await;
 }

@@ -5,6 +5,8 @@
 //! (`sqlite::…`) and the cluster one on a real `nats-server` with JetStream
 //! (`jetstream::…`), one suite.
 
+// Only part of it is used here (one server, no cluster).
+#[allow(dead_code)]
 #[path = "common/nats.rs"]
 mod nats;
 

@@ -351,6 +351,11 @@ async fn the_admin_api_matches_its_openapi_document() {
         for method in item.as_object().expect("item").keys() {
             let request = match method.as_str() {
                 "get" => host.client.get(host.url(&concrete)),
+                "put" => host
+                    .client
+                    .put(host.url(&concrete))
+                    .json(&json!({"wasm": ""})),
+                "delete" => host.client.delete(host.url(&concrete)),
                 _ => host
                     .client
                     .post(host.url(&concrete))
@@ -402,6 +407,12 @@ async fn the_admin_api_matches_its_openapi_document() {
     let (code, bad) = host.admin("/admin/deliveries?state=lost").await;
     assert_eq!(code, 400);
     check(&doc, "Problem", &bad);
+
+    // One host, not a cluster: nothing to push to, and it says so.
+    let (code, single) = host.admin("/admin/cluster/plugins").await;
+    assert_eq!(code, 409);
+    check(&doc, "Problem", &single);
+    assert_eq!(single["type"], "not-cluster-mode");
 
     let (_, letters) = host.admin("/admin/dead-letters").await;
     check(&doc, "DeadLetterList", &letters);

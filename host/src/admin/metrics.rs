@@ -138,6 +138,24 @@ pub const FAMILIES: &[(&str, &str, &str, &str)] = &[
         "Events rejected: unreadable, or from a topic not in allowed_topics",
     ),
     (
+        "gridlet_cluster_pending",
+        "gauge",
+        "plugin",
+        "Cluster mode: the plugin's deliveries in JetStream not yet handed to any host",
+    ),
+    (
+        "gridlet_cluster_ack_pending",
+        "gauge",
+        "plugin",
+        "Cluster mode: the plugin's deliveries held by hosts, not yet settled",
+    ),
+    (
+        "gridlet_cluster_redelivered",
+        "gauge",
+        "plugin",
+        "Cluster mode: the plugin's deliveries handed out again (a host died or went silent holding them)",
+    ),
+    (
         "gridlet_pull_failed_lock_tokens_total",
         "counter",
         "source, operation",

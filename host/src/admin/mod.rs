@@ -1,6 +1,7 @@
 //! The admin API under `/admin`, behind a bearer token of its own: plugins
 //! (status, recent invocations), deliveries by state, dead letters (list,
-//! show, replay, purge), and its OpenAPI document. Without a configured token
+//! show, replay, purge), plugins pushed to a cluster, and its OpenAPI
+//! document. Without a configured token
 //! the API is not mounted at all. `/metrics` lives here too, mounted by
 //! `serve` on its own.
 
@@ -8,17 +9,20 @@ pub mod dead_letters;
 pub mod deliveries;
 pub mod metrics;
 pub mod plugins;
+mod pushed;
 
 use crate::dispatch::Dispatcher;
 use crate::ingest::Problem;
+use crate::journal::PluginStore;
 use crate::lograte::LogRate;
 use crate::plugin::Registry;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -29,6 +33,8 @@ struct Admin {
     dispatcher: Arc<Dispatcher>,
     plugins: Arc<Registry>,
     sources: Vec<Arc<crate::pull::Source>>,
+    /// The cluster's plugin bucket (cluster mode only).
+    pushed: Option<PluginStore>,
 }
 
 /// The admin routes, for `token`.
@@ -37,12 +43,14 @@ pub fn router(
     dispatcher: Arc<Dispatcher>,
     plugins: Arc<Registry>,
     sources: Vec<Arc<crate::pull::Source>>,
+    pushed: Option<PluginStore>,
 ) -> Router {
     let state = Arc::new(Admin {
         token_digest: Sha256::digest(token.as_bytes()).into(),
         dispatcher,
         plugins,
         sources,
+        pushed,
     });
     Router::new()
         .route("/admin/plugins", get(plugins::list))
@@ -57,6 +65,13 @@ pub fn router(
         .route("/admin/dead-letters/{id}", get(dead_letters::show))
         .route("/admin/dead-letters/replay", post(dead_letters::replay))
         .route("/admin/dead-letters/purge", post(dead_letters::purge))
+        .route("/admin/cluster/plugins", get(pushed::list))
+        .route(
+            "/admin/cluster/plugins/{name}",
+            put(pushed::push)
+                .delete(pushed::remove)
+                .layer(DefaultBodyLimit::max(pushed::MAX_PUSH_BYTES)),
+        )
         // The token is checked before anything of the request is parsed
         // (path, query, body): an unauthenticated caller learns nothing.
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))

@@ -1,24 +1,96 @@
 //! `gridlet plugins [NAME]`: what serves, what was rejected and why, and how
-//! deliveries went, through the admin API.
+//! deliveries went, through the admin API; `gridlet plugins push` and
+//! `remove`: plugins for every host of a cluster.
 
 use super::admin_api::AdminApi;
-use clap::Args;
-use serde_json::Value;
+use anyhow::Context;
+use base64::Engine;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Arguments of `gridlet plugins`.
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct PluginsArgs {
     /// Show this plugin in full (JSON) instead of the table.
     name: Option<String>,
+    #[command(subcommand)]
+    action: Option<Action>,
     #[command(flatten)]
     api: AdminApi,
 }
 
-/// List the plugins, or show one.
+/// What to do with the cluster's plugins.
+#[derive(Subcommand, Debug)]
+enum Action {
+    /// Store a plugin for every host of the cluster (cluster mode): its
+    /// `.wasm` and, if given (else `<name>.toml` beside it, if present), its
+    /// manifest. Each host loads it as a file in its plugins folder.
+    Push {
+        /// The plugin: `<name>.wasm`.
+        wasm: PathBuf,
+        /// Its manifest (default: the `.toml` beside the `.wasm`, if any).
+        manifest: Option<PathBuf>,
+    },
+    /// Remove a pushed plugin from every host of the cluster.
+    Remove {
+        /// The plugin's name.
+        name: String,
+    },
+}
+
+/// List the plugins, or show one; push or remove a cluster's plugin.
 pub async fn plugins(args: PluginsArgs) -> anyhow::Result<ExitCode> {
     super::init_logging("warn");
     let client = reqwest::Client::new();
+    match &args.action {
+        Some(Action::Push { wasm, manifest }) => {
+            let name = gridlet::plugin::plugin_name(wasm)?;
+            let bytes = std::fs::read(wasm).with_context(|| format!("{}", wasm.display()))?;
+            let manifest = match manifest {
+                Some(path) => Some(
+                    std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?,
+                ),
+                None => std::fs::read_to_string(gridlet::plugin::sidecar(wasm)).ok(),
+            };
+            let body = json!({
+                "wasm": base64::engine::general_purpose::STANDARD.encode(&bytes),
+                "manifest": manifest,
+            });
+            let value = args
+                .api
+                .call(
+                    client
+                        .put(args.api.url(&format!("/admin/cluster/plugins/{name}")))
+                        .json(&body),
+                )
+                .await?;
+            println!(
+                "pushed {name} ({} bytes, {}); every host loads it",
+                value["bytes"],
+                value["hash"]
+                    .as_str()
+                    .and_then(|h| h.get(..12))
+                    .unwrap_or("-")
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Action::Remove { name }) => {
+            let value = args
+                .api
+                .call(client.delete(args.api.url(&format!("/admin/cluster/plugins/{name}"))))
+                .await?;
+            if value["removed"] == json!(true) {
+                println!("removed {name} from the cluster");
+            } else {
+                println!("{name} was not pushed to the cluster");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => {}
+    }
     if let Some(name) = &args.name {
         let value = args
             .api

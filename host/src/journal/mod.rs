@@ -6,7 +6,7 @@
 mod jetstream;
 mod sqlite;
 
-pub use jetstream::{ClusterSettings, JetStreamJournal};
+pub use jetstream::{ClusterSettings, JetStreamJournal, PluginChange, PluginStore, PushedPlugin};
 pub use sqlite::{JournalSettings, KvDone, KvQuota, KvRefusal, KvWrite, SqliteJournal};
 
 use crate::event::Event;

@@ -8,6 +8,7 @@ pub mod declared;
 pub mod files;
 pub mod grants;
 pub mod manifest;
+pub mod pushed;
 pub mod registry;
 pub mod target;
 pub mod watcher;

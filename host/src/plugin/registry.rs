@@ -156,6 +156,9 @@ pub const DEFAULT_MAX_PLUGIN_BYTES: u64 = 128 * 1024 * 1024;
 pub struct Registry {
     runtime: Arc<Runtime>,
     dir: PathBuf,
+    /// Plugins pushed to the cluster, mirrored here (`plugin::pushed`); a
+    /// plugin in `dir` wins over one of the same name here.
+    pushed: Option<PathBuf>,
     max_plugin_bytes: u64,
     grants: Arc<OperatorGrants>,
     compiler: Compiler,
@@ -174,6 +177,7 @@ impl Registry {
         Self {
             runtime,
             dir: folder.dir,
+            pushed: None,
             max_plugin_bytes: folder.max_plugin_bytes,
             grants: folder.grants,
             compiler: folder.compiler,
@@ -194,13 +198,41 @@ impl Registry {
         &self.dir
     }
 
+    /// Also serve the plugins mirrored into `dir` from the cluster's
+    /// bucket, under those of the plugins folder.
+    pub fn with_pushed(mut self, dir: PathBuf) -> Self {
+        self.pushed = Some(dir);
+        self
+    }
+
+    /// The folder `name`'s files are read from: the plugins folder when it
+    /// has the plugin (the operator's own files on this host win), else the
+    /// pushed plugins' folder when that has it.
+    fn folder_of(&self, name: &str) -> &Path {
+        let wasm = format!("{name}.wasm");
+        match &self.pushed {
+            Some(pushed)
+                if self.dir.join(&wasm).symlink_metadata().is_err()
+                    && pushed.join(&wasm).symlink_metadata().is_ok() =>
+            {
+                pushed
+            }
+            _ => &self.dir,
+        }
+    }
+
     /// Reconcile every plugin in the folder and every plugin known before.
     /// Files whose names are not plugin names are reported and skipped.
     pub fn scan(&self) -> std::io::Result<Vec<(String, Change)>> {
         let mut names: Vec<String> = self.slots().keys().cloned().collect();
         // Plugins the operator names are declared even before their files come.
         names.extend(self.grants.named().map(str::to_string));
-        for entry in std::fs::read_dir(&self.dir)? {
+        let pushed = self.pushed.iter().filter(|d| d.is_dir());
+        let entries: Vec<_> = std::iter::once(&self.dir)
+            .chain(pushed)
+            .map(std::fs::read_dir)
+            .collect::<std::io::Result<_>>()?;
+        for entry in entries.into_iter().flatten() {
             let path = entry?.path();
             // Whatever its kind: reconcile refuses what is not a regular
             // file, and the status says so.
@@ -225,15 +257,16 @@ impl Registry {
     /// Make plugin `name` match its files: load, replace, keep or unload it.
     pub fn reconcile(&self, name: &str) -> Change {
         let _one = self.reconciling.lock().unwrap_or_else(|e| e.into_inner());
-        let wasm = self.dir.join(format!("{name}.wasm"));
-        let bytes = match files::read(&self.dir, &wasm, self.max_plugin_bytes) {
+        let dir = self.folder_of(name);
+        let wasm = dir.join(format!("{name}.wasm"));
+        let bytes = match files::read(dir, &wasm, self.max_plugin_bytes) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return self.unload(name),
             Err(why) => return self.reject(name, None, why, None),
         };
         let hash = content_hash(&bytes);
         let manifest_path = sidecar(&wasm);
-        let manifest_text = match files::read(&self.dir, &manifest_path, MAX_MANIFEST_BYTES) {
+        let manifest_text = match files::read(dir, &manifest_path, MAX_MANIFEST_BYTES) {
             Ok(None) => None,
             Ok(Some(bytes)) => match String::from_utf8(bytes) {
                 Ok(text) => Some(text),

@@ -12,7 +12,7 @@ pub use listener::ServerLimits;
 
 use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::ingest::{self, IngestSettings};
-use crate::journal::{JetStreamJournal, Journal, JournalSettings, SqliteJournal};
+use crate::journal::{JetStreamJournal, Journal, JournalSettings, PluginStore, SqliteJournal};
 use crate::plugin::registry::{DEFAULT_MAX_PLUGIN_BYTES, Folder};
 use crate::plugin::{Change, Compiler, OperatorGrants, Registry, WatchSettings, Watcher};
 use crate::runtime::{JetStreamKeyValue, JournalKeyValue, KeyValue, Runtime, RuntimeSettings};
@@ -160,9 +160,14 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
         // First, so that what start-up records (plugin loads) is counted.
         crate::admin::metrics::install();
     }
-    let (journal, kv) = open_journal(&settings)?;
+    let Backends {
+        journal,
+        kv,
+        pushed,
+    } = open_journal(&settings)?;
     let runtime = Arc::new(Runtime::new(settings.runtime.clone(), kv)?);
-    let plugins = Arc::new(Registry::new(
+    let pushed_dir = settings.state_dir.join("pushed-plugins");
+    let registry = Registry::new(
         runtime,
         Folder {
             dir: settings.plugins_dir.clone(),
@@ -174,7 +179,11 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
             grants: Arc::new(settings.grants.clone()),
             compiler: settings.compiler.clone(),
         },
-    ));
+    );
+    let plugins = Arc::new(match &pushed {
+        Some(_) => registry.with_pushed(pushed_dir.clone()),
+        None => registry,
+    });
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
@@ -233,7 +242,10 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
     } else {
         0
     };
-    if loaded == 0 {
+    if let Some(store) = &pushed {
+        crate::plugin::pushed::start(store.clone(), plugins.clone(), pushed_dir);
+    }
+    if loaded == 0 && pushed.is_none() {
         tracing::warn!(
             "no plugins serving from {}: events are accepted and go nowhere",
             dir.display()
@@ -303,6 +315,7 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
                 dispatcher.clone(),
                 plugins.clone(),
                 sources.clone(),
+                pushed.clone(),
             ))
         }
         None => tracing::info!("admin API off: set GRIDLET_ADMIN_TOKEN to turn it on"),
@@ -401,25 +414,40 @@ async fn shutdown_signal() {
 }
 
 /// The journal and plugin state: JetStream for `[cluster]` (shared by the
-/// cluster's hosts), else SQLite in the state folder.
-fn open_journal(settings: &ServeSettings) -> anyhow::Result<(Arc<dyn Journal>, Arc<dyn KeyValue>)> {
+/// cluster's hosts, with the bucket of plugins pushed to all of them), else
+/// SQLite in the state folder.
+struct Backends {
+    journal: Arc<dyn Journal>,
+    kv: Arc<dyn KeyValue>,
+    pushed: Option<PluginStore>,
+}
+
+fn open_journal(settings: &ServeSettings) -> anyhow::Result<Backends> {
     if let Some(cluster) = &settings.cluster {
         let journal = JetStreamJournal::connect(cluster.clone())
             .map_err(|e| anyhow::anyhow!("[cluster]: {e}"))?;
         let (js, replicas) = journal.jetstream();
+        let pushed = journal
+            .plugin_store()
+            .map_err(|e| anyhow::anyhow!("[cluster]: {e}"))?;
         tracing::info!(
             servers = cluster.urls.len(),
             replicas,
-            "cluster mode: the journal and plugin state are on NATS JetStream"
+            "cluster mode: the journal, plugin state and pushed plugins are on NATS JetStream"
         );
-        return Ok((
-            Arc::new(journal),
-            Arc::new(JetStreamKeyValue::new(js, replicas)),
-        ));
+        return Ok(Backends {
+            journal: Arc::new(journal),
+            kv: Arc::new(JetStreamKeyValue::new(js, replicas)),
+            pushed: Some(pushed),
+        });
     }
     let journal = Arc::new(
         SqliteJournal::open_with(&settings.state_dir, settings.journal)
             .map_err(|e| anyhow::anyhow!("state_dir {}: {e}", settings.state_dir.display()))?,
     );
-    Ok((journal.clone(), Arc::new(JournalKeyValue(journal))))
+    Ok(Backends {
+        journal: journal.clone(),
+        kv: Arc::new(JournalKeyValue(journal)),
+        pushed: None,
+    })
 }

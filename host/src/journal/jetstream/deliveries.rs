@@ -30,6 +30,9 @@ pub(super) struct Claim {
     touched: Instant,
 }
 
+/// The longest a fetch waits for the next message it asked for.
+const FETCH_WAIT: Duration = Duration::from_millis(250);
+
 fn failed(what: &str) -> impl Fn(&dyn std::fmt::Display) -> JournalError + '_ {
     move |e| JournalError(format!("{what}: {e}"))
 }
@@ -150,6 +153,9 @@ impl Inner {
         claimed: &mut Claimed,
     ) -> Result<usize, JournalError> {
         let consumer = self.consumer(plugin).await?;
+        if n == 0 {
+            return Ok(0);
+        }
         let mut batch = consumer
             .fetch()
             .max_messages(n)
@@ -157,8 +163,18 @@ impl Inner {
             .await
             .map_err(|e| failed(plugin)(&e))?;
         let mut taken = 0;
-        while let Some(message) = batch.next().await {
-            let message = message.map_err(|e| failed(plugin)(&e))?;
+        // A fetch ends at once with what there is; should the server keep
+        // it open, do not wait for messages that will not come.
+        while let Ok(Some(message)) = tokio::time::timeout(FETCH_WAIT, batch.next()).await {
+            let message = match message {
+                Ok(m) => m,
+                // The request ended early: keep what came.
+                Err(e) if taken > 0 => {
+                    tracing::debug!(plugin, "fetch ended: {e}");
+                    break;
+                }
+                Err(e) => return Err(failed(plugin)(&e)),
+            };
             let Ok(info) = message.info() else { continue };
             let id = info.stream_sequence as i64;
             let (message, acker) = message.split();
@@ -209,21 +225,23 @@ impl Inner {
             return Ok(c.clone());
         }
         let name = format!("gridlet-{plugin}");
+        let config = consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subject: format!("gridlet.delivery.{plugin}.*"),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.settings.ack_wait,
+            // Retries are new messages: redelivery is only for a host that
+            // died holding one.
+            max_deliver: -1,
+            // Hosts bound themselves (each at most its claims); a server
+            // bound would leave a fetch it cannot fill open until it
+            // expires.
+            max_ack_pending: -1,
+            ..Default::default()
+        };
         let consumer = self
             .deliveries
-            .get_or_create_consumer(
-                &name,
-                consumer::pull::Config {
-                    durable_name: Some(name.clone()),
-                    filter_subject: format!("gridlet.delivery.{plugin}.*"),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: self.settings.ack_wait,
-                    // Retries are new messages: redelivery is only for a
-                    // host that died holding one.
-                    max_deliver: -1,
-                    ..Default::default()
-                },
-            )
+            .get_or_create_consumer(&name, config)
             .await
             .map_err(|e| failed(&name)(&e))?;
         consumers.insert(plugin.to_string(), consumer.clone());

@@ -9,6 +9,8 @@
 //! - Dead letters: stream `GRIDLET_DEAD` on `gridlet.dead.<plugin>`, kept
 //!   for the retention; replays are marked in key-value bucket
 //!   `gridlet-replays`.
+//! - Plugins pushed to the cluster: object-store bucket `gridlet-plugins`
+//!   ([`plugins`]).
 //! - Dedup: key-value bucket `gridlet-seen`, one key per (topic, id), each
 //!   expiring after the dedup window (24 h, as on one host); a publish
 //!   repeated within the stream's duplicate window is dropped by its
@@ -22,6 +24,9 @@
 mod dead;
 mod deliveries;
 mod message;
+mod plugins;
+
+pub use plugins::{PluginChange, PluginStore, PushedPlugin};
 
 use super::{
     AppendCompletion, Appended, Claimed, Completion, DeadLetter, DeadLetterReason, Journal,
@@ -128,6 +133,13 @@ impl JetStreamJournal {
     /// the replicas its buckets keep.
     pub fn jetstream(&self) -> (jetstream::Context, usize) {
         (self.inner.js.clone(), self.inner.settings.replicas)
+    }
+
+    /// The cluster's plugin bucket (created when missing).
+    pub fn plugin_store(&self) -> Result<PluginStore, JournalError> {
+        let (js, replicas) = self.jetstream();
+        self.io
+            .run(async move { PluginStore::open(&js, replicas).await })?
     }
 
     /// Run `f` on the journal's runtime with the shared state and wait.
@@ -269,8 +281,9 @@ async fn ensure_bucket(
     }
 }
 
-/// Keep [`Inner::outstanding`] at the cluster's count, once a second, for
-/// as long as the journal lives.
+/// Keep [`Inner::outstanding`] at the cluster's count, and each bound
+/// plugin's consumer lag in the metrics, once a second, for as long as the
+/// journal lives.
 async fn refresh_outstanding(inner: std::sync::Weak<Inner>) {
     loop {
         let Some(inner) = inner.upgrade() else { return };
@@ -279,6 +292,23 @@ async fn refresh_outstanding(inner: std::sync::Weak<Inner>) {
             inner
                 .outstanding
                 .store(info.state.messages as i64, Ordering::SeqCst);
+        }
+        let consumers: Vec<(String, consumer::PullConsumer)> = inner
+            .consumers
+            .lock()
+            .await
+            .iter()
+            .map(|(p, c)| (p.clone(), c.clone()))
+            .collect();
+        for (plugin, mut consumer) in consumers {
+            if let Ok(Ok(info)) = tokio::time::timeout(CALL_TIMEOUT, consumer.info()).await {
+                let label = [("plugin", plugin)];
+                metrics::gauge!("gridlet_cluster_pending", &label).set(info.num_pending as f64);
+                metrics::gauge!("gridlet_cluster_ack_pending", &label)
+                    .set(info.num_ack_pending as f64);
+                metrics::gauge!("gridlet_cluster_redelivered", &label)
+                    .set(info.num_redelivered as f64);
+            }
         }
         drop(inner);
         tokio::time::sleep(Duration::from_secs(1)).await;
