@@ -499,3 +499,43 @@ async fn a_pushed_plugin_reaches_both_hosts_and_a_broken_push_leaves_them_servin
     assert!(out.contains("removed relay"), "{out}");
     on_both(&bases, "gone from both", |s| s["state"] != "serving").await;
 }
+
+/// A port such that it and the next 31 are free (the cluster example's).
+fn free_range() -> u16 {
+    (20_000..60_000)
+        .step_by(97)
+        .find(|&base| {
+            (base..base + 32).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        })
+        .expect("32 free ports")
+}
+
+/// `examples/cluster/run.sh --once`, as the README tells a user to run it:
+/// three NATS nodes, two hosts, the example plugins pushed, the samples
+/// delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_example_runs() {
+    let out = Command::new("bash")
+        .arg(common::root().join("examples/cluster/run.sh"))
+        .arg("--once")
+        .env("GRIDLET_BIN", env!("CARGO_BIN_EXE_gridlet"))
+        .env("NATS_SERVER", common::nats::binary())
+        .env("GRIDLET_CLUSTER_PORT", free_range().to_string())
+        .output()
+        .await
+        .expect("run.sh");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("ok: both hosts served the pushed plugins"),
+        "{text}"
+    );
+    assert!(
+        text.contains("POST /retrain"),
+        "the drift event reached the pipeline: {text}"
+    );
+}

