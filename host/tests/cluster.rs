@@ -539,3 +539,102 @@ async fn the_cluster_example_runs() {
         "the drift event reached the pipeline: {text}"
     );
 }
+
+/// A plugin on two hosts counts events in its key-value state (the C
+/// example, audit-counter: an atomic increment per event): 1,000 events
+/// sent half to each host end as exactly 1,000, and both hosts did work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_kept_by_a_plugin_on_two_hosts_is_exact() {
+    let nats = NatsServer::start();
+    let dirs = [
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    ];
+    for dir in &dirs {
+        std::fs::write(
+            dir.path().join("gridlet.toml"),
+            format!("[cluster]\nurls = [\"{}\"]\nreplicas = 1\n", nats.url()),
+        )
+        .expect("gridlet.toml");
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins).expect("plugins");
+        let wasm = plugin_path("audit-counter");
+        std::fs::copy(&wasm, plugins.join("audit-counter.wasm")).expect("wasm");
+        std::fs::copy(
+            wasm.with_extension("toml"),
+            plugins.join("audit-counter.toml"),
+        )
+        .expect("manifest");
+    }
+    let (_a, url_a) = host(dirs[0].path()).await;
+    let (_b, url_b) = host(dirs[1].path()).await;
+    let sent: Arc<Mutex<Sent>> = Arc::default();
+    // Two senders per host, 25 batches of 10 each: 1,000 events.
+    let mut load = Vec::new();
+    for sender in 0..4 {
+        let url = [&url_a, &url_b][sender % 2].clone();
+        let sent = sent.clone();
+        load.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for n in 0..25 {
+                let body = batch(sender, n);
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .expect("post");
+                assert_eq!(r.status(), 200);
+                sent.lock().expect("lock").acked.extend(
+                    body.as_array()
+                        .expect("array")
+                        .iter()
+                        .map(|e| e["id"].as_str().expect("id").to_string()),
+                );
+            }
+        }));
+    }
+    for l in load {
+        l.await.expect("sender");
+    }
+    assert_eq!(sent.lock().expect("lock").acked.len(), 1000);
+
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let kv = gridlet::runtime::JetStreamKeyValue::new(async_nats::jetstream::new(client), 1);
+    let count = async || {
+        use gridlet::runtime::KeyValue;
+        kv.get("audit-counter", "default", "type:ModelRegistered")
+            .await
+            .expect("get")
+            .map_or(0, |v| u64::from_le_bytes(v.try_into().expect("8 bytes")))
+    };
+    let started = Instant::now();
+    while count().await < 1000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "counted {}",
+            count().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(count().await, 1000, "exactly once each, no increment lost");
+    // Both hosts took part.
+    let http = reqwest::Client::new();
+    for url in [&url_a, &url_b] {
+        let base = url.split("/api/").next().expect("base");
+        let status: Value = http
+            .get(format!("{base}/admin/plugins/audit-counter"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("json");
+        let delivered = status["counters"]["delivered"].as_u64().unwrap_or(0);
+        assert!(delivered > 0, "{base} delivered none: {status}");
+        println!("{base}: {delivered} of the 1,000 deliveries");
+    }
+}
