@@ -145,6 +145,9 @@ impl Backend {
                     // A host that dies holding deliveries gives them up
                     // after this (the crash test waits for it).
                     ack_wait: Duration::from_secs(1),
+                    // One host: a plugin it does not know is gone (the
+                    // dead-letter test expects it at once, as on SQLite).
+                    unknown_plugin_grace: Duration::ZERO,
                     ..ClusterSettings::default()
                 })
                 .expect("jetstream journal");
@@ -770,4 +773,56 @@ async fn a_journal_that_cannot_commit_means_503_and_nothing_delivered(backend: B
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(p.calls().is_empty());
     assert_eq!(journal.pending().expect("pending"), 0);
+}
+
+/// In a cluster, a delivery for a plugin this host does not have may be
+/// another host's to run: it is dead-lettered as gone only once older than
+/// the grace, and never while the plugin is in the cluster's bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_host_leaves_other_hosts_plugins_alone() {
+    let server = nats::NatsServer::start();
+    let connect = |grace: Duration| {
+        JetStreamJournal::connect(ClusterSettings {
+            urls: vec![server.url()],
+            unknown_plugin_grace: grace,
+            ..ClusterSettings::default()
+        })
+        .expect("journal")
+    };
+    let journal = connect(Duration::from_secs(600));
+    let one = |plugin: &str, i: usize| NewEvent {
+        event: Arc::new(events(i + 1).remove(i)),
+        plugins: vec![plugin.into()],
+    };
+    journal
+        .append(vec![one("elsewhere", 0), one("pushed", 1)])
+        .expect("append");
+    let swept = journal
+        .claim_due(now_ms(), 16, &[], 16, &[])
+        .expect("claim");
+    assert!(swept.due.is_empty(), "young: left for the host that has it");
+    assert_eq!(journal.pending().expect("pending"), 2);
+
+    // With no grace, the unknown one is taken (to be dead-lettered); the
+    // one pushed to the cluster is not.
+    let store = journal.plugin_store();
+    store
+        .push("pushed", b"\0asm\x01\0\0\0", None)
+        .await
+        .expect("push");
+    drop(journal);
+    let journal = connect(Duration::ZERO);
+    let mut taken = Vec::new();
+    let started = Instant::now();
+    while taken.is_empty() && started.elapsed() < Duration::from_secs(10) {
+        taken = journal
+            .claim_due(now_ms(), 16, &[], 16, &[])
+            .expect("claim")
+            .due
+            .into_iter()
+            .map(|d| d.plugin)
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(taken, vec!["elsewhere".to_string()]);
 }

@@ -30,6 +30,9 @@ pub struct ClusterConfig {
     /// host takes it, in ms (default 30000; hosts holding one longer say
     /// they are still at it).
     pub ack_wait_ms: Option<u64>,
+    /// How old a delivery for a plugin no host here knows must be before it
+    /// is dead-lettered as `PluginNotFound`, in ms (default 600000).
+    pub unknown_plugin_grace_ms: Option<u64>,
 }
 
 impl ClusterConfig {
@@ -42,6 +45,9 @@ impl ClusterConfig {
             tls_ca_file: over.tls_ca_file.or(self.tls_ca_file),
             dedup_window_hours: over.dedup_window_hours.or(self.dedup_window_hours),
             ack_wait_ms: over.ack_wait_ms.or(self.ack_wait_ms),
+            unknown_plugin_grace_ms: over
+                .unknown_plugin_grace_ms
+                .or(self.unknown_plugin_grace_ms),
         }
     }
 
@@ -75,6 +81,9 @@ impl ClusterConfig {
             }),
             ack_wait,
             dead_letter_retention,
+            unknown_plugin_grace: self
+                .unknown_plugin_grace_ms
+                .map_or(defaults.unknown_plugin_grace, Duration::from_millis),
         })
     }
 }

@@ -427,9 +427,7 @@ fn open_journal(settings: &ServeSettings) -> anyhow::Result<Backends> {
         let journal = JetStreamJournal::connect(cluster.clone())
             .map_err(|e| anyhow::anyhow!("[cluster]: {e}"))?;
         let (js, replicas) = journal.jetstream();
-        let pushed = journal
-            .plugin_store()
-            .map_err(|e| anyhow::anyhow!("[cluster]: {e}"))?;
+        let pushed = journal.plugin_store();
         tracing::info!(
             servers = cluster.urls.len(),
             replicas,

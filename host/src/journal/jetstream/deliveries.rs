@@ -116,40 +116,51 @@ impl Inner {
         slots: Vec<Slots>,
         other_slots: u32,
     ) -> Result<Claimed, JournalError> {
-        let mut wanted: Vec<(String, usize)> = slots
+        // (plugin, how many, the youngest delivery to take)
+        let mut wanted: Vec<(String, usize, i64)> = slots
             .iter()
             .filter(|s| s.free > 0)
-            .map(|s| (s.plugin.clone(), s.free as usize))
+            .map(|s| (s.plugin.clone(), s.free as usize, i64::MAX))
             .collect();
         if other_slots > 0 {
-            let named: HashSet<&str> = slots.iter().map(|s| s.plugin.as_str()).collect();
+            // Plugins this host does not know, to dead-letter as gone. Not
+            // those pushed to the cluster (a host may still be loading
+            // one), and only deliveries older than the grace: another host
+            // may serve a plugin this one has not loaded yet (younger ones
+            // go straight back, for it).
+            let mut known: HashSet<String> = slots.iter().map(|s| s.plugin.clone()).collect();
+            known.extend(self.plugins.names().await?);
+            let grace = self.settings.unknown_plugin_grace.as_millis() as i64;
             for (plugin, _, _) in self.counts().await? {
-                if !named.contains(plugin.as_str()) {
-                    wanted.push((plugin, other_slots as usize));
+                if !known.contains(&plugin) {
+                    wanted.push((plugin, other_slots as usize, now - grace));
                 }
             }
         }
         let mut claimed = Claimed::default();
         let mut room = limit;
-        for (plugin, free) in wanted {
+        for (plugin, free, received_by) in wanted {
             if room == 0 {
                 break;
             }
             let n = free.min(room);
-            let taken = self.take(&plugin, n, now, &mut claimed).await?;
+            let taken = self
+                .take(&plugin, n, now, received_by, &mut claimed)
+                .await?;
             room -= taken;
         }
         Ok(claimed)
     }
 
-    /// Fetch up to `n` of `plugin`'s deliveries; those due are claimed, the
-    /// others go back with the delay until they are. Returns how many were
-    /// claimed.
+    /// Fetch up to `n` of `plugin`'s deliveries; those due (and accepted
+    /// by `received_by`) are claimed, the others go back with the delay
+    /// until they are. Returns how many were claimed.
     async fn take(
         &self,
         plugin: &str,
         n: usize,
         now: i64,
+        received_by: i64,
         claimed: &mut Claimed,
     ) -> Result<usize, JournalError> {
         let consumer = self.consumer(plugin).await?;
@@ -179,10 +190,20 @@ impl Inner {
             let id = info.stream_sequence as i64;
             let (message, acker) = message.split();
             let delivery = Delivery::read(message.headers.as_ref());
+            // Not before it is due: back until then.
             if delivery.due_at_ms > now {
                 let wait = Duration::from_millis((delivery.due_at_ms - now) as u64);
                 acker
                     .ack_with(AckKind::Nak(Some(wait)))
+                    .await
+                    .map_err(|e| failed(plugin)(&e))?;
+                continue;
+            }
+            // Too young to be swept: back at once, for a host that has the
+            // plugin (a delay would hold it from that host too).
+            if delivery.received_at_ms > received_by {
+                acker
+                    .ack_with(AckKind::Nak(None))
                     .await
                     .map_err(|e| failed(plugin)(&e))?;
                 continue;
@@ -373,7 +394,8 @@ impl Inner {
         now: i64,
     ) -> Result<u64, JournalError> {
         let mut claimed = Claimed::default();
-        self.take(plugin, 1000, i64::MAX, &mut claimed).await?;
+        self.take(plugin, 1000, i64::MAX, i64::MAX, &mut claimed)
+            .await?;
         let mut expired = 0;
         let ids = claimed
             .due

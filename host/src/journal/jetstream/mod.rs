@@ -75,6 +75,11 @@ pub struct ClusterSettings {
     pub ack_wait: Duration,
     /// How long dead letters are kept.
     pub dead_letter_retention: Duration,
+    /// How old a delivery for a plugin this host does not know (and the
+    /// cluster's bucket does not hold) must be before this host
+    /// dead-letters it as `PluginNotFound`: another host may serve a plugin
+    /// this one has not loaded.
+    pub unknown_plugin_grace: Duration,
 }
 
 impl Default for ClusterSettings {
@@ -87,6 +92,7 @@ impl Default for ClusterSettings {
             dedup_window: Duration::from_secs(24 * 60 * 60),
             ack_wait: Duration::from_secs(30),
             dead_letter_retention: Duration::from_secs(30 * 24 * 60 * 60),
+            unknown_plugin_grace: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -104,6 +110,8 @@ struct Inner {
     dead: stream::Stream,
     seen: kv::Store,
     replays: kv::Store,
+    /// The plugins pushed to the cluster (their names are known plugins).
+    plugins: PluginStore,
     settings: ClusterSettings,
     /// Each plugin's durable consumer, once bound.
     consumers: tokio::sync::Mutex<HashMap<String, consumer::PullConsumer>>,
@@ -135,11 +143,9 @@ impl JetStreamJournal {
         (self.inner.js.clone(), self.inner.settings.replicas)
     }
 
-    /// The cluster's plugin bucket (created when missing).
-    pub fn plugin_store(&self) -> Result<PluginStore, JournalError> {
-        let (js, replicas) = self.jetstream();
-        self.io
-            .run(async move { PluginStore::open(&js, replicas).await })?
+    /// The cluster's plugin bucket.
+    pub fn plugin_store(&self) -> PluginStore {
+        self.inner.plugins.clone()
     }
 
     /// Run `f` on the journal's runtime with the shared state and wait.
@@ -226,12 +232,14 @@ impl Inner {
         .await?;
         let seen = ensure_bucket(&js, SEEN, settings.dedup_window, r).await?;
         let replays = ensure_bucket(&js, REPLAYS, settings.dead_letter_retention, r).await?;
+        let plugins = PluginStore::open(&js, r).await?;
         Ok(Self {
             js,
             deliveries,
             dead,
             seen,
             replays,
+            plugins,
             settings,
             consumers: Default::default(),
             claims: Default::default(),
