@@ -1,10 +1,14 @@
 //! Durable delivery through the `gridlet` process: a crash test (kill -9 in
 //! the middle of concurrent senders, restart, every acknowledged event is
-//! delivered), and the dead-letter admin API and CLI.
+//! delivered), and the dead-letter admin API and CLI. Each delivery test
+//! runs on both journals: `sqlite::…` (the embedded default) and
+//! `jetstream::…` (cluster mode, on a real `nats-server`).
 
 mod common;
 
+use common::nats::NatsServer;
 use common::{Recorder, echo_grant, install, root};
+use gridlet::journal::Journal;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::Path;
@@ -20,8 +24,87 @@ fn free_port() -> u16 {
         .expect("port")
 }
 
-/// Start `gridlet serve` on `port` over `dir` (plugins in `dir/plugins`, journal in `dir/state`).
-async fn serve(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Child {
+/// Which journal a test's hosts use.
+enum Backend {
+    Sqlite,
+    JetStream(NatsServer),
+}
+
+impl Backend {
+    fn sqlite() -> Self {
+        Self::Sqlite
+    }
+
+    fn jetstream() -> Self {
+        Self::JetStream(NatsServer::start())
+    }
+
+    /// `dir`'s gridlet.toml names the cluster (once).
+    fn configure(&self, dir: &Path) {
+        let Self::JetStream(nats) = self else { return };
+        let config = dir.join("gridlet.toml");
+        let mut text = std::fs::read_to_string(&config).unwrap_or_default();
+        if !text.contains("[cluster]") {
+            // A killed host's deliveries go to the next one after 2 s.
+            text.push_str(&format!(
+                "\n[cluster]\nurls = [\"{}\"]\nreplicas = 1\nack_wait_ms = 2000\n",
+                nats.url()
+            ));
+            std::fs::write(&config, text).expect("gridlet.toml");
+        }
+    }
+
+    /// Deliveries not done, as the journal counts them.
+    fn pending(&self, dir: &Path) -> u64 {
+        let journal: Box<dyn Journal> = match self {
+            Self::Sqlite => Box::new(
+                gridlet::journal::SqliteJournal::open(&dir.join("state"), true).expect("journal"),
+            ),
+            Self::JetStream(nats) => Box::new(
+                gridlet::journal::JetStreamJournal::connect(gridlet::journal::ClusterSettings {
+                    urls: vec![nats.url()],
+                    ..Default::default()
+                })
+                .expect("journal"),
+            ),
+        };
+        journal.pending().expect("pending")
+    }
+}
+
+/// Each test once per backend: `sqlite::<name>` and `jetstream::<name>`.
+macro_rules! on_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::sqlite()).await
+                }
+            )*
+        }
+        mod jetstream {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::jetstream()).await
+                }
+            )*
+        }
+    };
+}
+
+on_each_backend!(
+    every_acknowledged_event_is_delivered_after_kill_9,
+    dead_letters_through_the_admin_api_and_cli,
+    a_trapping_plugin_is_retried_then_dead_lettered_with_the_trap,
+    sigterm_finishes_running_deliveries_and_leaves_the_rest_pending,
+);
+
+/// Start `gridlet serve` on `port` over `dir` (plugins in `dir/plugins`,
+/// journal in `dir/state` or the cluster `backend` names).
+async fn serve(dir: &Path, port: u16, backend: &Backend, extra: &[(&str, &str)]) -> Child {
+    backend.configure(dir);
     let mut command = Command::new(env!("CARGO_BIN_EXE_gridlet"));
     command
         .arg("serve")
@@ -77,8 +160,7 @@ fn batch(sender: usize, n: usize) -> Value {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_acknowledged_event_is_delivered_after_kill_9() {
+async fn every_acknowledged_event_is_delivered_after_kill_9(backend: Backend) {
     let sink = Recorder::start().await;
     // A slow service: deliveries back up behind ingest, so many are pending at the kill.
     sink.answer_after(Duration::from_millis(20));
@@ -91,7 +173,7 @@ async fn every_acknowledged_event_is_delivered_after_kill_9() {
         &echo_grant(&sink, "echo"),
     );
     let port = free_port();
-    let mut server = serve(dir.path(), port, &[]).await;
+    let mut server = serve(dir.path(), port, &backend, &[]).await;
 
     // Four senders post batches of 10 until the server dies.
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
@@ -143,7 +225,7 @@ async fn every_acknowledged_event_is_delivered_after_kill_9() {
 
     // Restart on the same journal: the rest are delivered.
     sink.answer_after(Duration::ZERO);
-    let _server = serve(dir.path(), free_port(), &[]).await;
+    let _server = serve(dir.path(), free_port(), &backend, &[]).await;
     let started = Instant::now();
     loop {
         let got = delivered(&sink);
@@ -196,8 +278,7 @@ async fn gridlet(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-#[tokio::test]
-async fn dead_letters_through_the_admin_api_and_cli() {
+async fn dead_letters_through_the_admin_api_and_cli(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
     // A plugin that rejects every event.
     install(
@@ -211,6 +292,7 @@ async fn dead_letters_through_the_admin_api_and_cli() {
     let _server = serve(
         dir.path(),
         port,
+        &backend,
         &[("GRIDLET_ADMIN_TOKEN", "admin-token-1")],
     )
     .await;
@@ -357,7 +439,7 @@ async fn without_a_token_the_admin_api_is_off() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("plugins")).expect("dir");
     let port = free_port();
-    let _server = serve(dir.path(), port, &[]).await;
+    let _server = serve(dir.path(), port, &Backend::Sqlite, &[]).await;
     let r = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/admin/dead-letters"))
         .bearer_auth("")
@@ -367,8 +449,7 @@ async fn without_a_token_the_admin_api_is_off() {
     assert_eq!(r.status(), 404);
 }
 
-#[tokio::test]
-async fn a_trapping_plugin_is_retried_then_dead_lettered_with_the_trap() {
+async fn a_trapping_plugin_is_retried_then_dead_lettered_with_the_trap(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
     install(
         dir.path(),
@@ -378,7 +459,13 @@ async fn a_trapping_plugin_is_retried_then_dead_lettered_with_the_trap() {
         "config = { behaviour = \"trap\" }",
     );
     let port = free_port();
-    let _server = serve(dir.path(), port, &[("GRIDLET_ADMIN_TOKEN", "t")]).await;
+    let _server = serve(
+        dir.path(),
+        port,
+        &backend,
+        &[("GRIDLET_ADMIN_TOKEN", "t")],
+    )
+    .await;
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     assert_eq!(post_sample(&base, "run-completed.json").await, 200);
@@ -421,8 +508,7 @@ async fn a_trapping_plugin_is_retried_then_dead_lettered_with_the_trap() {
     }
 }
 
-#[tokio::test]
-async fn sigterm_finishes_running_deliveries_and_leaves_the_rest_pending() {
+async fn sigterm_finishes_running_deliveries_and_leaves_the_rest_pending(backend: Backend) {
     let sink = Recorder::start().await;
     sink.answer_after(Duration::from_millis(300));
     let dir = tempfile::tempdir().expect("tempdir");
@@ -434,7 +520,13 @@ async fn sigterm_finishes_running_deliveries_and_leaves_the_rest_pending() {
         &echo_grant(&sink, "echo"),
     );
     let port = free_port();
-    let server = serve(dir.path(), port, &[("GRIDLET_SHUTDOWN_GRACE_MS", "10000")]).await;
+    let server = serve(
+        dir.path(),
+        port,
+        &backend,
+        &[("GRIDLET_SHUTDOWN_GRACE_MS", "10000")],
+    )
+    .await;
     let response = reqwest::Client::new()
         .post(format!(
             "http://127.0.0.1:{port}/api/events?code=crash-secret"
@@ -470,19 +562,15 @@ async fn sigterm_finishes_running_deliveries_and_leaves_the_rest_pending() {
         1,
         "no new delivery started while stopping"
     );
-    let journal =
-        gridlet::journal::SqliteJournal::open(&dir.path().join("state"), true).expect("journal");
-    use gridlet::journal::Journal;
     assert_eq!(
-        journal.pending().expect("pending"),
+        backend.pending(dir.path()),
         9,
         "the running one finished; nine wait"
     );
-    drop(journal);
 
     // The next start delivers the rest.
     sink.answer_after(Duration::ZERO);
-    let _server = serve(dir.path(), free_port(), &[]).await;
+    let _server = serve(dir.path(), free_port(), &backend, &[]).await;
     let started = Instant::now();
     while delivered(&sink).len() < 10 {
         assert!(

@@ -94,12 +94,16 @@ impl Inner {
                 continue;
             }
             // A first delivery again; accepted when the event was (as on
-            // one host: the time-to-live counts from then).
+            // one host: the time-to-live counts from then). A key of its own,
+            // so its retries and dead letter are not taken for the first
+            // delivery's repeats by the stream's dedup.
+            let first = Delivery::read(Some(&message.headers));
             let delivery = Delivery {
                 attempts: 0,
                 due_at_ms: 0,
                 last_error: String::new(),
-                ..Delivery::read(Some(&message.headers))
+                key: format!("{}.replay-{id}-{now_ms}", first.key),
+                ..first
             };
             self.js
                 .send_publish(
@@ -107,7 +111,7 @@ impl Inner {
                     PublishMessage::build()
                         .payload(message.payload.clone())
                         .headers(delivery.headers())
-                        .message_id(format!("{}.replay.{id}.{now_ms}", delivery.key)),
+                        .message_id(&delivery.key),
                 )
                 .await
                 .map_err(failed)?

@@ -384,6 +384,15 @@ impl Inner {
         Ok(())
     }
 
+    /// Give back every delivery this host claimed and did not settle (a nak
+    /// without delay: another host, or this one restarted, takes it now).
+    pub(super) async fn release_claims(&self) {
+        let claims: Vec<Claim> = self.lock_claims().drain().map(|(_, c)| c).collect();
+        for claim in claims {
+            let _ = claim.acker.ack_with(AckKind::Nak(None)).await;
+        }
+    }
+
     /// Dead-letter `plugin`'s deliveries accepted before
     /// `received_before_ms` (the plugin has no version serving, so nothing
     /// else takes them); the others go back at once.

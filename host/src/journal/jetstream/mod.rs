@@ -485,6 +485,17 @@ impl Journal for JetStreamJournal {
     }
 }
 
+impl Drop for JetStreamJournal {
+    /// A host that stops gives the deliveries it claimed and did not
+    /// settle back at once, instead of leaving them to the ack wait.
+    fn drop(&mut self) {
+        let inner = self.inner.clone();
+        let _ = self.io.run(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), inner.release_claims()).await;
+        });
+    }
+}
+
 /// The journal's own runtime: the NATS client's connection and every call
 /// run here, so callers on any thread (an async worker included) only wait
 /// on a channel.
