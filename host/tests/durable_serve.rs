@@ -459,13 +459,7 @@ async fn a_trapping_plugin_is_retried_then_dead_lettered_with_the_trap(backend: 
         "config = { behaviour = \"trap\" }",
     );
     let port = free_port();
-    let _server = serve(
-        dir.path(),
-        port,
-        &backend,
-        &[("GRIDLET_ADMIN_TOKEN", "t")],
-    )
-    .await;
+    let _server = serve(dir.path(), port, &backend, &[("GRIDLET_ADMIN_TOKEN", "t")]).await;
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     assert_eq!(post_sample(&base, "run-completed.json").await, 200);

@@ -1,18 +1,15 @@
-//! Deliveries on JetStream: appending a batch (dedup, one message per
-//! plugin, acknowledged by the stream before the webhook answers), claiming
-//! from each plugin's durable consumer, and settling (ack, a new message for
-//! the next attempt, nak with a delay, or a dead letter).
+//! Deliveries on JetStream: claiming from each plugin's durable consumer,
+//! and settling (ack, a new message for the next attempt, nak with a delay,
+//! or a dead letter). Appending is in [`super::append`], listing in
+//! [`super::listing`].
 
-use super::message::{Dead, Delivery, dead_subject, delivery_subject, plugin_of, seen_key};
-use super::{DELIVERIES, Inner};
-use crate::journal::{
-    Appended, Claimed, DueDelivery, JournalError, NewEvent, PendingDelivery, Settlement, Slots,
-    Unreadable, now_ms,
-};
+use super::Inner;
+use super::message::{Dead, Delivery, dead_subject, delivery_subject};
+use crate::journal::{Claimed, DueDelivery, JournalError, Settlement, Slots, Unreadable, now_ms};
 use async_nats::jetstream::message::{Acker, PublishMessage};
-use async_nats::jetstream::{AckKind, consumer, context::PublishAckFuture};
+use async_nats::jetstream::{AckKind, consumer};
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt, future};
+use futures_util::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -33,79 +30,11 @@ pub(super) struct Claim {
 /// The longest a fetch waits for the next message it asked for.
 const FETCH_WAIT: Duration = Duration::from_millis(250);
 
-fn failed(what: &str) -> impl Fn(&dyn std::fmt::Display) -> JournalError + '_ {
+pub(super) fn failed(what: &str) -> impl Fn(&dyn std::fmt::Display) -> JournalError + '_ {
     move |e| JournalError(format!("{what}: {e}"))
 }
 
 impl Inner {
-    /// Store a batch: every (event, plugin) pair a message, acknowledged by
-    /// the stream (replicated) before this returns; events seen before are
-    /// counted as duplicates and not stored again.
-    pub(super) async fn append(&self, batch: Vec<NewEvent>) -> Result<Appended, JournalError> {
-        let keys: Vec<String> = batch.iter().map(|n| seen_key(&n.event)).collect();
-        let seen = future::join_all(keys.iter().map(|k| self.seen.get(k.clone()))).await;
-        let received_at = now_ms();
-        let mut appended = Appended::default();
-        let mut in_batch = HashSet::new();
-        let mut fresh = Vec::new();
-        let mut acks: Vec<(usize, PublishAckFuture)> = Vec::new();
-        for (i, (new, seen)) in batch.iter().zip(seen).enumerate() {
-            let seen = seen.map_err(|e| failed("dedup")(&e))?;
-            if seen.is_some() || !in_batch.insert(keys[i].clone()) {
-                appended.duplicates += 1;
-                continue;
-            }
-            fresh.push(i);
-            let payload = Bytes::copy_from_slice(new.event.raw.as_bytes());
-            for plugin in &new.plugins {
-                let delivery = Delivery::first(&new.event, plugin, received_at);
-                let ack = self
-                    .js
-                    .send_publish(
-                        delivery_subject(plugin, false),
-                        PublishMessage::build()
-                            .payload(payload.clone())
-                            .headers(delivery.headers())
-                            .message_id(&delivery.key),
-                    )
-                    .await
-                    .map_err(|e| failed(DELIVERIES)(&e))?;
-                acks.push((i, ack));
-            }
-        }
-        let mut stored = vec![0usize; batch.len()];
-        let mut repeated = vec![0usize; batch.len()];
-        for (i, ack) in acks {
-            let ack = ack.await.map_err(|e| failed(DELIVERIES)(&e))?;
-            if ack.duplicate {
-                repeated[i] += 1;
-            } else {
-                stored[i] += 1;
-            }
-        }
-        // Remembered only once stored: a host that dies in between leaves
-        // the event unseen, and Event Grid's retry stores it (the stream
-        // drops the repeated messages within its duplicate window).
-        let marks = fresh.iter().map(|&i| {
-            self.seen
-                .put(keys[i].clone(), received_at.to_string().into())
-        });
-        for mark in future::join_all(marks).await {
-            mark.map_err(|e| failed("dedup")(&e))?;
-        }
-        for i in fresh {
-            if stored[i] == 0 && repeated[i] > 0 {
-                appended.duplicates += 1;
-            } else {
-                appended.events += 1;
-                appended.deliveries += stored[i];
-            }
-        }
-        self.outstanding
-            .fetch_add(appended.deliveries as i64, Ordering::SeqCst);
-        Ok(appended)
-    }
-
     /// Take due deliveries from each plugin's consumer, up to its free
     /// slots; with `other_slots`, also from plugins with deliveries in the
     /// stream that no slot names (removed plugins, to dead-letter).
@@ -427,82 +356,6 @@ impl Inner {
             self.settle(settlement).await?;
         }
         Ok(expired)
-    }
-
-    /// Deliveries in the stream, in stream order, optionally one plugin's.
-    pub(super) async fn list(
-        &self,
-        plugin: Option<String>,
-        limit: usize,
-    ) -> Result<Vec<PendingDelivery>, JournalError> {
-        let subject = match &plugin {
-            Some(p) => format!("gridlet.delivery.{p}.*"),
-            None => "gridlet.delivery.>".to_string(),
-        };
-        let mut out = Vec::new();
-        let mut next = 1;
-        while out.len() < limit {
-            let message = match self
-                .deliveries
-                .direct_get_next_for_subject(subject.as_str(), Some(next))
-                .await
-            {
-                Ok(m) => m,
-                Err(e)
-                    if e.kind() == async_nats::jetstream::stream::DirectGetErrorKind::NotFound =>
-                {
-                    break;
-                }
-                Err(e) => return Err(failed(DELIVERIES)(&e)),
-            };
-            next = message.sequence + 1;
-            let Some((plugin, _)) = plugin_of(&message.subject) else {
-                continue;
-            };
-            let delivery = Delivery::read(Some(&message.headers));
-            let (event_id, event_type) = delivery
-                .event(&message.payload)
-                .map(|e| (e.id, e.event_type))
-                .unwrap_or_default();
-            out.push(PendingDelivery {
-                id: message.sequence as i64,
-                event_id,
-                event_type,
-                plugin: plugin.to_string(),
-                attempts: delivery.attempts,
-                due_at_ms: delivery.due_at_ms.max(delivery.received_at_ms),
-                last_error: delivery.last_error,
-                received_at_ms: delivery.received_at_ms,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Per plugin: deliveries never attempted, and retries waiting — the
-    /// stream's message count per subject.
-    pub(super) async fn counts(&self) -> Result<Vec<(String, u64, u64)>, JournalError> {
-        let subjects: Vec<(String, usize)> = self
-            .deliveries
-            .info_builder()
-            .subjects("gridlet.delivery.>")
-            .fetch()
-            .await
-            .map_err(|e| failed(DELIVERIES)(&e))?
-            .try_collect()
-            .await
-            .map_err(|e| failed(DELIVERIES)(&e))?;
-        let mut counts: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
-        for (subject, n) in subjects {
-            if let Some((plugin, retry)) = plugin_of(&subject) {
-                let c = counts.entry(plugin.to_string()).or_default();
-                if retry {
-                    c.1 += n as u64;
-                } else {
-                    c.0 += n as u64;
-                }
-            }
-        }
-        Ok(counts.into_iter().map(|(p, (n, r))| (p, n, r)).collect())
     }
 }
 

@@ -21,8 +21,11 @@
 //! runtime of its own and waits for answers on a channel, so it can be
 //! called from any thread.
 
+mod append;
 mod dead;
 mod deliveries;
+mod io;
+mod listing;
 mod message;
 mod plugins;
 
@@ -33,6 +36,7 @@ use super::{
     JournalError, NewEvent, PendingDelivery, Replayed, Settlement, Slots,
 };
 use async_nats::jetstream::{self, consumer, kv, stream};
+use io::Io;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -493,59 +497,5 @@ impl Drop for JetStreamJournal {
         let _ = self.io.run(async move {
             let _ = tokio::time::timeout(Duration::from_secs(2), inner.release_claims()).await;
         });
-    }
-}
-
-/// The journal's own runtime: the NATS client's connection and every call
-/// run here, so callers on any thread (an async worker included) only wait
-/// on a channel.
-struct Io {
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl Io {
-    fn start() -> Result<Self, JournalError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("gridlet-nats")
-            .enable_all()
-            .build()
-            .map_err(|e| JournalError(format!("cannot start the NATS runtime: {e}")))?;
-        Ok(Self {
-            runtime: Some(runtime),
-        })
-    }
-
-    fn handle(&self) -> Option<&tokio::runtime::Handle> {
-        self.runtime.as_ref().map(|r| r.handle())
-    }
-
-    fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {
-        if let Some(h) = self.handle() {
-            h.spawn(f);
-        }
-    }
-
-    /// Run `f` and wait for its output.
-    fn run<T: Send + 'static>(
-        &self,
-        f: impl Future<Output = T> + Send + 'static,
-    ) -> Result<T, JournalError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.spawn(async move {
-            let _ = tx.send(f.await);
-        });
-        rx.recv()
-            .map_err(|_| JournalError("the NATS runtime stopped".into()))
-    }
-}
-
-impl Drop for Io {
-    fn drop(&mut self) {
-        // Dropping a runtime waits for its tasks and may not happen on an
-        // async worker: let them go in the background.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }
