@@ -826,3 +826,18 @@ async fn a_cluster_host_leaves_other_hosts_plugins_alone() {
     }
     assert_eq!(taken, vec!["elsewhere".to_string()]);
 }
+
+/// A NATS URL may carry a password: a bad one is named by its position.
+#[test]
+fn a_bad_cluster_url_is_refused_without_echoing_it() {
+    let refused = JetStreamJournal::connect(ClusterSettings {
+        urls: vec!["nats://gridlet:s3cret@[::1".into()],
+        ..ClusterSettings::default()
+    });
+    let Err(e) = refused else {
+        panic!("connected to a malformed URL")
+    };
+    let message = e.to_string();
+    assert!(message.contains("urls: entry 1"), "{message}");
+    assert!(!message.contains("s3cret"), "{message}");
+}

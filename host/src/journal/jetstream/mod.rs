@@ -185,9 +185,15 @@ impl Inner {
         let urls: Vec<async_nats::ServerAddr> = settings
             .urls
             .iter()
-            .map(|u| {
-                u.parse()
-                    .map_err(|e| JournalError(format!("[cluster] urls: `{u}`: {e}")))
+            .enumerate()
+            .map(|(i, u)| {
+                // By position, never the text: a URL may carry a password.
+                u.parse().map_err(|e| {
+                    JournalError(format!(
+                        "[cluster] urls: entry {}: not a NATS URL ({e})",
+                        i + 1
+                    ))
+                })
             })
             .collect::<Result<_, _>>()?;
         let client = tokio::time::timeout(CALL_TIMEOUT, options.connect(urls))
