@@ -52,12 +52,13 @@ stop() {
 }
 trap stop EXIT
 
-wait_http() { # url, what
-  for _ in $(seq 1 300); do
+wait_http() { # url, what, log
+  for _ in $(seq 1 900); do
     if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
     sleep 0.2
   done
   echo "$2 did not come up ($1)" >&2
+  [[ -n "${3:-}" ]] && tail -20 "$3" >&2
   exit 1
 }
 
@@ -103,8 +104,8 @@ for h in a b; do
 done
 host_a="http://127.0.0.1:$((base + 30))"
 host_b="http://127.0.0.1:$((base + 31))"
-wait_http "$host_a/readyz" "host a"
-wait_http "$host_b/readyz" "host b"
+wait_http "$host_a/readyz" "host a" "$work/host-a.log"
+wait_http "$host_b/readyz" "host b" "$work/host-b.log"
 
 echo "── pushing the example plugins to the cluster (through host a)"
 for p in failed-run-alert model-promotion drift-guard deployment-notifier audit-counter; do

@@ -54,6 +54,9 @@ const HEALTH: &str = "GRIDLET_HEALTH";
 const SEEN: &str = "gridlet-seen";
 /// The bucket marking replayed dead letters.
 const REPLAYS: &str = "gridlet-replays";
+/// How long a starting host waits for the cluster's streams (a cluster
+/// starting beside it may still be electing leaders).
+const STARTUP_WAIT: Duration = Duration::from_secs(60);
 /// How long any one call to the cluster may take before the journal calls
 /// it failed (ingest answers 503).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -201,48 +204,19 @@ impl Inner {
             .map_err(|_| JournalError("cannot reach NATS: no server answered".into()))?
             .map_err(|e| JournalError(format!("cannot connect to NATS: {e}")))?;
         let js = jetstream::new(client);
-        let r = settings.replicas;
-        let deliveries = ensure_stream(
-            &js,
-            stream::Config {
-                name: DELIVERIES.into(),
-                subjects: vec!["gridlet.delivery.>".into()],
-                retention: stream::RetentionPolicy::WorkQueue,
-                storage: stream::StorageType::File,
-                num_replicas: r,
-                allow_direct: true,
-                ..Default::default()
-            },
-        )
-        .await?;
-        let dead = ensure_stream(
-            &js,
-            stream::Config {
-                name: DEAD.into(),
-                subjects: vec!["gridlet.dead.>".into()],
-                storage: stream::StorageType::File,
-                num_replicas: r,
-                max_age: settings.dead_letter_retention,
-                allow_direct: true,
-                ..Default::default()
-            },
-        )
-        .await?;
-        ensure_stream(
-            &js,
-            stream::Config {
-                name: HEALTH.into(),
-                subjects: vec!["gridlet.health".into()],
-                storage: stream::StorageType::File,
-                num_replicas: r,
-                max_messages: 1,
-                ..Default::default()
-            },
-        )
-        .await?;
-        let seen = ensure_bucket(&js, SEEN, settings.dedup_window, r).await?;
-        let replays = ensure_bucket(&js, REPLAYS, settings.dead_letter_retention, r).await?;
-        let plugins = PluginStore::open(&js, r).await?;
+        // A cluster starting beside this host may still be electing its
+        // leaders: wait for it a while rather than exit.
+        let started = std::time::Instant::now();
+        let (deliveries, dead, seen, replays, plugins) = loop {
+            match Self::streams(&js, &settings).await {
+                Ok(streams) => break streams,
+                Err(e) if started.elapsed() < STARTUP_WAIT => {
+                    tracing::warn!("JetStream not ready yet ({e}); trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         Ok(Self {
             js,
             deliveries,
@@ -256,7 +230,67 @@ impl Inner {
             outstanding: AtomicI64::new(0),
         })
     }
+
+    /// Every stream and bucket, created when missing.
+    async fn streams(
+        js: &jetstream::Context,
+        settings: &ClusterSettings,
+    ) -> Result<Streams, JournalError> {
+        let r = settings.replicas;
+        let deliveries = ensure_stream(
+            js,
+            stream::Config {
+                name: DELIVERIES.into(),
+                subjects: vec!["gridlet.delivery.>".into()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                num_replicas: r,
+                allow_direct: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let dead = ensure_stream(
+            js,
+            stream::Config {
+                name: DEAD.into(),
+                subjects: vec!["gridlet.dead.>".into()],
+                storage: stream::StorageType::File,
+                num_replicas: r,
+                max_age: settings.dead_letter_retention,
+                allow_direct: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+        ensure_stream(
+            js,
+            stream::Config {
+                name: HEALTH.into(),
+                subjects: vec!["gridlet.health".into()],
+                storage: stream::StorageType::File,
+                num_replicas: r,
+                max_messages: 1,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let seen = ensure_bucket(js, SEEN, settings.dedup_window, r).await?;
+        let replays = ensure_bucket(js, REPLAYS, settings.dead_letter_retention, r).await?;
+        let plugins = PluginStore::open(js, r).await?;
+        Ok((deliveries, dead, seen, replays, plugins))
+    }
 }
+
+/// The deliveries and dead-letter streams, the dedup and replay buckets,
+/// the plugin bucket.
+type Streams = (
+    stream::Stream,
+    stream::Stream,
+    kv::Store,
+    kv::Store,
+    PluginStore,
+);
 
 /// The stream, created when missing (every host asks; the first creates it).
 async fn ensure_stream(
