@@ -161,29 +161,7 @@ impl Backend {
     }
 }
 
-/// Each test once per backend: `sqlite::<name>` and `jetstream::<name>`.
-macro_rules! on_each_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::sqlite()).await
-                }
-            )*
-        }
-        mod jetstream {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::jetstream()).await
-                }
-            )*
-        }
-    };
-}
-
-on_each_backend!(
+crate::on_each_backend!(
     retries_follow_the_schedule_until_the_plugin_succeeds,
     dead_letters_for_attempts_reject_ttl_and_missing_plugins_then_replay,
     one_failing_plugin_neither_delays_nor_repeats_another,

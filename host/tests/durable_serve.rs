@@ -72,29 +72,7 @@ impl Backend {
     }
 }
 
-/// Each test once per backend: `sqlite::<name>` and `jetstream::<name>`.
-macro_rules! on_each_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::sqlite()).await
-                }
-            )*
-        }
-        mod jetstream {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::jetstream()).await
-                }
-            )*
-        }
-    };
-}
-
-on_each_backend!(
+crate::on_each_backend!(
     every_acknowledged_event_is_delivered_after_kill_9,
     dead_letters_through_the_admin_api_and_cli,
     a_trapping_plugin_is_retried_then_dead_lettered_with_the_trap,

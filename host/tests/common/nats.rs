@@ -162,3 +162,28 @@ impl Drop for NatsServer {
         self.kill();
     }
 }
+
+/// Each named test once per journal: `sqlite::<name>` and
+/// `jetstream::<name>`, each calling `<name>(Backend::sqlite())` or
+/// `<name>(Backend::jetstream())` with the test file's own `Backend`.
+#[macro_export]
+macro_rules! on_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::sqlite()).await
+                }
+            )*
+        }
+        mod jetstream {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::jetstream()).await
+                }
+            )*
+        }
+    };
+}

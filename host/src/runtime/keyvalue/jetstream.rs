@@ -197,13 +197,13 @@ impl KeyValue for JetStreamKeyValue {
             };
             let next = now.wrapping_add(delta);
             let bytes = bytes::Bytes::copy_from_slice(&next.to_le_bytes());
-            let written = match (live, &entry) {
-                (Some(e), _) => store.update(&k, bytes, e.revision).await.is_ok(),
-                (None, Some(e)) => store.update(&k, bytes, e.revision).await.is_ok(),
-                (None, None) => {
-                    self.check_quota(&store, &k, k.len() + 8, quota).await?;
-                    store.create(&k, bytes).await.is_ok()
-                }
+            if live.is_none() {
+                // A new key (or one deleted): it counts against the quota.
+                self.check_quota(&store, &k, k.len() + 8, quota).await?;
+            }
+            let written = match &entry {
+                Some(e) => store.update(&k, bytes, e.revision).await.is_ok(),
+                None => store.create(&k, bytes).await.is_ok(),
             };
             if written {
                 return Ok(next);
