@@ -493,6 +493,39 @@ async fn a_pushed_plugin_reaches_both_hosts_and_a_broken_push_leaves_them_servin
         "a missing file is named: {listed}"
     );
 
+    // What is not a plugin is refused before anything is stored.
+    let http = reqwest::Client::new();
+    for (name, body, kind) in [
+        ("bad.name", json!({"wasm": "AGFzbQ=="}), "bad-plugin-name"),
+        ("Relay", json!({"wasm": "AGFzbQ=="}), "bad-plugin-name"),
+        ("relay", json!({"wasm": "not base64!"}), "malformed-wasm"),
+        ("relay", json!({"wasm": "PGh0bWw+"}), "malformed-wasm"),
+    ] {
+        let r = http
+            .put(format!("{}/admin/cluster/plugins/{name}", bases[0]))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("put");
+        assert_eq!(r.status(), 400, "{name}");
+        let problem: Value = r.json().await.expect("problem");
+        assert_eq!(problem["type"], kind, "{problem}");
+    }
+    let refused = http
+        .put(format!("{}/admin/cluster/plugins/relay", bases[0]))
+        .bearer_auth("wrong")
+        .json(&json!({"wasm": "AGFzbQ=="}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(refused.status(), 401);
+    let still = on_both(&bases, "v2 still serving", |s| {
+        s["hash"] == second[0]["hash"]
+    })
+    .await;
+    assert_eq!(still[0]["state"], "serving");
+
     // Removed with one command: no host serves it any more.
     let (code, out) = plugins_cli(&bases[1], &["remove", "relay"]).await;
     assert_eq!(code, Some(0), "{out}");

@@ -87,3 +87,53 @@ impl ClusterConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(c: ClusterConfig) -> String {
+        match c.build(Duration::from_secs(86_400)) {
+            Ok(s) => panic!("accepted: {s:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key() {
+        let urls = Some(vec!["nats://127.0.0.1:4222".to_string()]);
+        assert!(refused(ClusterConfig::default()).starts_with("cluster.urls:"));
+        assert!(
+            refused(ClusterConfig {
+                urls: Some(vec![" ".into()]),
+                ..Default::default()
+            })
+            .starts_with("cluster.urls:")
+        );
+        for replicas in [0, 6] {
+            assert!(
+                refused(ClusterConfig {
+                    urls: urls.clone(),
+                    replicas: Some(replicas),
+                    ..Default::default()
+                })
+                .starts_with("cluster.replicas:")
+            );
+        }
+        assert!(
+            refused(ClusterConfig {
+                urls: urls.clone(),
+                ack_wait_ms: Some(10),
+                ..Default::default()
+            })
+            .starts_with("cluster.ack_wait_ms:")
+        );
+        let ok = ClusterConfig {
+            urls,
+            ..Default::default()
+        }
+        .build(Duration::from_secs(86_400))
+        .expect("defaults");
+        assert_eq!((ok.replicas, ok.ack_wait), (3, Duration::from_secs(30)));
+    }
+}
