@@ -92,8 +92,18 @@ fn deliveries(sink: &Recorder) -> HashMap<String, usize> {
 }
 
 /// Two hosts' folders on the cluster at `urls` with `replicas`, each with
-/// the echo plugin posting to `sink`.
+/// the echo plugin posting to `sink`, its manifest allowing 4 at once.
 fn two_hosts(sink: &Recorder, urls: &[String], replicas: usize) -> [tempfile::TempDir; 2] {
+    two_hosts_with(sink, urls, replicas, 4)
+}
+
+/// [`two_hosts`], echo's manifest allowing `max_concurrency`.
+fn two_hosts_with(
+    sink: &Recorder,
+    urls: &[String],
+    replicas: usize,
+    max_concurrency: u32,
+) -> [tempfile::TempDir; 2] {
     let dirs = [
         tempfile::tempdir().expect("a"),
         tempfile::tempdir().expect("b"),
@@ -116,7 +126,7 @@ fn two_hosts(sink: &Recorder, urls: &[String], replicas: usize) -> [tempfile::Te
             dir.path(),
             "echo",
             "echo",
-            "[limits]\nmax_concurrency = 4\n",
+            &format!("[limits]\nmax_concurrency = {max_concurrency}\n"),
             &echo_grant(sink, "echo"),
         );
     }
@@ -232,6 +242,55 @@ async fn killing_one_of_two_hosts_under_load_loses_no_acknowledged_event() {
          (the killed host's deliveries in flight)",
         acked.len()
     );
+}
+
+/// The manifest's `max_concurrency` bounds the whole cluster: echo allows
+/// 2 at once and each host may run 2, so two busy hosts would run 4
+/// without the cluster's slots. The sink counts the requests it holds at
+/// once (each answered after 100 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrency_bounds_the_whole_cluster() {
+    let nats = NatsServer::start();
+    let sink = Recorder::start().await;
+    sink.answer_after(Duration::from_millis(100));
+    let dirs = two_hosts_with(&sink, &[nats.url()], 1, 2);
+    let (_a, url_a) = host(dirs[0].path()).await;
+    let (_b, url_b) = host(dirs[1].path()).await;
+    let sent: Arc<Mutex<Sent>> = Arc::default();
+    let load = senders([&url_a, &url_b], false, &sent);
+    // 60 batches of 10 per sender would take minutes at 20/s: stop after
+    // 40 events.
+    while sent.lock().expect("lock").acked.len() < 40 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for s in &load {
+        s.abort();
+    }
+    let acked = sent.lock().expect("lock").acked.clone();
+    all_delivered(&sink, &acked).await;
+    let by_host = [&url_a, &url_b].map(|url| {
+        let base = url.split("/api/").next().expect("base").to_string();
+        async move {
+            let status: Value = reqwest::Client::new()
+                .get(format!("{base}/admin/plugins/echo"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .expect("status")
+                .json()
+                .await
+                .expect("json");
+            status["counters"]["delivered"].as_u64().unwrap_or(0)
+        }
+    });
+    let [a, b] = by_host;
+    let (a, b) = (a.await, b.await);
+    println!(
+        "{} events; host a delivered {a}, host b {b}; most at once: {}",
+        acked.len(),
+        sink.most_at_once()
+    );
+    assert_eq!(sink.most_at_once(), 2, "the manifest's 2, cluster-wide");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use gridlet::dispatch::{DispatchSettings, Dispatcher, Policy, Target, Targets, V
 use gridlet::event::{Event, parse_event_grid};
 use gridlet::ingest::Intake;
 use gridlet::journal::{
-    ClusterSettings, JetStreamJournal, Journal, NewEvent, SqliteJournal, now_ms,
+    ClusterSettings, JetStreamJournal, Journal, NewEvent, Slots, SqliteJournal, now_ms,
 };
 use gridlet::runtime::keyvalue::KvQuota;
 use gridlet::runtime::{JetStreamKeyValue, JournalKeyValue, KeyValue};
@@ -44,6 +44,7 @@ impl Scripted {
                 max_attempts,
                 time_to_live: Duration::from_secs(3600),
                 max_concurrency: 4,
+                overall_concurrency: 4,
             },
             answer: Box::new(answer),
             delay: Duration::ZERO,
@@ -470,6 +471,7 @@ async fn claims_outnumber_max_concurrency_but_no_more_run_at_once(backend: Backe
             max_attempts: 3,
             time_to_live: Duration::from_secs(3600),
             max_concurrency: 3,
+            overall_concurrency: 6,
         },
         now: Default::default(),
         peak: Default::default(),
@@ -488,8 +490,14 @@ async fn claims_outnumber_max_concurrency_but_no_more_run_at_once(backend: Backe
         3,
         "max_concurrency caps running"
     );
+    // One host: claims up to CLAIM_DEPTH × max_concurrency; a shared
+    // journal also holds every host to the manifest's 6 at once.
+    let most = match backend {
+        Backend::Sqlite(_) => 3 * gridlet::dispatch::CLAIM_DEPTH as usize,
+        Backend::JetStream(_) => 6,
+    };
     assert!(
-        most_claimed > 3 && most_claimed <= (3 * gridlet::dispatch::CLAIM_DEPTH) as usize,
+        most_claimed > 3 && most_claimed <= most,
         "claimed at once: {most_claimed}"
     );
     drained(journal.as_ref()).await;
@@ -654,7 +662,7 @@ impl Journal for Broken {
         &self,
         now: i64,
         limit: usize,
-        slots: &[gridlet::journal::Slots],
+        slots: &[Slots],
         other: u32,
         busy: &[i64],
     ) -> Result<gridlet::journal::Claimed, gridlet::journal::JournalError> {
@@ -818,4 +826,79 @@ fn a_bad_cluster_url_is_refused_without_echoing_it() {
     let message = e.to_string();
     assert!(message.contains("urls: entry 1"), "{message}");
     assert!(!message.contains("s3cret"), "{message}");
+}
+
+/// Two hosts on one cluster share a plugin's bound: what one holds the
+/// other cannot take, a retry waiting for its time holds nothing, and a
+/// lowered bound holds from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugins_bound_is_shared_by_every_host() {
+    let server = nats::NatsServer::start();
+    let connect = || {
+        JetStreamJournal::connect(ClusterSettings {
+            urls: vec![server.url()],
+            ..ClusterSettings::default()
+        })
+        .expect("journal")
+    };
+    let (a, b) = (connect(), connect());
+    a.append(
+        events(10)
+            .into_iter()
+            .map(|e| NewEvent {
+                event: Arc::new(e),
+                plugins: vec!["p".into()],
+            })
+            .collect(),
+    )
+    .expect("append");
+    let slots = |overall: u32| {
+        vec![Slots {
+            plugin: "p".into(),
+            free: 16,
+            overall,
+            in_flight: Vec::new(),
+        }]
+    };
+    let claim = |journal: &JetStreamJournal, overall: u32| -> Vec<i64> {
+        let claimed = journal
+            .claim_due(now_ms(), 16, &slots(overall), 0, &[])
+            .expect("claim");
+        claimed.due.iter().map(|d| d.id).collect()
+    };
+    // A slot given back is a nak the server takes in its own time.
+    let claim_soon = |journal: &JetStreamJournal, overall: u32| -> Vec<i64> {
+        let started = Instant::now();
+        loop {
+            let ids = claim(journal, overall);
+            if !ids.is_empty() || started.elapsed() > Duration::from_secs(5) {
+                return ids;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let held_by_a = claim(&a, 3);
+    assert_eq!(held_by_a.len(), 3, "up to the bound");
+    assert!(claim(&b, 3).is_empty(), "a holds all three");
+
+    // A retry due in an hour goes back and frees its slot; so does a
+    // completed delivery.
+    a.retry_at(held_by_a[0], now_ms() + 3_600_000, "later")
+        .expect("retry");
+    a.complete(held_by_a[1]).expect("complete");
+    let held_by_b = claim_soon(&b, 3);
+    assert_eq!(held_by_b.len(), 2, "b takes the two freed: {held_by_b:?}");
+
+    // Lowered to 1 (a manifest changed): one at a time across both hosts
+    // once the deliveries held under the old bound are settled.
+    for id in held_by_b.iter().chain(&held_by_a[2..]) {
+        b.complete(*id)
+            .or_else(|_| a.complete(*id))
+            .expect("complete");
+    }
+    let first = claim_soon(&a, 1);
+    assert_eq!(first.len(), 1, "one slot");
+    assert!(claim(&b, 1).is_empty(), "and a holds it");
+    a.complete(first[0]).expect("complete");
+    assert_eq!(claim_soon(&b, 1).len(), 1, "then b");
 }

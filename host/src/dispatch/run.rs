@@ -162,6 +162,7 @@ impl Dispatcher {
             .map(|(t, free)| Slots {
                 plugin: t.name().to_string(),
                 free,
+                overall: t.policy().overall_concurrency,
                 in_flight: busy_ids.remove(t.name()).unwrap_or_default(),
             })
             .collect();

@@ -29,6 +29,10 @@ pub struct Policy {
     /// Deliveries of this plugin running at once (claimed: up to
     /// [`CLAIM_DEPTH`](super::CLAIM_DEPTH) times as many).
     pub max_concurrency: u32,
+    /// Deliveries of this plugin held at once by every host sharing the
+    /// journal (its manifest's `max_concurrency`; this host may be granted
+    /// fewer). Only a shared journal enforces it.
+    pub overall_concurrency: u32,
 }
 
 /// A plugin, as dispatch sees it.

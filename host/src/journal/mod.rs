@@ -217,6 +217,10 @@ pub struct Slots {
     pub plugin: String,
     /// Deliveries it may take now.
     pub free: u32,
+    /// The most of its deliveries every host sharing the journal may hold
+    /// at once (its manifest's `max_concurrency`). A journal only this host
+    /// uses may ignore it: `free` already bounds one host.
+    pub overall: u32,
     /// Its deliveries claimed and not yet settled: not to be claimed again.
     /// Per plugin, so each plugin's claim skips only its own (with many
     /// plugins, one list of every id made each plugin's query parse it).

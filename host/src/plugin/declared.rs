@@ -28,10 +28,8 @@ impl Declared {
             policy: Policy {
                 max_attempts: manifest.retry.max_delivery_attempts,
                 time_to_live: manifest.retry.event_time_to_live,
-                max_concurrency: manifest
-                    .limits
-                    .max_concurrency
-                    .unwrap_or(crate::runtime::Limits::default().max_concurrency),
+                max_concurrency: manifest.declared_concurrency(),
+                overall_concurrency: manifest.declared_concurrency(),
             },
         }
     }

@@ -151,6 +151,14 @@ const NO_ENV: &str = "a plugin's manifest cannot read the host's environment (`$
     the operator sets values in gridlet.toml under [plugins.<name>.config]";
 
 impl Manifest {
+    /// Deliveries at once it declares (the default when it does not): the
+    /// bound across every host of a cluster.
+    pub fn declared_concurrency(&self) -> u32 {
+        self.limits
+            .max_concurrency
+            .unwrap_or(crate::runtime::Limits::default().max_concurrency)
+    }
+
     /// Read and validate a manifest file.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
         let text = std::fs::read_to_string(path).map_err(|e| ManifestError {

@@ -40,6 +40,9 @@ pub struct LoadedPlugin {
     pub manifest: Option<PathBuf>,
     /// What the manifest asked for and the operator did not grant.
     pub warnings: Vec<String>,
+    /// Deliveries at once its manifest allows across every host of a
+    /// cluster (this host's share is in `version`'s limits).
+    pub overall_concurrency: u32,
 }
 
 /// Why a plugin could not be loaded.
@@ -178,6 +181,7 @@ fn load_from(
         .with_version(registry::short(&cache::content_hash(&bytes)));
     Ok(LoadedPlugin {
         version: Arc::new(version),
+        overall_concurrency: manifest.declared_concurrency(),
         filter: manifest.filter,
         retry: manifest.retry,
         source: wasm.to_path_buf(),

@@ -339,6 +339,7 @@ impl Registry {
             self.runtime.clone(),
             LoadedPlugin {
                 version: Arc::new(version),
+                overall_concurrency: manifest.declared_concurrency(),
                 filter: manifest.filter,
                 retry: manifest.retry,
                 source: wasm,

@@ -89,6 +89,7 @@ impl Target for PluginTarget {
             max_attempts: self.plugin.retry.max_delivery_attempts,
             time_to_live: self.plugin.retry.event_time_to_live,
             max_concurrency: self.plugin.version.limits().max_concurrency,
+            overall_concurrency: self.plugin.overall_concurrency,
         }
     }
 

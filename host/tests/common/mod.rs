@@ -146,6 +146,14 @@ pub struct Recorder {
     received: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
     reply: Arc<Mutex<Reply>>,
+    at_once: Arc<AtOnce>,
+}
+
+/// Requests being answered now, and the most there ever were.
+#[derive(Default)]
+struct AtOnce {
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
 }
 
 /// What the recorder answers besides the status.
@@ -161,7 +169,13 @@ impl Recorder {
         let received = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
         let reply = Arc::new(Mutex::new(Reply::default()));
-        let state = (received.clone(), status.clone(), reply.clone());
+        let at_once = Arc::new(AtOnce::default());
+        let state = (
+            received.clone(),
+            status.clone(),
+            reply.clone(),
+            at_once.clone(),
+        );
         let app = axum::Router::new().fallback(handle).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -175,7 +189,13 @@ impl Recorder {
             received,
             status,
             reply,
+            at_once,
         }
+    }
+
+    /// The most requests it was answering at once.
+    pub fn most_at_once(&self) -> usize {
+        self.at_once.most.load(Ordering::SeqCst)
     }
 
     /// Answer later requests with this body.
@@ -209,10 +229,15 @@ impl Recorder {
     }
 }
 
-type RecorderState = (Arc<Mutex<Vec<Received>>>, Arc<AtomicU16>, Arc<Mutex<Reply>>);
+type RecorderState = (
+    Arc<Mutex<Vec<Received>>>,
+    Arc<AtomicU16>,
+    Arc<Mutex<Reply>>,
+    Arc<AtOnce>,
+);
 
 async fn handle(
-    State((received, status, reply)): State<RecorderState>,
+    State((received, status, reply, at_once)): State<RecorderState>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -225,7 +250,10 @@ async fn handle(
         body: String::from_utf8_lossy(&body).into_owned(),
     });
     let reply = reply.lock().expect("lock").clone();
+    let now = at_once.now.fetch_add(1, Ordering::SeqCst) + 1;
+    at_once.most.fetch_max(now, Ordering::SeqCst);
     tokio::time::sleep(reply.delay).await;
+    at_once.now.fetch_sub(1, Ordering::SeqCst);
     let status = StatusCode::from_u16(status.load(Ordering::SeqCst)).expect("status");
     (status, reply.body)
 }

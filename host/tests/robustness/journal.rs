@@ -126,6 +126,7 @@ impl Target for Counting {
             max_attempts: 30,
             time_to_live: Duration::from_secs(3600),
             max_concurrency: 4,
+            overall_concurrency: 4,
         }
     }
     async fn deliver(&self, event: Arc<Event>, attempt: u32) -> Verdict {

@@ -5,6 +5,7 @@
 
 use super::Inner;
 use super::message::{Dead, Delivery, dead_subject, delivery_subject};
+use super::slots::Slot;
 use crate::journal::{Claimed, DueDelivery, JournalError, Settlement, Slots, Unreadable, now_ms};
 use async_nats::jetstream::message::{Acker, PublishMessage};
 use async_nats::jetstream::{AckKind, consumer};
@@ -25,10 +26,13 @@ pub(super) struct Claim {
     payload: Bytes,
     /// When this host last told the server it is still at it.
     touched: Instant,
+    /// The plugin's cluster-wide slot it runs in (none for a delivery of a
+    /// plugin this host does not serve, taken only to dead-letter it).
+    slot: Option<Slot>,
 }
 
 /// The longest a fetch waits for the next message it asked for.
-const FETCH_WAIT: Duration = Duration::from_millis(250);
+pub(super) const FETCH_WAIT: Duration = Duration::from_millis(250);
 
 pub(super) fn failed(what: &str) -> impl Fn(&dyn std::fmt::Display) -> JournalError + '_ {
     move |e| JournalError(format!("{what}: {e}"))
@@ -45,11 +49,11 @@ impl Inner {
         slots: Vec<Slots>,
         other_slots: u32,
     ) -> Result<Claimed, JournalError> {
-        // (plugin, how many, the youngest delivery to take)
-        let mut wanted: Vec<(String, usize, i64)> = slots
+        // (plugin, how many, the youngest delivery to take, its slots)
+        let mut wanted: Vec<(String, usize, i64, Option<u32>)> = slots
             .iter()
             .filter(|s| s.free > 0)
-            .map(|s| (s.plugin.clone(), s.free as usize, i64::MAX))
+            .map(|s| (s.plugin.clone(), s.free as usize, i64::MAX, Some(s.overall)))
             .collect();
         if other_slots > 0 {
             // Plugins this host does not know, to dead-letter as gone. Not
@@ -62,19 +66,19 @@ impl Inner {
             let grace = self.settings.unknown_plugin_grace.as_millis() as i64;
             for (plugin, _, _) in self.counts().await? {
                 if !known.contains(&plugin) {
-                    wanted.push((plugin, other_slots as usize, now - grace));
+                    wanted.push((plugin, other_slots as usize, now - grace, None));
                 }
             }
         }
         let mut claimed = Claimed::default();
         let mut room = limit;
-        for (plugin, free, received_by) in wanted {
+        for (plugin, free, received_by, bound) in wanted {
             if room == 0 {
                 break;
             }
             let n = free.min(room);
             let taken = self
-                .take(&plugin, n, now, received_by, &mut claimed)
+                .take(&plugin, n, now, received_by, bound, &mut claimed)
                 .await?;
             room -= taken;
         }
@@ -83,19 +87,48 @@ impl Inner {
 
     /// Fetch up to `n` of `plugin`'s deliveries; those due (and accepted
     /// by `received_by`) are claimed, the others go back with the delay
-    /// until they are. Returns how many were claimed.
+    /// until they are. With a `bound`, no more than this host gets of the
+    /// plugin's cluster-wide slots. Returns how many were claimed.
     async fn take(
         &self,
         plugin: &str,
         n: usize,
         now: i64,
         received_by: i64,
+        bound: Option<u32>,
         claimed: &mut Claimed,
     ) -> Result<usize, JournalError> {
         let consumer = self.consumer(plugin).await?;
-        if n == 0 {
-            return Ok(0);
+        let mut slots = match bound {
+            Some(bound) if n > 0 => Some(self.take_slots(plugin, bound, n).await?),
+            _ => None,
+        };
+        let n = slots.as_ref().map_or(n, Vec::len);
+        let taken = if n == 0 {
+            Ok(0)
+        } else {
+            self.fetch_due(&consumer, plugin, n, now, received_by, &mut slots, claimed)
+                .await
+        };
+        // Slots not needed after all go back at once.
+        for slot in slots.into_iter().flatten() {
+            slot.release().await;
         }
+        taken
+    }
+
+    /// [`Self::take`] once its slots are held: each claim takes one.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_due(
+        &self,
+        consumer: &consumer::PullConsumer,
+        plugin: &str,
+        n: usize,
+        now: i64,
+        received_by: i64,
+        slots: &mut Option<Vec<Slot>>,
+        claimed: &mut Claimed,
+    ) -> Result<usize, JournalError> {
         let mut batch = consumer
             .fetch()
             .max_messages(n)
@@ -161,6 +194,7 @@ impl Inner {
                     delivery,
                     payload: message.payload,
                     touched: Instant::now(),
+                    slot: slots.as_mut().and_then(Vec::pop),
                 },
             );
             taken += 1;
@@ -220,6 +254,9 @@ impl Inner {
             Ok(done) => {
                 if done {
                     self.outstanding.fetch_sub(1, Ordering::SeqCst);
+                }
+                if let Some(slot) = &claim.slot {
+                    slot.release().await;
                 }
                 Ok(())
             }
@@ -319,6 +356,9 @@ impl Inner {
         let claims: Vec<Claim> = self.lock_claims().drain().map(|(_, c)| c).collect();
         for claim in claims {
             let _ = claim.acker.ack_with(AckKind::Nak(None)).await;
+            if let Some(slot) = &claim.slot {
+                slot.release().await;
+            }
         }
     }
 
@@ -332,7 +372,7 @@ impl Inner {
         now: i64,
     ) -> Result<u64, JournalError> {
         let mut claimed = Claimed::default();
-        self.take(plugin, 1000, i64::MAX, i64::MAX, &mut claimed)
+        self.take(plugin, 1000, i64::MAX, i64::MAX, None, &mut claimed)
             .await?;
         let mut expired = 0;
         let ids = claimed
@@ -366,14 +406,15 @@ pub(super) async fn keep_claims_alive(inner: std::sync::Weak<Inner>) {
     loop {
         let Some(inner) = inner.upgrade() else { return };
         let every = inner.settings.ack_wait / 3;
+        // The delivery and its slot.
         let ackers: Vec<Arc<Acker>> = {
             let mut claims = inner.lock_claims();
             claims
                 .values_mut()
                 .filter(|c| c.touched.elapsed() >= every)
-                .map(|c| {
+                .flat_map(|c| {
                     c.touched = Instant::now();
-                    c.acker.clone()
+                    std::iter::once(c.acker.clone()).chain(c.slot.as_ref().map(|s| s.0.clone()))
                 })
                 .collect()
         };

@@ -11,6 +11,8 @@
 //!   `gridlet-replays`.
 //! - Plugins pushed to the cluster: object-store bucket `gridlet-plugins`
 //!   ([`plugins`]).
+//! - A plugin's deliveries at once across the cluster: stream
+//!   `GRIDLET_SLOTS` ([`slots`]).
 //! - Dedup: key-value bucket `gridlet-seen`, one key per (topic, id), each
 //!   expiring after the dedup window (24 h, as on one host); a publish
 //!   repeated within the stream's duplicate window is dropped by its
@@ -28,6 +30,7 @@ mod io;
 mod listing;
 mod message;
 mod plugins;
+mod slots;
 
 pub use plugins::{PluginChange, PluginStore, PushedPlugin};
 
@@ -122,6 +125,10 @@ struct Inner {
     settings: ClusterSettings,
     /// Each plugin's durable consumer, once bound.
     consumers: tokio::sync::Mutex<HashMap<String, consumer::PullConsumer>>,
+    /// The slots stream.
+    slots: stream::Stream,
+    /// Each plugin's slot consumer and the bound its slots were made for.
+    slot_consumers: tokio::sync::Mutex<HashMap<String, (consumer::PullConsumer, u32)>>,
     /// Deliveries this host claimed and has not settled, by id.
     claims: Mutex<HashMap<i64, deliveries::Claim>>,
     /// Deliveries not done across the cluster: refreshed from the stream
@@ -207,7 +214,7 @@ impl Inner {
         // A cluster starting beside this host may still be electing its
         // leaders: wait for it a while rather than exit.
         let started = std::time::Instant::now();
-        let (deliveries, dead, seen, replays, plugins) = loop {
+        let (deliveries, dead, slots, seen, replays, plugins) = loop {
             match Self::streams(&js, &settings).await {
                 Ok(streams) => break streams,
                 Err(e) if started.elapsed() < STARTUP_WAIT => {
@@ -226,6 +233,8 @@ impl Inner {
             plugins,
             settings,
             consumers: Default::default(),
+            slots,
+            slot_consumers: Default::default(),
             claims: Default::default(),
             outstanding: AtomicI64::new(0),
         })
@@ -275,16 +284,18 @@ impl Inner {
             },
         )
         .await?;
+        let slots = slots::open(js, r).await?;
         let seen = ensure_bucket(js, SEEN, settings.dedup_window, r).await?;
         let replays = ensure_bucket(js, REPLAYS, settings.dead_letter_retention, r).await?;
         let plugins = PluginStore::open(js, r).await?;
-        Ok((deliveries, dead, seen, replays, plugins))
+        Ok((deliveries, dead, slots, seen, replays, plugins))
     }
 }
 
-/// The deliveries and dead-letter streams, the dedup and replay buckets,
-/// the plugin bucket.
+/// The deliveries, dead-letter and slots streams, the dedup and replay
+/// buckets, the plugin bucket.
 type Streams = (
+    stream::Stream,
     stream::Stream,
     stream::Stream,
     kv::Store,
