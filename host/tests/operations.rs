@@ -368,6 +368,15 @@ async fn the_admin_api_matches_its_openapi_document() {
         }
     }
 
+    let (code, overview) = host.admin("/admin/overview").await;
+    assert_eq!(code, 200);
+    check(&doc, "Overview", &overview);
+    assert_eq!(overview["events"]["received"], 1, "{overview}");
+    assert_eq!(overview["journal"]["state"], "writable");
+    let (code, sources) = host.admin("/admin/sources").await;
+    assert_eq!(code, 200);
+    check(&doc, "Sources", &sources);
+
     let (code, plugins) = host.admin("/admin/plugins").await;
     assert_eq!(code, 200);
     check(&doc, "PluginList", &plugins);
@@ -433,6 +442,40 @@ async fn the_admin_api_matches_its_openapi_document() {
             .expect("json");
         check(&doc, name, &body);
     }
+
+    // The live tail: an event accepted while watching arrives as an
+    // `event` message holding a LiveEvent.
+    let mut live = host
+        .client
+        .get(host.url("/admin/events/live"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("live");
+    assert_eq!(live.status(), 200);
+    assert_eq!(
+        live.headers()["content-type"].to_str().expect("type"),
+        "text/event-stream"
+    );
+    assert_eq!(host.post(event("live-1")).await, 200);
+    let mut text = String::new();
+    while !text.contains("\n\n") || !text.contains("live-1") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), live.chunk())
+            .await
+            .expect("an event in time")
+            .expect("chunk")
+            .expect("stream open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let data = text
+        .lines()
+        .skip_while(|l| *l != "event: event")
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("data line");
+    let tail: Value = serde_json::from_str(data).expect("json");
+    check(&doc, "LiveEvent", &tail);
+    assert_eq!(tail["id"], "live-1");
+    drop(live);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,6 +52,11 @@ fn main() -> Result<()> {
         "test" => {
             plugins(&root)?;
             languages::nats_server(&root)?;
+            // The console's browser tests drive Debian's Chromium.
+            languages::debian_packages(
+                &["chromium", "chromium-driver"],
+                "the console's browser tests",
+            )?;
             test(&root)
         }
         "bench" => {
@@ -211,6 +216,8 @@ fn demo(root: &Path, once: bool) -> Result<()> {
     let state = root.join("target/demo-state");
     let _ = std::fs::remove_dir_all(&state);
     let secret = "demo-secret";
+    // The console at /console signs in with it (the demo listens on loopback).
+    let admin_token = "demo-admin-token";
     // The demo's configuration (grants included) is examples/demo.toml;
     // paths in it are relative to the repository.
     let mut serve = Command::new(&gridlet)
@@ -223,6 +230,7 @@ fn demo(root: &Path, once: bool) -> Result<()> {
             &listen,
         ])
         .env("GRIDLET_SECRET", secret)
+        .env("GRIDLET_ADMIN_TOKEN", admin_token)
         // Compiled plugins outlive the demo's fresh journal: Python and
         // JavaScript compile once, not on every demo.
         .env("GRIDLET_COMPILE_CACHE_DIR", root.join("target/compiled"))
@@ -265,7 +273,8 @@ fn demo(root: &Path, once: bool) -> Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(500));
         println!(
             "\ngridlet is serving {url} with the plugins in target/plugins (secret `{secret}`).\n\
-             Send more with: target/debug/gridlet send <events.json> --to {url} --secret {secret}"
+             Send more with: target/debug/gridlet send <events.json> --to {url} --secret {secret}\n\
+             The console: http://{listen}/console (admin token `{admin_token}`)"
         );
         if once {
             return Ok(());

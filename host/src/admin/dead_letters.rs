@@ -104,9 +104,13 @@ pub(super) async fn show(State(admin): State<Arc<Admin>>, Path(id): Path<i64>) -
     let journal = admin.dispatcher.journal().clone();
     match tokio::task::spawn_blocking(move || journal.dead_letter_event(id)).await {
         Ok(Ok(Some((letter, event)))) => {
+            let attempts = super::plugins::attempts_at(&admin, &letter.plugin, &letter.event_id);
             let mut view =
                 serde_json::to_value(DeadLetterView::from(letter)).unwrap_or(Value::Null);
             view["event"] = event;
+            // Each attempt's outcome, error and lines, as far as this host
+            // remembers them (its recent invocations per plugin).
+            view["attempts"] = serde_json::to_value(attempts).unwrap_or(Value::Null);
             Json(view).into_response()
         }
         Ok(Ok(None)) => Problem::new(

@@ -1,19 +1,23 @@
-//! The admin API under `/admin`, behind a bearer token of its own: plugins
-//! (status, recent invocations), deliveries by state, dead letters (list,
+//! The admin API under `/admin`, behind a bearer token of its own: an
+//! overview and the live tail of accepted events, plugins (status, recent
+//! invocations), deliveries by state, dead letters (list,
 //! show, replay, purge), plugins pushed to a cluster, and its OpenAPI
 //! document. Without a configured token
 //! the API is not mounted at all. `/metrics` lives here too, mounted by
 //! `serve` on its own.
 
+pub mod console;
 pub mod dead_letters;
 pub mod deliveries;
 pub mod metrics;
+mod overview;
 pub mod plugins;
 mod pushed;
 
 use crate::dispatch::Dispatcher;
 use crate::ingest::Problem;
 use crate::journal::PluginStore;
+pub use crate::journal::rfc3339;
 use crate::lograte::LogRate;
 use crate::plugin::Registry;
 use axum::Router;
@@ -53,6 +57,8 @@ pub fn router(
         pushed,
     });
     Router::new()
+        .route("/admin/overview", get(overview::overview))
+        .route("/admin/events/live", get(overview::live))
         .route("/admin/plugins", get(plugins::list))
         .route("/admin/plugins/{name}", get(plugins::show))
         .route(
@@ -76,6 +82,7 @@ pub fn router(
         // (path, query, body): an unauthenticated caller learns nothing.
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/admin/openapi.json", get(openapi))
+        .merge(console::routes())
         .with_state(state)
 }
 
@@ -136,26 +143,4 @@ async fn openapi() -> Response {
         OPENAPI,
     )
         .into_response()
-}
-
-/// Milliseconds since the epoch as RFC 3339 UTC (`2026-11-28T02:20:31.555Z`).
-pub fn rfc3339(ms: i64) -> String {
-    let (secs, millis) = (ms.div_euclid(1000), ms.rem_euclid(1000));
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }

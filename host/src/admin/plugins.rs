@@ -4,7 +4,7 @@
 use super::{Admin, rfc3339};
 use crate::dispatch::PluginCounters;
 use crate::ingest::Problem;
-use crate::plugin::PluginStatus;
+use crate::plugin::{InvocationRecord, PluginStatus};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -188,7 +188,7 @@ pub(super) async fn show(State(admin): State<Arc<Admin>>, Path(name): Path<Strin
 /// One recent invocation as the API shows it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct InvocationView {
+pub(super) struct InvocationView {
     time: String,
     event_id: String,
     event_type: String,
@@ -197,6 +197,7 @@ struct InvocationView {
     outcome: &'static str,
     reason: Option<String>,
     duration_ms: f64,
+    lines: Vec<String>,
 }
 
 pub(super) async fn invocations(
@@ -210,7 +211,14 @@ pub(super) async fn invocations(
         .history
         .recent()
         .into_iter()
-        .map(|r| InvocationView {
+        .map(InvocationView::from)
+        .collect();
+    Json(json!({ "plugin": name, "invocations": list })).into_response()
+}
+
+impl From<InvocationRecord> for InvocationView {
+    fn from(r: InvocationRecord) -> Self {
+        Self {
             time: rfc3339(r.at_ms),
             event_id: r.event_id,
             event_type: r.event_type,
@@ -219,9 +227,31 @@ pub(super) async fn invocations(
             outcome: r.outcome,
             reason: r.reason,
             duration_ms: r.duration_ms,
-        })
+            lines: r.lines,
+        }
+    }
+}
+
+/// `plugin`'s attempts at `event_id` that this host remembers, oldest
+/// first.
+pub(super) fn attempts_at(admin: &Admin, plugin: &str, event_id: &str) -> Vec<InvocationView> {
+    let Some(status) = admin
+        .plugins
+        .status()
+        .into_iter()
+        .find(|s| s.name == plugin)
+    else {
+        return Vec::new();
+    };
+    let mut list: Vec<InvocationView> = status
+        .history
+        .recent()
+        .into_iter()
+        .filter(|r| r.event_id == event_id)
+        .map(InvocationView::from)
         .collect();
-    Json(json!({ "plugin": name, "invocations": list })).into_response()
+    list.reverse();
+    list
 }
 
 fn not_found(name: &str) -> Response {

@@ -5,7 +5,7 @@ use clap::Args;
 use gridlet::event::{self, Event};
 use gridlet::plugin::{self, CompileCache, LimitCaps, LoadedPlugin, PluginGrant};
 use gridlet::runtime::{
-    AllowList, ConfigValues, Entry, Invocation, MemoryKeyValue, NetworkPolicy, Outcome, Runtime,
+    AllowList, ConfigValues, Invocation, MemoryKeyValue, NetworkPolicy, Outcome, Runtime,
     RuntimeSettings,
 };
 use std::path::PathBuf;
@@ -173,36 +173,7 @@ fn header(index: usize, event: &Event) {
 
 fn report(invocation: &Invocation) {
     for entry in &invocation.entries {
-        match entry {
-            Entry::Log {
-                level,
-                context,
-                message,
-            } => {
-                let context = if context.is_empty() {
-                    String::new()
-                } else {
-                    format!("[{context}] ")
-                };
-                println!(
-                    "  log   {:<5} {context}{message}",
-                    format!("{level:?}").to_lowercase()
-                );
-            }
-            Entry::KeyValue {
-                bucket,
-                key,
-                change,
-            } => println!("  kv    {bucket}/{key}  {change}"),
-            Entry::Http {
-                method,
-                url,
-                result,
-            } => match result {
-                Ok(status) => println!("  http  {method} {url} → {status}"),
-                Err(why) => println!("  http  {method} {url} → {why}"),
-            },
-        }
+        println!("  {entry}");
     }
     if invocation.dropped_log_lines > 0 {
         println!(

@@ -17,11 +17,13 @@ use tokio::sync::Notify;
 
 mod attempt;
 mod claims;
+mod live;
 mod run;
 mod target;
 
 pub use claims::CLAIM_DEPTH;
 use claims::{Gates, Running};
+pub use live::{LIVE_BACKLOG, LiveEvent};
 pub use target::{Policy, Target, Targets, Verdict};
 
 /// Dispatch settings.
@@ -122,6 +124,9 @@ pub struct Dispatcher {
     gates: Gates,
     wake: Notify,
     stopping: AtomicBool,
+    /// Accepted events, for whoever watches the live tail; gone once the
+    /// host stops serving (so open tails end and connections can close).
+    live: Mutex<Option<tokio::sync::broadcast::Sender<LiveEvent>>>,
 }
 
 impl Dispatcher {
@@ -150,6 +155,7 @@ impl Dispatcher {
             gates: Gates::default(),
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
+            live: Mutex::new(Some(tokio::sync::broadcast::channel(LIVE_BACKLOG).0)),
         });
         tokio::spawn(dispatcher.clone().run());
         Ok(dispatcher)
@@ -158,6 +164,21 @@ impl Dispatcher {
     /// Counters since start.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Watch accepted events from now on (each once it is stored); `None`
+    /// once the host is stopping.
+    pub fn watch(&self) -> Option<tokio::sync::broadcast::Receiver<LiveEvent>> {
+        self.live_sender().map(|s| s.subscribe())
+    }
+
+    /// End every watch (the host is stopping).
+    pub fn stop_watches(&self) {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    fn live_sender(&self) -> Option<tokio::sync::broadcast::Sender<LiveEvent>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The deliveries being attempted right now, by id, with their plugin.
@@ -268,6 +289,15 @@ impl Intake for Dispatcher {
         let count = batch.len() as u64;
         let received: Vec<&'static str> = batch.iter().map(|n| n.event.type_label()).collect();
         let wanted: u64 = batch.iter().map(|n| n.plugins.len() as u64).sum();
+        // Only while someone watches: the tail costs nothing otherwise.
+        let watched = self.live_sender().filter(|s| s.receiver_count() > 0);
+        let live: Vec<LiveEvent> = match &watched {
+            Some(_) => {
+                let now = now_ms();
+                batch.iter().map(|n| LiveEvent::of(n, now)).collect()
+            }
+            None => Vec::new(),
+        };
         let outstanding = self.journal.outstanding();
         let cap = self.settings.queue_capacity as u64;
         if outstanding + wanted > cap {
@@ -304,6 +334,11 @@ impl Intake for Dispatcher {
             .deliveries
             .fetch_add(appended.deliveries as u64, Ordering::SeqCst);
         self.wake.notify_one();
+        if let Some(sender) = watched {
+            for event in live {
+                let _ = sender.send(event);
+            }
+        }
         Ok(appended.deliveries)
     }
 }

@@ -18,7 +18,7 @@ pub use compiler::{ChildCompiler, Compiler};
 pub use grants::{LimitCaps, OperatorGrants, PluginGrant};
 pub use manifest::{Manifest, ManifestError, RetryPolicy};
 pub use registry::{Change, PluginStatus, Registry};
-pub use target::PluginTarget;
+pub use target::{InvocationRecord, PluginTarget};
 pub use watcher::{WatchSettings, Watcher};
 
 use crate::filter::Filter;

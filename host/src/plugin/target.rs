@@ -36,6 +36,43 @@ pub struct InvocationRecord {
     pub reason: Option<String>,
     /// Time inside the plugin, in ms.
     pub duration_ms: f64,
+    /// What it logged and did, one line each (the first
+    /// [`RECORDED_LINES`], each cut at [`RECORDED_LINE_BYTES`]; config
+    /// values already redacted).
+    pub lines: Vec<String>,
+}
+
+/// Lines of an attempt its record keeps: enough to see what happened,
+/// bounded so 50 records of a flooding plugin stay small.
+pub const RECORDED_LINES: usize = 40;
+/// Bytes of one recorded line.
+pub const RECORDED_LINE_BYTES: usize = 500;
+
+/// An attempt's entries as recorded lines, with a last line saying how
+/// many more there were.
+fn recorded_lines(invocation: &Invocation) -> Vec<String> {
+    let mut lines: Vec<String> = invocation
+        .entries
+        .iter()
+        .take(RECORDED_LINES)
+        .map(|e| {
+            let mut line = e.to_string();
+            if line.len() > RECORDED_LINE_BYTES {
+                let mut cut = RECORDED_LINE_BYTES;
+                while !line.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                line.truncate(cut);
+                line.push('…');
+            }
+            line
+        })
+        .collect();
+    let more = (invocation.entries.len() - lines.len()) as u64 + invocation.dropped_log_lines;
+    if more > 0 {
+        lines.push(format!("({more} more not kept)"));
+    }
+    lines
 }
 
 /// A plugin's most recent invocations, newest last; kept across versions.
@@ -112,6 +149,7 @@ impl Target for PluginTarget {
                 other => Some(other.to_string()),
             },
             duration_ms: invocation.duration.as_secs_f64() * 1000.0,
+            lines: recorded_lines(&invocation),
         });
         match invocation.outcome {
             Outcome::Handled => Verdict::Done,

@@ -77,6 +77,42 @@ pub enum Entry {
     },
 }
 
+impl std::fmt::Display for Entry {
+    /// One line: `log   info  [context] message`, `kv    bucket/key  change`,
+    /// `http  POST url → 200`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Entry::Log {
+                level,
+                context,
+                message,
+            } => {
+                let level = format!("{level:?}").to_lowercase();
+                if context.is_empty() {
+                    write!(f, "log   {level:<5} {message}")
+                } else {
+                    write!(f, "log   {level:<5} [{context}] {message}")
+                }
+            }
+            Entry::KeyValue {
+                bucket,
+                key,
+                change,
+            } => write!(f, "kv    {bucket}/{key}  {change}"),
+            Entry::Http {
+                method,
+                url,
+                result: Ok(status),
+            } => write!(f, "http  {method} {url} → {status}"),
+            Entry::Http {
+                method,
+                url,
+                result: Err(why),
+            } => write!(f, "http  {method} {url} → {why}"),
+        }
+    }
+}
+
 /// Most key-value and HTTP entries kept per delivery.
 const MAX_ENTRIES: usize = 10_000;
 

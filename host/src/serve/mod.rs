@@ -338,6 +338,7 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let draining = dispatcher.clone();
+    let watched = dispatcher.clone();
     let delay = settings.shutdown_delay;
     let limits = settings.limits;
     let task = tokio::spawn(async move {
@@ -357,6 +358,8 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
             // Not ready from now on; keep serving through the delay so
             // load balancers see it before connections are refused.
             shutting_down.store(true, Ordering::SeqCst);
+            // Live tails end, so their connections can close.
+            watched.stop_watches();
             if !delay.is_zero() {
                 tracing::info!(
                     ?delay,

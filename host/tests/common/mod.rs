@@ -2,6 +2,7 @@
 //! HTTP server that records what plugins send it.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod browser;
 pub mod entra;
 pub mod fort;
 pub mod namespace;
