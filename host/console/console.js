@@ -367,13 +367,17 @@ async function deadLetter(root, id) {
       ["Published", when(d.publishTime)], ["Dead-lettered", when(d.deadLetteredTime)],
       ["Replayed", d.replayedTime ? when(d.replayedTime) : "—"],
     ])),
-    h("h2", {}, "Attempts"),
+    h("h2", {}, "Each attempt's error"),
+    h("div", { class: "card" }, d.errors.length
+      ? h("ol", { id: "dl-errors" }, d.errors.map((e) => h("li", {}, e)))
+      : h("p", { class: "muted" }, "No attempt failed: it was dead-lettered before one was made.")),
+    h("h2", {}, "Attempts this host remembers"),
     h("div", { class: "card" }, d.attempts && d.attempts.length ? table(
       ["Time", "Attempt", "Outcome", "Error", "Lines"],
       d.attempts.map((a) => h("tr", {}, h("td", {}, when(a.time)), h("td", { class: "num" }, a.attempt),
         h("td", {}, pill(a.outcome, a.outcome === "handled" ? "ok" : "bad")), h("td", {}, a.reason || "—"),
         h("td", {}, a.lines.length ? h("details", {}, h("summary", {}, `${a.lines.length} lines`), h("pre", {}, a.lines.join("\n"))) : "—"))))
-      : h("p", { class: "muted" }, `This host keeps no record of the attempts (it restarted, or they ran on another host). The last error: ${d.lastError}`)),
+      : h("p", { class: "muted" }, "None: it restarted since, or the attempts ran on another host (their errors are above).")),
     h("h2", {}, "Event"),
     h("pre", { id: "dl-event" }, JSON.stringify(d.event, null, 2)));
 }

@@ -172,6 +172,7 @@ crate::on_each_backend!(
     claims_outnumber_max_concurrency_but_no_more_run_at_once,
     a_journal_that_cannot_commit_means_503_and_nothing_delivered,
     plugin_state_survives_a_restart_and_stays_in_its_namespace,
+    a_dead_letter_keeps_each_attempts_error_the_latest_twenty,
 );
 
 /// Wait until no delivery is left in the journal.
@@ -223,7 +224,9 @@ async fn retries_follow_the_schedule_until_the_plugin_succeeds(backend: Backend)
 
 async fn dead_letters_for_attempts_reject_ttl_and_missing_plugins_then_replay(backend: Backend) {
     let journal = backend.open();
-    let failing = Scripted::new("failing", 3, |_| Verdict::Retry("service down".into()));
+    let failing = Scripted::new("failing", 3, |attempt| {
+        Verdict::Retry(format!("service down ({attempt})"))
+    });
     let rejecting = Scripted::new("rejecting", 30, |_| Verdict::DeadLetter("bad event".into()));
     let mut short = Scripted::new("short-lived", 30, |_| Verdict::Retry("slow".into()));
     Arc::get_mut(&mut short)
@@ -278,9 +281,16 @@ async fn dead_letters_for_attempts_reject_ttl_and_missing_plugins_then_replay(ba
         (summary[3].0, summary[3].1),
         ("short-lived", "TimeToLiveExceeded")
     );
-    assert_eq!(letters[0].last_error, "service down");
+    assert_eq!(letters[0].last_error, "service down (3)");
     assert_eq!(letters[1].last_error, "bad event");
     assert_eq!(letters[2].last_error, "plugin `removed` is not loaded");
+    // Each attempt's error, in order.
+    assert_eq!(
+        letters[0].errors,
+        ["service down (1)", "service down (2)", "service down (3)"]
+    );
+    assert_eq!(letters[1].errors, ["bad event"]);
+    assert_eq!(letters[2].errors, ["plugin `removed` is not loaded"]);
     assert!(
         letters
             .iter()
@@ -866,16 +876,16 @@ async fn a_plugins_bound_is_shared_by_every_host() {
             .expect("claim");
         claimed.due.iter().map(|d| d.id).collect()
     };
-    // A slot given back is a nak the server takes in its own time.
-    let claim_soon = |journal: &JetStreamJournal, overall: u32| -> Vec<i64> {
+    // A slot given back is a nak the server takes in its own time: claim
+    // until `n` are held (or 5 s).
+    let claim_soon = |journal: &JetStreamJournal, overall: u32, n: usize| -> Vec<i64> {
         let started = Instant::now();
-        loop {
-            let ids = claim(journal, overall);
-            if !ids.is_empty() || started.elapsed() > Duration::from_secs(5) {
-                return ids;
-            }
+        let mut ids = Vec::new();
+        while ids.len() < n && started.elapsed() < Duration::from_secs(5) {
+            ids.extend(claim(journal, overall));
             std::thread::sleep(Duration::from_millis(20));
         }
+        ids
     };
     let held_by_a = claim(&a, 3);
     assert_eq!(held_by_a.len(), 3, "up to the bound");
@@ -886,8 +896,9 @@ async fn a_plugins_bound_is_shared_by_every_host() {
     a.retry_at(held_by_a[0], now_ms() + 3_600_000, "later")
         .expect("retry");
     a.complete(held_by_a[1]).expect("complete");
-    let held_by_b = claim_soon(&b, 3);
+    let held_by_b = claim_soon(&b, 3, 2);
     assert_eq!(held_by_b.len(), 2, "b takes the two freed: {held_by_b:?}");
+    assert!(claim(&b, 3).is_empty(), "and no more");
 
     // Lowered to 1 (a manifest changed): one at a time across both hosts
     // once the deliveries held under the old bound are settled.
@@ -896,9 +907,64 @@ async fn a_plugins_bound_is_shared_by_every_host() {
             .or_else(|_| a.complete(*id))
             .expect("complete");
     }
-    let first = claim_soon(&a, 1);
+    let first = claim_soon(&a, 1, 1);
     assert_eq!(first.len(), 1, "one slot");
     assert!(claim(&b, 1).is_empty(), "and a holds it");
     a.complete(first[0]).expect("complete");
-    assert_eq!(claim_soon(&b, 1).len(), 1, "then b");
+    assert_eq!(claim_soon(&b, 1, 1).len(), 1, "then b");
+}
+
+/// Every failed attempt's error goes with the delivery into its dead
+/// letter, oldest first; past twenty the oldest go (each cut at 500 bytes).
+async fn a_dead_letter_keeps_each_attempts_error_the_latest_twenty(backend: Backend) {
+    let journal = backend.open();
+    journal
+        .append(vec![NewEvent {
+            event: Arc::new(events(1).remove(0)),
+            plugins: vec!["p".into()],
+        }])
+        .expect("append");
+    let slots = [Slots {
+        plugin: "p".into(),
+        free: 1,
+        overall: 1,
+        in_flight: Vec::new(),
+    }];
+    let claim = || {
+        let started = Instant::now();
+        loop {
+            let due = journal
+                .claim_due(now_ms(), 1, &slots, 0, &[])
+                .expect("claim")
+                .due;
+            if let Some(d) = due.first() {
+                return d.id;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "not due");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    for attempt in 1..=25 {
+        let error = if attempt == 25 {
+            "x".repeat(2000)
+        } else {
+            format!("error {attempt}")
+        };
+        journal.retry_at(claim(), now_ms(), &error).expect("retry");
+    }
+    journal
+        .dead_letter(
+            claim(),
+            gridlet::journal::DeadLetterReason::MaxDeliveryAttemptsExceeded,
+            "error 26",
+            now_ms(),
+            26,
+        )
+        .expect("dead letter");
+    let letter = journal.dead_letters(None).expect("list").remove(0);
+    let mut expected: Vec<String> = (7..=24).map(|a| format!("error {a}")).collect();
+    expected.push(format!("{}…", "x".repeat(500)));
+    expected.push("error 26".into());
+    assert_eq!(letter.errors, expected);
+    assert_eq!(letter.last_error, "error 26");
 }

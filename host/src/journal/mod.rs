@@ -118,12 +118,42 @@ pub struct DeadLetter {
     pub delivery_attempts: u32,
     /// The last attempt's error.
     pub last_error: String,
+    /// Every failed attempt's error, oldest first (the last
+    /// [`KEPT_ERRORS`], each cut at [`KEPT_ERROR_BYTES`]); the last is
+    /// `last_error`.
+    pub errors: Vec<String>,
     /// When the event was accepted (ms since the epoch): Event Grid's `publishTime`.
     pub publish_time_ms: i64,
     /// When it was dead-lettered (ms since the epoch).
     pub dead_lettered_ms: i64,
     /// When it was replayed, if it was.
     pub replayed_ms: Option<i64>,
+}
+
+/// Failed attempts' errors a delivery keeps (the latest).
+pub const KEPT_ERRORS: usize = 20;
+/// Bytes of one kept error.
+pub const KEPT_ERROR_BYTES: usize = 500;
+
+/// `error` as a delivery keeps it: cut at [`KEPT_ERROR_BYTES`].
+pub fn kept_error(error: &str) -> String {
+    if error.len() <= KEPT_ERROR_BYTES {
+        return error.to_string();
+    }
+    let mut cut = KEPT_ERROR_BYTES;
+    while !error.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &error[..cut])
+}
+
+/// `errors` with `error` added, the oldest dropped past [`KEPT_ERRORS`].
+pub fn with_error(mut errors: Vec<String>, error: &str) -> Vec<String> {
+    errors.push(kept_error(error));
+    if errors.len() > KEPT_ERRORS {
+        errors.drain(..errors.len() - KEPT_ERRORS);
+    }
+    errors
 }
 
 /// What a replay did.

@@ -199,6 +199,24 @@ async fn a_journal_written_by_the_previous_version_is_read_back() {
     assert_eq!(event.id, "old-1");
     assert_eq!(event.data_json(), r#"{"x":1}"#);
     assert_eq!(event.delivery.subscription_name.as_deref(), Some("sub-a"));
+    // Its attempts' errors are kept from now on (a column the migration
+    // added).
+    let old = claimed.due[0].id;
+    journal.retry_at(old, 0, "first").expect("retry");
+    let again = journal
+        .claim_due(gridlet::journal::now_ms(), 10, &[], 10, &[])
+        .expect("claim");
+    journal
+        .dead_letter(
+            again.due[0].id,
+            gridlet::journal::DeadLetterReason::Rejected,
+            "second",
+            0,
+            2,
+        )
+        .expect("dead letter");
+    let letter = journal.dead_letters(None).expect("list").remove(0);
+    assert_eq!(letter.errors, ["first", "second"]);
     // And new events go in beside it.
     let new = gridlet::event::parse_event_grid(
         &json!({"id": "new-1", "subject": "s", "eventType": "T"}),
@@ -212,5 +230,9 @@ async fn a_journal_written_by_the_previous_version_is_read_back() {
         }])
         .expect("append");
     assert_eq!(appended.deliveries, 1);
-    assert_eq!(journal.outstanding(), 2);
+    assert_eq!(
+        journal.outstanding(),
+        1,
+        "the new one (the old one is a dead letter)"
+    );
 }

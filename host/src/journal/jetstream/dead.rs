@@ -102,6 +102,7 @@ impl Inner {
                 attempts: 0,
                 due_at_ms: 0,
                 last_error: String::new(),
+                errors: Vec::new(),
                 key: format!("{}.replay-{id}-{now_ms}", first.key),
                 ..first
             };
@@ -171,6 +172,7 @@ impl Inner {
                 reason: dead.reason,
                 delivery_attempts: delivery.attempts,
                 last_error: delivery.last_error,
+                errors: delivery.errors,
                 publish_time_ms: delivery.received_at_ms,
                 dead_lettered_ms: dead.at_ms,
                 replayed_ms: replayed,

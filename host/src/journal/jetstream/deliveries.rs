@@ -6,7 +6,9 @@
 use super::Inner;
 use super::message::{Dead, Delivery, dead_subject, delivery_subject};
 use super::slots::Slot;
-use crate::journal::{Claimed, DueDelivery, JournalError, Settlement, Slots, Unreadable, now_ms};
+use crate::journal::{
+    Claimed, DueDelivery, JournalError, Settlement, Slots, Unreadable, now_ms, with_error,
+};
 use async_nats::jetstream::message::{Acker, PublishMessage};
 use async_nats::jetstream::{AckKind, consumer};
 use bytes::Bytes;
@@ -280,6 +282,7 @@ impl Inner {
                 let next = Delivery {
                     attempts: claim.delivery.attempts + 1,
                     due_at_ms: due_ms,
+                    errors: with_error(claim.delivery.errors.clone(), &error),
                     last_error: error,
                     ..claim.delivery.clone()
                 };
@@ -305,6 +308,7 @@ impl Inner {
             } => {
                 let letter = Delivery {
                     attempts,
+                    errors: with_error(claim.delivery.errors.clone(), &error),
                     last_error: error,
                     ..claim.delivery.clone()
                 };

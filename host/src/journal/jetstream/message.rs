@@ -21,6 +21,8 @@ const AEG_DELIVERY_COUNT: &str = "Gridlet-Aeg-Delivery-Count";
 const AEG_DATA_VERSION: &str = "Gridlet-Aeg-Data-Version";
 const REASON: &str = "Gridlet-Dead-Letter-Reason";
 const DEAD_AT: &str = "Gridlet-Dead-Lettered-At";
+/// Every failed attempt's error so far, a JSON array of strings (one line).
+const ERRORS: &str = "Gridlet-Errors";
 
 /// The longest error text kept in a header (a plugin's error can be long;
 /// the full text is in the host's log).
@@ -72,6 +74,9 @@ pub(super) struct Delivery {
     pub received_at_ms: i64,
     /// The last attempt's error ("" before any).
     pub last_error: String,
+    /// Every failed attempt's error, oldest first (the latest
+    /// [`KEPT_ERRORS`](crate::journal::KEPT_ERRORS)).
+    pub errors: Vec<String>,
     /// The envelope the event came in.
     pub schema: Option<Schema>,
     /// The event's dedup key and plugin: the stem of every message id
@@ -90,6 +95,7 @@ impl Delivery {
             due_at_ms: 0,
             received_at_ms,
             last_error: String::new(),
+            errors: Vec::new(),
             schema: Some(event.schema),
             key: format!("{}.{plugin}", seen_key(event)),
             aeg: event.delivery.clone(),
@@ -106,6 +112,11 @@ impl Delivery {
         h.insert(SCHEMA, self.schema.unwrap_or(Schema::EventGrid).as_str());
         if !self.last_error.is_empty() {
             h.insert(LAST_ERROR, header_text(&self.last_error).as_str());
+        }
+        if !self.errors.is_empty() {
+            // JSON escapes line breaks: one header line.
+            let errors = serde_json::to_string(&self.errors).unwrap_or_default();
+            h.insert(ERRORS, errors.as_str());
         }
         if let Some(s) = &self.aeg.subscription_name {
             h.insert(AEG_SUBSCRIPTION, header_text(s).as_str());
@@ -132,6 +143,9 @@ impl Delivery {
             due_at_ms: number(DUE_AT).unwrap_or(0),
             received_at_ms: number(RECEIVED_AT).unwrap_or(0),
             last_error: text(LAST_ERROR).unwrap_or_default(),
+            errors: text(ERRORS)
+                .and_then(|e| serde_json::from_str(&e).ok())
+                .unwrap_or_default(),
             schema: text(SCHEMA).map(|s| Schema::from_stored(&s)),
             key: text(KEY).unwrap_or_default(),
             aeg: DeliveryHeaders {
@@ -204,6 +218,7 @@ mod tests {
             due_at_ms: 1234,
             received_at_ms: 99,
             last_error: "line one\r\nline two".into(),
+            errors: vec!["first\nof two lines".into(), "second: ünïcode".into()],
             schema: Some(Schema::CloudEvents),
             key: "abc.p".into(),
             aeg: DeliveryHeaders {
@@ -217,6 +232,7 @@ mod tests {
         assert_eq!(back.due_at_ms, 1234);
         assert_eq!(back.received_at_ms, 99);
         assert_eq!(back.last_error, "line one  line two", "one line");
+        assert_eq!(back.errors, d.errors, "as they were, line breaks included");
         assert_eq!(back.schema, Some(Schema::CloudEvents));
         assert_eq!(back.key, "abc.p");
         assert_eq!(back.aeg, d.aeg);

@@ -151,7 +151,8 @@ pub(super) fn letters(
                 CASE WHEN e.format = 1
                      THEN coalesce(json_extract(e.body, '$.event.eventType'),
                                    json_extract(e.body, '$.event.type'), '')
-                     ELSE e.event_type END
+                     ELSE e.event_type END,
+                d.errors
          FROM dead_letters d JOIN events e ON e.seq = d.event_seq {filter} ORDER BY d.id DESC"
     ))?;
     let rows = stmt.query_map(params![arg], |r| {
@@ -168,6 +169,7 @@ pub(super) fn letters(
                 event_id: r.get(8)?,
                 topic: r.get(11)?,
                 event_type: r.get(12)?,
+                errors: serde_json::from_str(&r.get::<_, String>(13)?).unwrap_or_default(),
             },
             r.get(9)?,
             r.get(10)?,

@@ -5,7 +5,7 @@ use super::super::JournalError;
 use rusqlite::Connection;
 
 /// The schema version this code writes.
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -67,6 +67,14 @@ const VERSION_2: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS dead_letters_dead_at ON dead_letters (dead_at)",
 ];
 
+/// Version 3: each failed attempt's error (a JSON array of strings, the
+/// latest [`KEPT_ERRORS`](crate::journal::KEPT_ERRORS)), kept with the
+/// delivery and its dead letter.
+const VERSION_3: &[&str] = &[
+    "ALTER TABLE deliveries ADD COLUMN errors TEXT NOT NULL DEFAULT '[]'",
+    "ALTER TABLE dead_letters ADD COLUMN errors TEXT NOT NULL DEFAULT '[]'",
+];
+
 /// Create the tables, or bring an earlier journal up to [`VERSION`].
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
     conn.execute_batch(TABLES)?;
@@ -77,6 +85,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
     let tx = conn.transaction()?;
     if version < 2 {
         for statement in VERSION_2 {
+            tx.execute(statement, [])?;
+        }
+    }
+    if version < 3 {
+        for statement in VERSION_3 {
             tx.execute(statement, [])?;
         }
     }

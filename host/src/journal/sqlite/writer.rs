@@ -7,7 +7,9 @@
 //! for the next group, so webhook commits never queue behind a plugin
 //! writing large values in a loop.
 
-use super::super::{Appended, Completion, JournalError, NewEvent, Settlement, now_ms};
+use super::super::{
+    Appended, Completion, JournalError, KEPT_ERRORS, NewEvent, Settlement, kept_error, now_ms,
+};
 use super::kv::{self, KvDone, KvQuota, KvRefusal, KvWrite, Usage};
 use super::stored::Recent;
 use crate::event::Event;
@@ -303,14 +305,19 @@ fn expire(
     before: i64,
     now: i64,
 ) -> Result<u64, JournalError> {
-    tx.prepare_cached(
-        "INSERT INTO dead_letters (event_seq, plugin, reason, attempts, last_error, dead_at)
-         SELECT d.event_seq, d.plugin, 'TimeToLiveExceeded', d.attempts,
-                'the event outlived its time-to-live while no version of the plugin served', ?3
+    tx.prepare_cached(&format!(
+        "INSERT INTO dead_letters (event_seq, plugin, reason, attempts, last_error, dead_at, errors)
+         SELECT d.event_seq, d.plugin, 'TimeToLiveExceeded', d.attempts, ?4, ?3, {}
          FROM deliveries d JOIN events e ON e.seq = d.event_seq
          WHERE d.plugin = ?1 AND e.received_at < ?2",
-    )?
-    .execute(params![plugin, before, now])?;
+        errors_with("d.errors", "?4")
+    ))?
+    .execute(params![
+        plugin,
+        before,
+        now,
+        "the event outlived its time-to-live while no version of the plugin served"
+    ])?;
     let n = tx
         .prepare_cached(
             "DELETE FROM deliveries WHERE plugin = ?1
@@ -320,6 +327,16 @@ fn expire(
     Ok(n as u64)
 }
 
+/// SQL for the JSON array `column` with `error` appended, the oldest
+/// dropped past [`KEPT_ERRORS`].
+fn errors_with(column: &str, error: &str) -> String {
+    format!(
+        "CASE WHEN json_array_length({column}) >= {KEPT_ERRORS}
+              THEN json_insert(json_remove({column}, '$[0]'), '$[#]', {error})
+              ELSE json_insert({column}, '$[#]', {error}) END"
+    )
+}
+
 /// Record one outcome; the number of deliveries it ended (0 or 1).
 fn settle(tx: &rusqlite::Transaction<'_>, settlement: &Settlement) -> Result<i64, JournalError> {
     let ended = match settlement {
@@ -327,11 +344,12 @@ fn settle(tx: &rusqlite::Transaction<'_>, settlement: &Settlement) -> Result<i64
             .prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
             .execute(params![id])?,
         Settlement::RetryAt { id, due_ms, error } => {
-            tx.prepare_cached(
-                "UPDATE deliveries SET attempts = attempts + 1, due_at = ?2, last_error = ?3
-                 WHERE id = ?1",
-            )?
-            .execute(params![id, due_ms, error])?;
+            tx.prepare_cached(&format!(
+                "UPDATE deliveries SET attempts = attempts + 1, due_at = ?2, last_error = ?3,
+                 errors = {} WHERE id = ?1",
+                errors_with("errors", "?4")
+            ))?
+            .execute(params![id, due_ms, error, kept_error(error)])?;
             0
         }
         Settlement::Postpone { id, due_ms } => {
@@ -346,11 +364,20 @@ fn settle(tx: &rusqlite::Transaction<'_>, settlement: &Settlement) -> Result<i64
             at_ms,
             attempts,
         } => {
-            tx.prepare_cached(
-                "INSERT INTO dead_letters (event_seq, plugin, reason, attempts, last_error, dead_at)
-                 SELECT event_seq, plugin, ?2, ?5, ?3, ?4 FROM deliveries WHERE id = ?1",
-            )?
-            .execute(params![id, reason.as_str(), error, at_ms, attempts])?;
+            tx.prepare_cached(&format!(
+                "INSERT INTO dead_letters
+                   (event_seq, plugin, reason, attempts, last_error, dead_at, errors)
+                 SELECT event_seq, plugin, ?2, ?5, ?3, ?4, {} FROM deliveries WHERE id = ?1",
+                errors_with("errors", "?6")
+            ))?
+            .execute(params![
+                id,
+                reason.as_str(),
+                error,
+                at_ms,
+                attempts,
+                kept_error(error)
+            ])?;
             tx.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
                 .execute(params![id])?
         }
