@@ -373,6 +373,40 @@ async fn the_console_is_locked_down_and_only_there_with_an_admin_token() {
         .await
         .expect("overview");
     assert_eq!(r.status(), 401);
+    // Another site's page: a form post carries no token (there is no
+    // cookie to ride on) and a script's preflight gets no CORS grant, so
+    // a browser sends neither the token nor the purge.
+    let forged = client
+        .post(format!("http://{}/admin/dead-letters/purge", server.addr))
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("all=true")
+        .send()
+        .await
+        .expect("forged");
+    assert_eq!(forged.status(), 401);
+    let preflight = client
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("http://{}/admin/dead-letters/purge", server.addr),
+        )
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .send()
+        .await
+        .expect("preflight");
+    assert!(
+        preflight
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
+        "no CORS grant: {:?}",
+        preflight.headers()
+    );
 
     let bare = serve::start(ServeSettings {
         listen: "127.0.0.1:0".parse().expect("addr"),
