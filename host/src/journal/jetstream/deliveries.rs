@@ -33,6 +33,18 @@ pub(super) struct Claim {
     slot: Option<Slot>,
 }
 
+/// What a claim asks of one plugin's consumer.
+struct Wanted {
+    plugin: String,
+    /// How many this host may take.
+    free: usize,
+    /// The youngest delivery to take (accepted at or before, ms).
+    received_by: i64,
+    /// The plugin's cluster-wide bound (none for a plugin this host does
+    /// not serve).
+    bound: Option<u32>,
+}
+
 /// The longest a fetch waits for the next message it asked for.
 pub(super) const FETCH_WAIT: Duration = Duration::from_millis(250);
 
@@ -51,11 +63,15 @@ impl Inner {
         slots: Vec<Slots>,
         other_slots: u32,
     ) -> Result<Claimed, JournalError> {
-        // (plugin, how many, the youngest delivery to take, its slots)
-        let mut wanted: Vec<(String, usize, i64, Option<u32>)> = slots
+        let mut wanted: Vec<Wanted> = slots
             .iter()
             .filter(|s| s.free > 0)
-            .map(|s| (s.plugin.clone(), s.free as usize, i64::MAX, Some(s.overall)))
+            .map(|s| Wanted {
+                plugin: s.plugin.clone(),
+                free: s.free as usize,
+                received_by: i64::MAX,
+                bound: Some(s.overall),
+            })
             .collect();
         if other_slots > 0 {
             // Plugins this host does not know, to dead-letter as gone. Not
@@ -68,40 +84,41 @@ impl Inner {
             let grace = self.settings.unknown_plugin_grace.as_millis() as i64;
             for (plugin, _, _) in self.counts().await? {
                 if !known.contains(&plugin) {
-                    wanted.push((plugin, other_slots as usize, now - grace, None));
+                    wanted.push(Wanted {
+                        plugin,
+                        free: other_slots as usize,
+                        received_by: now - grace,
+                        bound: None,
+                    });
                 }
             }
         }
         let mut claimed = Claimed::default();
         let mut room = limit;
-        for (plugin, free, received_by, bound) in wanted {
+        for want in wanted {
             if room == 0 {
                 break;
             }
-            let n = free.min(room);
-            let taken = self
-                .take(&plugin, n, now, received_by, bound, &mut claimed)
-                .await?;
-            room -= taken;
+            let n = want.free.min(room);
+            room -= self.take(&want, n, now, &mut claimed).await?;
         }
         Ok(claimed)
     }
 
-    /// Fetch up to `n` of `plugin`'s deliveries; those due (and accepted
+    /// Fetch up to `n` of the plugin's deliveries; those due (and accepted
     /// by `received_by`) are claimed, the others go back with the delay
     /// until they are. With a `bound`, no more than this host gets of the
     /// plugin's cluster-wide slots. Returns how many were claimed.
     async fn take(
         &self,
-        plugin: &str,
+        want: &Wanted,
         n: usize,
         now: i64,
-        received_by: i64,
-        bound: Option<u32>,
         claimed: &mut Claimed,
     ) -> Result<usize, JournalError> {
+        let plugin = want.plugin.as_str();
         let consumer = self.consumer(plugin).await?;
-        let mut slots = match bound {
+        let mut slots = match want.bound {
             Some(bound) if n > 0 => Some(self.take_slots(plugin, bound, n).await?),
             _ => None,
         };
@@ -109,7 +126,7 @@ impl Inner {
         let taken = if n == 0 {
             Ok(0)
         } else {
-            self.fetch_due(&consumer, plugin, n, now, received_by, &mut slots, claimed)
+            self.fetch_due(&consumer, want, n, now, &mut slots, claimed)
                 .await
         };
         // Slots not needed after all go back at once.
@@ -120,17 +137,16 @@ impl Inner {
     }
 
     /// [`Self::take`] once its slots are held: each claim takes one.
-    #[allow(clippy::too_many_arguments)]
     async fn fetch_due(
         &self,
         consumer: &consumer::PullConsumer,
-        plugin: &str,
+        want: &Wanted,
         n: usize,
         now: i64,
-        received_by: i64,
         slots: &mut Option<Vec<Slot>>,
         claimed: &mut Claimed,
     ) -> Result<usize, JournalError> {
+        let (plugin, received_by) = (want.plugin.as_str(), want.received_by);
         let mut batch = consumer
             .fetch()
             .max_messages(n)
@@ -376,8 +392,13 @@ impl Inner {
         now: i64,
     ) -> Result<u64, JournalError> {
         let mut claimed = Claimed::default();
-        self.take(plugin, 1000, i64::MAX, i64::MAX, None, &mut claimed)
-            .await?;
+        let everything = Wanted {
+            plugin: plugin.to_string(),
+            free: 1000,
+            received_by: i64::MAX,
+            bound: None,
+        };
+        self.take(&everything, 1000, i64::MAX, &mut claimed).await?;
         let mut expired = 0;
         let ids = claimed
             .due
