@@ -26,6 +26,7 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
 function pill(text, kind) { return h("span", { class: `pill ${kind}` }, text); }
 function when(iso) { return iso ? new Date(iso).toLocaleString() : "—"; }
 function table(headers, rows) {
@@ -254,7 +255,7 @@ async function plugin(root, name) {
         h("td", { class: "num" }, i.attempt),
         h("td", {}, pill(i.outcome, i.outcome === "handled" ? "ok" : "bad"), i.reason ? h("div", {}, i.reason) : null),
         h("td", { class: "num" }, `${i.durationMs.toFixed(1)} ms`),
-        h("td", {}, i.lines.length ? h("details", {}, h("summary", {}, `${i.lines.length} lines`), h("pre", {}, i.lines.join("\n"))) : "—"))))
+        h("td", {}, i.lines.length ? h("details", {}, h("summary", {}, plural(i.lines.length, "line")), h("pre", {}, i.lines.join("\n"))) : "—"))))
       : h("p", { class: "muted" }, "No invocations yet.")));
 }
 
@@ -376,7 +377,7 @@ async function deadLetter(root, id) {
       ["Time", "Attempt", "Outcome", "Error", "Lines"],
       d.attempts.map((a) => h("tr", {}, h("td", {}, when(a.time)), h("td", { class: "num" }, a.attempt),
         h("td", {}, pill(a.outcome, a.outcome === "handled" ? "ok" : "bad")), h("td", {}, a.reason || "—"),
-        h("td", {}, a.lines.length ? h("details", {}, h("summary", {}, `${a.lines.length} lines`), h("pre", {}, a.lines.join("\n"))) : "—"))))
+        h("td", {}, a.lines.length ? h("details", {}, h("summary", {}, plural(a.lines.length, "line")), h("pre", {}, a.lines.join("\n"))) : "—"))))
       : h("p", { class: "muted" }, "None: it restarted since, or the attempts ran on another host (their errors are above).")),
     h("h2", {}, "Event"),
     h("pre", { id: "dl-event" }, JSON.stringify(d.event, null, 2)));

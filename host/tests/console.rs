@@ -211,6 +211,8 @@ async fn the_console_shows_replays_and_purges_what_the_host_holds() {
     );
     let errors = b.find("#dl-errors li").await.text().await.expect("text");
     assert!(errors.contains("reached"), "{errors}");
+    b.screenshot(&screenshots().join("console-dead-letter-light.png"))
+        .await;
 
     // No script from the event ran anywhere.
     let pwned = b
@@ -251,6 +253,8 @@ async fn the_console_shows_replays_and_purges_what_the_host_holds() {
         .await
         .expect("plugin page");
     b.text_appears("handled").await;
+    b.screenshot(&screenshots().join("console-plugin-light.png"))
+        .await;
 
     // Purge the other, by selection, with a confirmation.
     b.client
