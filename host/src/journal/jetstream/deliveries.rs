@@ -226,28 +226,44 @@ impl Inner {
         if let Some(c) = consumers.get(plugin) {
             return Ok(c.clone());
         }
-        let name = format!("gridlet-{plugin}");
+        let consumer = self
+            .durable_consumer(
+                &self.deliveries,
+                format!("gridlet-{plugin}"),
+                format!("gridlet.delivery.{plugin}.*"),
+            )
+            .await?;
+        consumers.insert(plugin.to_string(), consumer.clone());
+        Ok(consumer)
+    }
+
+    /// The durable pull consumer `name` on `stream` for `filter`, created
+    /// when missing: every host binds the same one, and JetStream hands each
+    /// message to one of them, again to another only after the ack wait.
+    pub(super) async fn durable_consumer(
+        &self,
+        stream: &async_nats::jetstream::stream::Stream,
+        name: String,
+        filter: String,
+    ) -> Result<consumer::PullConsumer, JournalError> {
         let config = consumer::pull::Config {
             durable_name: Some(name.clone()),
-            filter_subject: format!("gridlet.delivery.{plugin}.*"),
+            filter_subject: filter,
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: self.settings.ack_wait,
             // Retries are new messages: redelivery is only for a host that
             // died holding one.
             max_deliver: -1,
-            // Hosts bound themselves (each at most its claims); a server
-            // bound would leave a fetch it cannot fill open until it
-            // expires.
+            // Hosts bound themselves (claims; the cluster's slots); a server
+            // bound would leave a fetch it cannot fill open on the server
+            // and count delayed retries against it.
             max_ack_pending: -1,
             ..Default::default()
         };
-        let consumer = self
-            .deliveries
+        stream
             .get_or_create_consumer(&name, config)
             .await
-            .map_err(|e| failed(&name)(&e))?;
-        consumers.insert(plugin.to_string(), consumer.clone());
-        Ok(consumer)
+            .map_err(|e| failed(&name)(&e))
     }
 
     fn lock_claims(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, Claim>> {

@@ -105,21 +105,13 @@ impl Inner {
             return Ok(c.clone());
         }
         self.make_slots(plugin, bound).await?;
-        let name = format!("gridlet-slots-{plugin}-{bound}");
-        let config = consumer::pull::Config {
-            durable_name: Some(name.clone()),
-            filter_subject: format!("gridlet.slot.{plugin}.{bound}.*"),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: self.settings.ack_wait,
-            max_deliver: -1,
-            max_ack_pending: -1,
-            ..Default::default()
-        };
         let consumer = self
-            .slots
-            .get_or_create_consumer(&name, config)
-            .await
-            .map_err(|e| failed(&name)(&e))?;
+            .durable_consumer(
+                &self.slots,
+                format!("gridlet-slots-{plugin}-{bound}"),
+                format!("gridlet.slot.{plugin}.{bound}.*"),
+            )
+            .await?;
         consumers.insert(plugin.to_string(), (consumer.clone(), bound));
         Ok(consumer)
     }
