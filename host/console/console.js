@@ -165,7 +165,8 @@ async function overview(root) {
       stat(o.plugins.rejected, "plugins rejected", "stat-rejected"));
     const journalOk = o.journal.state === "writable";
     health.replaceChildren(facts([
-      ["Journal", h("span", {}, pill(o.journal.state, journalOk ? "ok" : "bad"), o.journal.error ? ` ${o.journal.error}` : "")],
+      ["Journal", pill(o.journal.state, journalOk ? "ok" : "bad")],
+      ["Disk", pill(o.journal.disk, o.journal.disk === "ok" ? "ok" : "bad")],
       ["Plugins waiting for config", String(o.plugins.waiting)],
       ["Duplicates acknowledged", String(o.events.duplicates)],
       ["Batches refused (busy)", String(o.events.refusedBatches)],

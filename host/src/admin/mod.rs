@@ -31,6 +31,10 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
+/// The journal's health as readiness last probed it: whether it commits,
+/// and whether the disk has room (asking costs no write).
+pub type JournalHealth = Arc<dyn Fn() -> (bool, bool) + Send + Sync>;
+
 /// What every admin handler reaches.
 struct Admin {
     token_digest: [u8; 32],
@@ -39,6 +43,7 @@ struct Admin {
     sources: Vec<Arc<crate::pull::Source>>,
     /// The cluster's plugin bucket (cluster mode only).
     pushed: Option<PluginStore>,
+    journal_health: JournalHealth,
 }
 
 /// The admin routes, for `token`.
@@ -48,6 +53,7 @@ pub fn router(
     plugins: Arc<Registry>,
     sources: Vec<Arc<crate::pull::Source>>,
     pushed: Option<PluginStore>,
+    journal_health: JournalHealth,
 ) -> Router {
     let state = Arc::new(Admin {
         token_digest: Sha256::digest(token.as_bytes()).into(),
@@ -55,6 +61,7 @@ pub fn router(
         plugins,
         sources,
         pushed,
+        journal_health,
     });
     Router::new()
         .route("/admin/overview", get(overview::overview))

@@ -21,10 +21,11 @@ pub(super) async fn overview(State(admin): State<Arc<Admin>>) -> Json<Value> {
     let stats = admin.dispatcher.stats();
     let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::SeqCst);
     let journal = admin.dispatcher.journal().clone();
-    let (pending, writable) =
-        tokio::task::spawn_blocking(move || (journal.pending().ok(), journal.check_writable()))
-            .await
-            .unwrap_or((None, Ok(())));
+    let pending = tokio::task::spawn_blocking(move || journal.pending().ok())
+        .await
+        .unwrap_or(None);
+    // From readiness's last probe: no write per look.
+    let (writable, room) = (admin.journal_health)();
     let status = admin.plugins.status();
     let count =
         |f: &dyn Fn(&crate::plugin::PluginStatus) -> bool| status.iter().filter(|s| f(s)).count();
@@ -49,9 +50,9 @@ pub(super) async fn overview(State(admin): State<Arc<Admin>>) -> Json<Value> {
             "rejected": count(&|s| s.rejected.is_some()),
             "waiting": count(&|s| s.waiting),
         },
-        "journal": match writable {
-            Ok(()) => json!({ "state": "writable" }),
-            Err(e) => json!({ "state": "not writable", "error": e.to_string() }),
+        "journal": {
+            "state": if writable { "writable" } else { "not writable" },
+            "disk": if room { "ok" } else { "full" },
         },
     }))
 }

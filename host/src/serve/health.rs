@@ -147,7 +147,9 @@ impl Readiness {
     }
 
     /// (the journal commits, the disk has room), from the last probe.
-    fn checks(&self) -> (bool, bool) {
+    /// From the last probe: whether the journal commits, and whether the
+    /// disk has room.
+    pub fn checks(&self) -> (bool, bool) {
         let (at, ok, room) = *self.last.lock().unwrap_or_else(|e| e.into_inner());
         (ok && at.elapsed() < STALE_AFTER, room)
     }

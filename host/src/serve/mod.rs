@@ -303,6 +303,7 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
         },
         sources.clone(),
     );
+    let probed = readiness.clone();
     let health = health::router(readiness);
     let mut admin = axum::Router::new();
     if settings.metrics {
@@ -316,6 +317,7 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
                 plugins.clone(),
                 sources.clone(),
                 pushed.clone(),
+                Arc::new(move || probed.checks()),
             ))
         }
         None => tracing::info!("admin API off: set GRIDLET_ADMIN_TOKEN to turn it on"),
