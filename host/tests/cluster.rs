@@ -205,6 +205,43 @@ async fn all_delivered(sink: &Recorder, acked: &HashSet<String>) -> usize {
     }
 }
 
+/// A host's base URL from its events URL.
+fn base_of(events_url: &str) -> String {
+    events_url.split("/api/").next().expect("base").to_string()
+}
+
+/// `name`'s status on the host at `base` (null when it does not answer
+/// JSON).
+async fn plugin_status(base: &str, name: &str) -> Value {
+    let answer = reqwest::Client::new()
+        .get(format!("{base}/admin/plugins/{name}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("status");
+    answer.json().await.unwrap_or(Value::Null)
+}
+
+/// Post `sender`'s batch `n` to `url`: its answer's status.
+async fn post_batch(url: &str, sender: usize, n: usize) -> u16 {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(batch(sender, n).to_string())
+        .send()
+        .await
+        .expect("post")
+        .status()
+        .as_u16()
+}
+
+/// Post `sender`'s batch `n` to `url` and wait until `sink` got all of it.
+async fn deliver_batch(url: &str, sender: usize, n: usize, sink: &Recorder) {
+    assert_eq!(post_batch(url, sender, n).await, 200);
+    let acked: HashSet<String> = (0..10).map(|i| format!("s{sender}-b{n}-e{i}")).collect();
+    all_delivered(sink, &acked).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_one_of_two_hosts_under_load_loses_no_acknowledged_event() {
     let nats = NatsServer::start();
@@ -268,23 +305,12 @@ async fn max_concurrency_bounds_the_whole_cluster() {
     }
     let acked = sent.lock().expect("lock").acked.clone();
     all_delivered(&sink, &acked).await;
-    let by_host = [&url_a, &url_b].map(|url| {
-        let base = url.split("/api/").next().expect("base").to_string();
-        async move {
-            let status: Value = reqwest::Client::new()
-                .get(format!("{base}/admin/plugins/echo"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .expect("status")
-                .json()
-                .await
-                .expect("json");
-            status["counters"]["delivered"].as_u64().unwrap_or(0)
-        }
-    });
-    let [a, b] = by_host;
-    let (a, b) = (a.await, b.await);
+    let delivered = async |url: &str| {
+        plugin_status(&base_of(url), "echo").await["counters"]["delivered"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let (a, b) = (delivered(&url_a).await, delivered(&url_b).await);
     println!(
         "{} events; host a delivered {a}, host b {b}; most at once: {}",
         acked.len(),
@@ -331,43 +357,21 @@ async fn a_host_that_loses_nats_answers_503_and_recovers_by_itself() {
     let sink = Recorder::start().await;
     let dirs = two_hosts(&sink, &[nats.url()], 1);
     let (_a, url) = host(dirs[0].path()).await;
-    let base = url.split("/api/").next().expect("base").to_string();
+    let base = base_of(&url);
     let client = reqwest::Client::new();
-    let post = |n: usize| {
-        client
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(batch(9, n).to_string())
-            .send()
-    };
-    assert_eq!(post(0).await.expect("post").status(), 200);
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    assert_eq!(post_batch(&url, 9, 0).await, 200);
     let started = Instant::now();
-    let mut metrics = metrics;
+    let mut metrics = common::process::metrics(&client, &base).await;
     // The consumer's lag is reported once it is bound (within a second).
     while !metrics.contains("gridlet_cluster_ack_pending{plugin=\"echo\"}") {
         assert!(started.elapsed() < Duration::from_secs(10), "{metrics}");
         tokio::time::sleep(Duration::from_millis(200)).await;
-        metrics = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        metrics = common::process::metrics(&client, &base).await;
     }
 
     nats.kill();
-    let refused = post(1).await.expect("post");
-    assert_eq!(refused.status(), 503, "never 200 for what was not stored");
+    let refused = post_batch(&url, 9, 1).await;
+    assert_eq!(refused, 503, "never 200 for what was not stored");
     let started = Instant::now();
     loop {
         let ready = client
@@ -387,7 +391,7 @@ async fn a_host_that_loses_nats_answers_503_and_recovers_by_itself() {
     nats.restart();
     let started = Instant::now();
     loop {
-        let status = post(1).await.expect("post").status();
+        let status = post_batch(&url, 9, 1).await;
         if status == 200 {
             break;
         }
@@ -431,21 +435,11 @@ async fn plugins_cli(base: &str, args: &[&str]) -> (Option<i32>, String) {
 
 /// Wait until `check` holds for `relay`'s status on every host.
 async fn on_both(bases: &[String; 2], what: &str, check: impl Fn(&Value) -> bool) -> [Value; 2] {
-    let client = reqwest::Client::new();
     let started = Instant::now();
     loop {
         let mut seen = Vec::new();
         for base in bases {
-            let status: Value = client
-                .get(format!("{base}/admin/plugins/relay"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .expect("status")
-                .json()
-                .await
-                .unwrap_or(Value::Null);
-            seen.push(status);
+            seen.push(plugin_status(base, "relay").await);
         }
         if seen.iter().all(&check) {
             return [seen[0].clone(), seen[1].clone()];
@@ -501,16 +495,7 @@ async fn a_pushed_plugin_reaches_both_hosts_and_a_broken_push_leaves_them_servin
     assert_eq!(first[0]["hash"], first[1]["hash"]);
     let serving = first[0]["hash"].clone();
     // An event sent to host B reaches the pushed plugin.
-    let delivered = reqwest::Client::new()
-        .post(&url_b)
-        .header("content-type", "application/json")
-        .body(batch(7, 0).to_string())
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(delivered.status(), 200);
-    let acked: HashSet<String> = (0..10).map(|i| format!("s7-b0-e{i}")).collect();
-    all_delivered(&sink, &acked).await;
+    deliver_batch(&url_b, 7, 0, &sink).await;
 
     // A push that cannot load: both hosts say why and keep the old version.
     let (code, out) = push("missing-import").await;
@@ -527,16 +512,7 @@ async fn a_pushed_plugin_reaches_both_hosts_and_a_broken_push_leaves_them_servin
             "{status}"
         );
     }
-    let still = reqwest::Client::new()
-        .post(&url_a)
-        .header("content-type", "application/json")
-        .body(batch(7, 1).to_string())
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(still.status(), 200);
-    let acked: HashSet<String> = (0..10).map(|i| format!("s7-b1-e{i}")).collect();
-    all_delivered(&sink, &acked).await;
+    deliver_batch(&url_a, 7, 1, &sink).await;
 
     // A good new version replaces it everywhere.
     let (code, out) = push("echo-v2").await;
@@ -667,17 +643,9 @@ async fn a_counter_kept_by_a_plugin_on_two_hosts_is_exact() {
         let url = [&url_a, &url_b][sender % 2].clone();
         let sent = sent.clone();
         load.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
             for n in 0..25 {
                 let body = batch(sender, n);
-                let r = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body.to_string())
-                    .send()
-                    .await
-                    .expect("post");
-                assert_eq!(r.status(), 200);
+                assert_eq!(post_batch(&url, sender, n).await, 200);
                 sent.lock().expect("lock").acked.extend(
                     body.as_array()
                         .expect("array")
@@ -713,18 +681,9 @@ async fn a_counter_kept_by_a_plugin_on_two_hosts_is_exact() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(count().await, 1000, "exactly once each, no increment lost");
     // Both hosts took part.
-    let http = reqwest::Client::new();
     for url in [&url_a, &url_b] {
-        let base = url.split("/api/").next().expect("base");
-        let status: Value = http
-            .get(format!("{base}/admin/plugins/audit-counter"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("status")
-            .json()
-            .await
-            .expect("json");
+        let base = base_of(url);
+        let status = plugin_status(&base, "audit-counter").await;
         let delivered = status["counters"]["delivered"].as_u64().unwrap_or(0);
         assert!(delivered > 0, "{base} delivered none: {status}");
         println!("{base}: {delivered} of the 1,000 deliveries");
