@@ -140,11 +140,7 @@ pub fn kept_error(error: &str) -> String {
     if error.len() <= KEPT_ERROR_BYTES {
         return error.to_string();
     }
-    let mut cut = KEPT_ERROR_BYTES;
-    while !error.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &error[..cut])
+    format!("{}…", &error[..error.floor_char_boundary(KEPT_ERROR_BYTES)])
 }
 
 /// `errors` with `error` added, the oldest dropped past [`KEPT_ERRORS`].

@@ -58,11 +58,7 @@ fn recorded_lines(invocation: &Invocation) -> Vec<String> {
         .map(|e| {
             let mut line = e.to_string();
             if line.len() > RECORDED_LINE_BYTES {
-                let mut cut = RECORDED_LINE_BYTES;
-                while !line.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                line.truncate(cut);
+                line.truncate(line.floor_char_boundary(RECORDED_LINE_BYTES));
                 line.push('…');
             }
             line

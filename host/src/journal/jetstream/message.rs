@@ -197,11 +197,7 @@ impl Dead {
 
 /// Text as a header value may hold it: one line, bounded.
 fn header_text(text: &str) -> String {
-    let mut end = text.len().min(MAX_ERROR_BYTES);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end]
+    text[..text.floor_char_boundary(MAX_ERROR_BYTES)]
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
