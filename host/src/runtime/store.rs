@@ -38,7 +38,11 @@ pub struct PluginState {
     pub(super) activity: Arc<Activity>,
     pub(super) limiter: MemoryLimiter,
     table: ResourceTable,
-    wasi: WasiCtx,
+    /// Built on the first WASI call: most plugins never make one (std's
+    /// imports are linked but unused), and building it (clocks, a seeded
+    /// random generator, the stdio streams) cost ≈ 1 µs of every fresh
+    /// instance (docs/BENCHMARKS.md §1).
+    wasi: Option<WasiCtx>,
     http: WasiHttpCtx,
     outbound: OutboundHttp,
     config: ConfigStore,
@@ -49,9 +53,8 @@ pub struct PluginState {
 }
 
 impl PluginState {
-    /// A sandbox with nothing but what `grants` gives: no preopened
-    /// directories, no environment, no arguments, no sockets, no name
-    /// lookups; stdout and stderr go to the activity log.
+    /// A sandbox with nothing but what `grants` gives (see `sandboxed_wasi`
+    /// for WASI's part).
     pub(super) fn new(
         plugin: Arc<str>,
         grants: &Grants,
@@ -63,14 +66,6 @@ impl PluginState {
     ) -> Self {
         let stdout = CapturedOutput::stdout(activity.clone());
         let stderr = CapturedOutput::stderr(activity.clone());
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .socket_addr_check(|_, _| Box::pin(async { false }))
-            .build();
         Self {
             outbound: OutboundHttp::new(
                 grants.outbound.clone(),
@@ -100,7 +95,7 @@ impl PluginState {
                 table.set_max_capacity(MAX_HANDLES);
                 table
             },
-            wasi,
+            wasi: None,
             http: WasiHttpCtx::new(),
             stdout,
             stderr,
@@ -135,10 +130,27 @@ impl PluginState {
     }
 }
 
+/// The WASI context of a sandbox with nothing but what `grants` gives: no
+/// preopened directories, no environment, no arguments, no sockets, no name
+/// lookups; stdout and stderr go to the activity log.
+fn sandboxed_wasi(stdout: &CapturedOutput, stderr: &CapturedOutput) -> WasiCtx {
+    WasiCtx::builder()
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }))
+        .build()
+}
+
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let (stdout, stderr) = (&self.stdout, &self.stderr);
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self
+                .wasi
+                .get_or_insert_with(|| sandboxed_wasi(stdout, stderr)),
             table: &mut self.table,
         }
     }
