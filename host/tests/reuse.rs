@@ -107,3 +107,55 @@ async fn a_reused_instance_never_serves_two_deliveries_at_once() {
     let third = calls(&sink)[2];
     assert_eq!(third, 2, "then one of them is reused");
 }
+
+/// The component's imported interfaces, by name.
+fn imports(name: &str) -> Vec<String> {
+    let engine = wasmtime::Engine::default();
+    let component = wasmtime::component::Component::from_file(&engine, common::plugin_path(name))
+        .expect("a component");
+    component
+        .component_type()
+        .imports(&engine)
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// The Rust SDK built for wasm32-unknown-unknown (`cargo xtask plugins`
+/// builds the `noop` fixture that way, its start-up memory exactly 3 MiB):
+/// no WASI import at all — the same plugin for wasm32-wasip2 imports std's
+/// `wasi:cli` interfaces, each wired into every fresh instance — and the
+/// SDK's heap lives in the memory the instance starts with, so neither a
+/// fresh instance nor one reused for many deliveries ever grows it (std's
+/// allocator on that target would `memory.grow` on the first allocation
+/// and trap at this 3 MiB cap).
+#[tokio::test]
+async fn the_sdk_without_wasi_imports_nothing_and_allocates_in_start_up_memory() {
+    let with_std = imports("noop");
+    assert!(
+        with_std.iter().any(|i| i.starts_with("wasi:cli/")),
+        "{with_std:?}"
+    );
+    let without = imports("noop-no-wasi");
+    assert!(
+        without.iter().all(|i| !i.starts_with("wasi:")),
+        "{without:?}"
+    );
+
+    let runtime = runtime();
+    let at_cap = manifest("memory_mib = 3");
+    let fresh = load(&runtime, "noop-no-wasi", &at_cap, &PluginGrant::default());
+    for attempt in 1..=20 {
+        let outcome = runtime.invoke(&fresh.version, &sample(), attempt).await;
+        assert_eq!(outcome.outcome, Outcome::Handled, "{outcome:?}");
+    }
+    let reused = load(
+        &runtime,
+        "noop-no-wasi",
+        &manifest("memory_mib = 3\nreuse_instance = 1000"),
+        &PluginGrant::default(),
+    );
+    for attempt in 1..=500 {
+        let outcome = runtime.invoke(&reused.version, &sample(), attempt).await;
+        assert_eq!(outcome.outcome, Outcome::Handled, "{outcome:?}");
+    }
+}

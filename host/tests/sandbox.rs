@@ -131,6 +131,26 @@ async fn a_panic_is_a_trap_with_the_panic_message() {
     well_behaved_still_works(&runtime).await;
 }
 
+/// Built without WASI (the Rust SDK for wasm32-unknown-unknown) there is
+/// no stderr: the SDK logs the panic with the context `panic`, and the
+/// failure names it the same way.
+#[tokio::test]
+async fn a_panic_without_wasi_is_a_trap_with_the_panic_message() {
+    let runtime = runtime();
+    let plugin = load(&runtime, "noop-no-wasi", "", &PluginGrant::default());
+    let mut event = sample();
+    event.subject = "panic".into();
+    let invocation = runtime.invoke(&plugin.version, &event, 1).await;
+    let (kind, message) = failure(&invocation.outcome);
+    assert_eq!(kind, FailureKind::Trap);
+    assert!(
+        message.starts_with("wasm trap: wasm `unreachable` instruction executed"),
+        "{message}"
+    );
+    assert!(message.contains("noop panicked on purpose"), "{message}");
+    well_behaved_still_works(&runtime).await;
+}
+
 #[tokio::test]
 async fn a_log_flood_is_capped_and_counted() {
     let runtime = runtime();

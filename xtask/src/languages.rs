@@ -190,7 +190,7 @@ fn c(root: &Path, out: &Path, name: &str, file: &str) -> Result<()> {
     debian_packages(&DEBIAN_C_PACKAGES, "the C plugin")?;
     let tools = tools_dir()?;
     let wit_bindgen = cargo_tool(&tools, "wit-bindgen-cli", WIT_BINDGEN_CLI, "wit-bindgen")?;
-    let wasm_tools = cargo_tool(&tools, "wasm-tools", WASM_TOOLS, "wasm-tools")?;
+    let wasm_tools = wasm_tools()?;
     eprintln!("xtask: building {name} (C)");
     let work = root.join("target/c").join(name);
     let _ = std::fs::remove_dir_all(&work);
@@ -232,6 +232,11 @@ fn c(root: &Path, out: &Path, name: &str, file: &str) -> Result<()> {
         .arg("-o")
         .arg(&partial))?;
     finish_build(&partial, &wasm)
+}
+
+/// `wasm-tools`, installed once per machine.
+pub(crate) fn wasm_tools() -> Result<PathBuf> {
+    cargo_tool(&tools_dir()?, "wasm-tools", WASM_TOOLS, "wasm-tools")
 }
 
 /// Where `cargo install`ed tools live across clones.

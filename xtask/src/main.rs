@@ -37,6 +37,7 @@ const RUST_FIXTURES: &[(&str, &str, &str)] = &[
     ("host/tests/guests", "hostile", "hostile"),
     ("host/tests/guests", "command", "command"),
     ("host/tests/guests", "missing_import", "missing-import"),
+    ("host/tests/guests", "noop", "noop"),
     ("host/tests/guests", "wrong_signature", "wrong-signature"),
 ];
 
@@ -126,35 +127,97 @@ fn test(root: &Path) -> Result<()> {
 }
 
 /// Build every plugin (Rust, Python, JavaScript, C) and the test fixtures,
-/// and lay out the plugins folders.
+/// and lay out the plugins folders. The example Rust plugins are built
+/// without WASI (`wasm32-unknown-unknown`, made components by `wasm-tools`):
+/// a fresh instance per delivery costs less without std's WASI imports
+/// (docs/plugins/rust.md, "A cheaper instance"). The fixtures stay on
+/// `wasm32-wasip2`, the SDK's documented default.
 fn plugins(root: &Path) -> Result<()> {
     ensure_wasm_target()?;
     let wasm_target = root.join("target/wasm");
-    for workspace in ["plugins", "host/tests/guests"] {
-        eprintln!("xtask: building {workspace} for wasm32-wasip2");
-        run(Command::new(cargo())
-            .current_dir(root.join(workspace))
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--target-dir",
-            ])
-            .arg(&wasm_target))?;
-    }
-    let built = wasm_target.join("wasm32-wasip2/release");
-    lay_out(root, &built, RUST_PLUGINS, &root.join("target/plugins"))?;
+    eprintln!("xtask: building host/tests/guests for wasm32-wasip2");
+    run(Command::new(cargo())
+        .current_dir(root.join("host/tests/guests"))
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&wasm_target))?;
     lay_out(
         root,
-        &built,
+        &wasm_target.join("wasm32-wasip2/release"),
         RUST_FIXTURES,
+        &root.join("target/test-plugins"),
+    )?;
+    let wasm_tools = languages::wasm_tools()?;
+    // The heap's room in the memory an instance starts with.
+    without_wasi(
+        root,
+        ("plugins", None),
+        "-C link-arg=--initial-heap=1048576",
+        &wasm_tools,
+        RUST_PLUGINS,
+        &root.join("target/plugins"),
+    )?;
+    // Start-up memory exactly 3 MiB, so a test can show the SDK's heap
+    // never grows it.
+    without_wasi(
+        root,
+        ("host/tests/guests", Some("noop")),
+        "-C link-arg=--initial-memory=3145728",
+        &wasm_tools,
+        &[("host/tests/guests", "noop", "noop-no-wasi")],
         &root.join("target/test-plugins"),
     )?;
     languages::build(root, &root.join("target/plugins"))?;
     sdk::install(root)?;
     eprintln!("xtask: plugins in target/plugins, test fixtures in target/test-plugins");
     Ok(())
+}
+
+/// Build a workspace (or one package of it) for wasm32-unknown-unknown
+/// with `rustflags`, make each listed artifact a component, and lay them
+/// out in `out`. Each build has a target folder of its own: other
+/// RUSTFLAGS in a shared one would rebuild everything on every run.
+fn without_wasi(
+    root: &Path,
+    (workspace, package): (&str, Option<&str>),
+    rustflags: &str,
+    wasm_tools: &Path,
+    list: &[(&str, &str, &str)],
+    out: &Path,
+) -> Result<()> {
+    let what = package.unwrap_or(workspace);
+    eprintln!("xtask: building {what} for wasm32-unknown-unknown (no WASI imports)");
+    let target_dir = root
+        .join("target/wasm-no-wasi")
+        .join(what.replace('/', "-"));
+    let mut build = Command::new(cargo());
+    build
+        .current_dir(root.join(workspace))
+        .env("RUSTFLAGS", rustflags)
+        .args(["build", "--release", "--target", "wasm32-unknown-unknown"])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    if let Some(package) = package {
+        build.args(["--package", package]);
+    }
+    run(&mut build)?;
+    let components = target_dir.join("components");
+    std::fs::create_dir_all(&components)?;
+    for (_, artifact, _) in list {
+        let core = target_dir.join(format!("wasm32-unknown-unknown/release/{artifact}.wasm"));
+        let component = components.join(format!("{artifact}.wasm"));
+        run(Command::new(wasm_tools)
+            .args(["component", "new"])
+            .arg(&core)
+            .arg("-o")
+            .arg(&component))?;
+    }
+    lay_out(root, &components, list, out)
 }
 
 /// Copy `<artifact>.wasm` to `<out>/<name>.wasm`, with its manifest if the
@@ -190,10 +253,12 @@ fn ensure_wasm_target() -> Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .context("rustup is needed to add the wasm32-wasip2 target")?;
-    if !String::from_utf8_lossy(&installed.stdout).contains("wasm32-wasip2") {
-        eprintln!("xtask: adding the wasm32-wasip2 target");
-        run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+        .context("rustup is needed to add the wasm targets")?;
+    for target in ["wasm32-wasip2", "wasm32-unknown-unknown"] {
+        if !String::from_utf8_lossy(&installed.stdout).contains(target) {
+            eprintln!("xtask: adding the {target} target");
+            run(Command::new("rustup").args(["target", "add", target]))?;
+        }
     }
     Ok(())
 }
@@ -369,16 +434,15 @@ fn lint(root: &Path) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    for dir in ["plugins", "host/tests/guests"] {
+    // The SDK (through the plugins) on both its targets.
+    for (dir, target) in [
+        ("plugins", "wasm32-wasip2"),
+        ("plugins", "wasm32-unknown-unknown"),
+        ("host/tests/guests", "wasm32-wasip2"),
+    ] {
         run(Command::new(cargo())
             .current_dir(root.join(dir))
-            .args([
-                "clippy",
-                "--target",
-                "wasm32-wasip2",
-                "--release",
-                "--target-dir",
-            ])
+            .args(["clippy", "--target", target, "--release", "--target-dir"])
             .arg(root.join("target/wasm"))
             .args(["--", "-D", "warnings"]))?;
     }

@@ -143,15 +143,16 @@ pub(super) fn classify(
         }
         None => (FailureKind::Host, without_backtrace(error)),
     };
-    // A panic's message goes to stderr just before the trap: show the last
-    // few lines, without Rust's backtrace hint.
+    // A panic's message goes to stderr just before the trap (or, from the
+    // Rust SDK built without WASI, to the log with the context `panic`):
+    // show the last few lines, without Rust's backtrace hint.
     let mut stderr: Vec<&str> = entries
         .iter()
         .rev()
         .filter_map(|e| match e {
             Entry::Log {
                 context, message, ..
-            } if context == "stderr" => Some(message.as_str()),
+            } if context == "stderr" || context == "panic" => Some(message.as_str()),
             _ => None,
         })
         .filter(|line| !line.starts_with("note: run with `RUST_BACKTRACE"))

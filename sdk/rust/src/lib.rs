@@ -20,18 +20,58 @@
 //! ```
 //!
 //! Build with `cargo build --target wasm32-wasip2 --release`; the `.wasm` in
-//! `target/wasm32-wasip2/release/` is the plugin.
+//! `target/wasm32-wasip2/release/` is the plugin. For a cheaper instance,
+//! build for `wasm32-unknown-unknown` (no WASI imports; the crate brings an
+//! allocator for it) and make a component with `wasm-tools component new`:
+//! docs/plugins/rust.md, "A cheaper instance".
 
 wit_bindgen::generate!({
     path: "../../wit",
     world: "gridlet:plugin/plugin",
     pub_export_macro: true,
-    export_macro_name: "export",
+    export_macro_name: "__export_bindings",
     default_bindings_module: "gridlet_plugin",
     generate_all,
 });
 
+/// Export a type implementing [`Plugin`] as the component's handler.
+#[macro_export]
+macro_rules! export {
+    ($plugin:ty) => {
+        type __GridletPlugin = $crate::Reported<$plugin>;
+        $crate::__export_bindings!(__GridletPlugin with_types_in $crate);
+    };
+}
+
+/// A plugin whose panics reach the host with their message: built for
+/// `wasm32-wasip2`, std prints it to stderr (which the host captures); built
+/// for `wasm32-unknown-unknown` there is no stderr, so it is logged at error
+/// level with the context `panic`. [`export!`] wraps every plugin in it.
+#[doc(hidden)]
+pub struct Reported<P>(core::marker::PhantomData<P>);
+
+impl<P: Plugin> Plugin for Reported<P> {
+    fn handle(event: Event) -> Result<(), HandlerError> {
+        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+        {
+            static HOOK: std::sync::Once = std::sync::Once::new();
+            HOOK.call_once(|| {
+                std::panic::set_hook(Box::new(|info| {
+                    wasi::logging::logging::log(
+                        wasi::logging::logging::Level::Error,
+                        "panic",
+                        &info.to_string(),
+                    );
+                }));
+            });
+        }
+        P::handle(event)
+    }
+}
+
 pub mod config;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod heap;
 pub mod http;
 pub mod kv;
 pub mod log;
