@@ -3,8 +3,9 @@
 //! std's allocator on that target asks for every region with
 //! `memory.grow`, never using the memory the instance starts with. gridlet
 //! gives each delivery a fresh instance, so that would be a `memory.grow`
-//! per delivery — in wasmtime an `mprotect` and a TLB flush each time, the
-//! largest single cost of a fresh instance measured (docs/BENCHMARKS.md §1).
+//! per delivery — in wasmtime an `mprotect` and a TLB flush each time,
+//! which cost more than leaving out WASI's imports saved
+//! (docs/BENCHMARKS.md §1).
 //! This allocator hands dlmalloc the start-up memory past `__heap_base`
 //! first (link with `--initial-heap`, as `cargo xtask plugins` does), and
 //! grows memory only when that is used up.
@@ -20,8 +21,8 @@ extern "C" {
     static __heap_base: u8;
 }
 
-/// Regions of linear memory for dlmalloc: the start-up memory once, then
-/// new pages.
+/// Regions of linear memory for dlmalloc: the start-up memory once (if
+/// dlmalloc's first request fits in it), then new pages.
 struct LinearMemory {
     start_up_given: UnsafeCell<bool>,
 }
