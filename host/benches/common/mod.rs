@@ -20,6 +20,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The `gridlet` binary to run: this build's, or another build given in
+/// `GRIDLET_BENCH_SERVER` (to compare two builds on the same load).
+pub fn server_binary() -> PathBuf {
+    std::env::var_os("GRIDLET_BENCH_SERVER").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_gridlet")),
+        PathBuf::from,
+    )
+}
+
 /// `gridlet serve` on `dir` with the trivial Rust plugin (failed-run-alert:
 /// RunCompleted matches no filter of its, so it returns ok at once) at
 /// `max_concurrency`, fsync on or relaxed, `extra` appended to its
@@ -43,7 +52,7 @@ pub async fn serve(dir: &Path, port: u16, max_concurrency: u32, fsync: bool, ext
         format!("queue_capacity = 10000000\n[plugin_limits]\nmax_concurrency = 1024\n{extra}"),
     )
     .expect("gridlet.toml");
-    let child = Command::new(env!("CARGO_BIN_EXE_gridlet"))
+    let child = Command::new(server_binary())
         .arg("serve")
         .current_dir(dir)
         .env("GRIDLET_CONFIG", dir.join("gridlet.toml"))
