@@ -173,6 +173,7 @@ crate::on_each_backend!(
     a_journal_that_cannot_commit_means_503_and_nothing_delivered,
     plugin_state_survives_a_restart_and_stays_in_its_namespace,
     a_dead_letter_keeps_each_attempts_error_the_latest_twenty,
+    a_replayed_dead_letter_has_a_whole_time_to_live_of_its_own,
 );
 
 /// Wait until no delivery is left in the journal.
@@ -318,6 +319,61 @@ async fn dead_letters_for_attempts_reject_ttl_and_missing_plugins_then_replay(ba
     assert_eq!((forced.replayed, forced.skipped), (1, 0));
     drained(journal.as_ref()).await;
     assert_eq!(rejecting.calls().len(), 3, "replayed again when forced");
+}
+
+/// An operator replays a dead letter after fixing the plugin, long after
+/// the event's time-to-live ran out: the replay is a new delivery with a
+/// time-to-live from the replay, not dead-lettered again at once.
+async fn a_replayed_dead_letter_has_a_whole_time_to_live_of_its_own(backend: Backend) {
+    let journal = backend.open();
+    let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fix = fixed.clone();
+    let mut broken = Scripted::new("broken", 30, move |_| {
+        if fix.load(Ordering::SeqCst) {
+            Verdict::Done
+        } else {
+            Verdict::Retry("a bug".into())
+        }
+    });
+    let ttl = Duration::from_millis(400);
+    Arc::get_mut(&mut broken)
+        .expect("unique")
+        .policy
+        .time_to_live = ttl;
+    let d = Dispatcher::start(
+        Arc::new(Set(vec![broken.clone()])),
+        journal.clone(),
+        DispatchSettings {
+            // The retry is due after the time-to-live.
+            retry_delays: vec![Duration::from_millis(600)],
+            ..settings()
+        },
+    )
+    .expect("start");
+    assert_eq!(d.accept(events(1)).await, Ok(1));
+    drained(journal.as_ref()).await;
+    let letters = journal.dead_letters(None).expect("list");
+    assert_eq!(
+        letters
+            .iter()
+            .map(|l| (l.reason.as_str(), l.delivery_attempts))
+            .collect::<Vec<_>>(),
+        [("TimeToLiveExceeded", 1)]
+    );
+    // Fixed later, then replayed: well past the event's time-to-live.
+    tokio::time::sleep(ttl).await;
+    fixed.store(true, Ordering::SeqCst);
+    let replayed = d.replay(vec![letters[0].id], false).await.expect("replay");
+    assert_eq!((replayed.replayed, replayed.skipped), (1, 0));
+    drained(journal.as_ref()).await;
+    assert_eq!(
+        broken.calls(),
+        [("evt-0".to_string(), 1), ("evt-0".to_string(), 1)],
+        "the replay was attempted, as a first attempt"
+    );
+    let after = journal.dead_letters(None).expect("list");
+    assert_eq!(after.len(), 1, "not dead-lettered again: {after:?}");
+    assert!(after[0].replayed_ms.is_some());
 }
 
 async fn one_failing_plugin_neither_delays_nor_repeats_another(backend: Backend) {

@@ -70,7 +70,7 @@ impl Dispatcher {
             )));
         }
         let policy = t.policy();
-        let age = Duration::from_millis((now_ms() - d.received_at_ms).max(0) as u64);
+        let age = Duration::from_millis((now_ms() - d.ttl_from_ms).max(0) as u64);
         if age > policy.time_to_live {
             return Some(Record::Dead(
                 DeadLetterReason::TimeToLiveExceeded,

@@ -68,6 +68,10 @@ pub struct DueDelivery {
     pub attempt: u32,
     /// When gridlet accepted the event (ms since the Unix epoch).
     pub received_at_ms: i64,
+    /// When this delivery's time-to-live started: when the event was
+    /// accepted, or when an operator replayed its dead letter (a replay is
+    /// a new delivery with a whole time-to-live of its own).
+    pub ttl_from_ms: i64,
 }
 
 /// Why a delivery was given up, in Event Grid's terms.
@@ -344,8 +348,9 @@ pub trait Journal: Send + Sync + 'static {
     ) -> Result<Option<(DeadLetter, serde_json::Value)>, JournalError>;
     /// Forget dead letters; returns how many.
     fn purge(&self, ids: &[i64]) -> Result<u64, JournalError>;
-    /// Deliver dead letters again (a new delivery each), skipping those
-    /// replayed before unless `force`.
+    /// Deliver dead letters again (a new delivery each, due at `now_ms`
+    /// and with its time-to-live from then), skipping those replayed
+    /// before unless `force`.
     fn replay(&self, ids: &[i64], now_ms: i64, force: bool) -> Result<Replayed, JournalError>;
 }
 

@@ -195,6 +195,10 @@ async fn a_journal_written_by_the_previous_version_is_read_back() {
         .claim_due(gridlet::journal::now_ms(), 10, &[], 10, &[])
         .expect("claim");
     assert!(claimed.unreadable.is_empty(), "{:?}", claimed.unreadable);
+    assert_eq!(
+        claimed.due[0].ttl_from_ms, 0,
+        "its time-to-live counts from its event's acceptance"
+    );
     let event = &claimed.due[0].event;
     assert_eq!(event.id, "old-1");
     assert_eq!(event.data_json(), r#"{"x":1}"#);
@@ -217,6 +221,18 @@ async fn a_journal_written_by_the_previous_version_is_read_back() {
         .expect("dead letter");
     let letter = journal.dead_letters(None).expect("list").remove(0);
     assert_eq!(letter.errors, ["first", "second"]);
+    // Replayed, it is a new delivery with its time-to-live from the replay
+    // (a column version 4 added).
+    let replayed = journal.replay(&[letter.id], 5_000, false).expect("replay");
+    assert_eq!(replayed.replayed, 1);
+    let replay = journal
+        .claim_due(gridlet::journal::now_ms(), 10, &[], 10, &[])
+        .expect("claim");
+    assert_eq!(
+        (replay.due[0].event.id.as_str(), replay.due[0].ttl_from_ms),
+        ("old-1", 5_000)
+    );
+    journal.complete(replay.due[0].id).expect("complete");
     // And new events go in beside it.
     let new = gridlet::event::parse_event_grid(
         &json!({"id": "new-1", "subject": "s", "eventType": "T"}),

@@ -93,14 +93,15 @@ impl Inner {
                 out.skipped += 1;
                 continue;
             }
-            // A first delivery again; accepted when the event was (as on
-            // one host: the time-to-live counts from then). A key of its own,
-            // so its retries and dead letter are not taken for the first
+            // A first delivery again, with a whole time-to-live from now
+            // (the event keeps its acceptance time). A key of its own, so
+            // its retries and dead letter are not taken for the first
             // delivery's repeats by the stream's dedup.
             let first = Delivery::read(Some(&message.headers));
             let delivery = Delivery {
                 attempts: 0,
                 due_at_ms: 0,
+                ttl_from_ms: Some(now_ms),
                 last_error: String::new(),
                 errors: Vec::new(),
                 key: format!("{}.replay-{id}-{now_ms}", first.key),

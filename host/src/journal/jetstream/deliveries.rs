@@ -196,6 +196,7 @@ impl Inner {
                     plugin: plugin.to_string(),
                     attempt,
                     received_at_ms: delivery.received_at_ms,
+                    ttl_from_ms: delivery.ttl_from(),
                 }),
                 Err(error) => claimed.unreadable.push(Unreadable {
                     id,
@@ -419,10 +420,10 @@ impl Inner {
         let ids = claimed
             .due
             .iter()
-            .map(|d| (d.id, d.received_at_ms, d.attempt))
+            .map(|d| (d.id, d.ttl_from_ms, d.attempt))
             .chain(claimed.unreadable.iter().map(|u| (u.id, 0, u.attempt)));
-        for (id, received_at, attempt) in ids.collect::<Vec<_>>() {
-            let settlement = if received_at < received_before_ms {
+        for (id, ttl_from, attempt) in ids.collect::<Vec<_>>() {
+            let settlement = if ttl_from < received_before_ms {
                 expired += 1;
                 Settlement::DeadLetter {
                     id,

@@ -13,6 +13,9 @@ use sha2::{Digest, Sha256};
 const ATTEMPTS: &str = "Gridlet-Attempts";
 const DUE_AT: &str = "Gridlet-Due-At";
 const RECEIVED_AT: &str = "Gridlet-Received-At";
+/// When the delivery's time-to-live started, where that is not when the
+/// event was accepted (a replay's delivery).
+const TTL_FROM: &str = "Gridlet-Ttl-From";
 const LAST_ERROR: &str = "Gridlet-Last-Error";
 const SCHEMA: &str = "Gridlet-Schema";
 const KEY: &str = "Gridlet-Key";
@@ -72,6 +75,9 @@ pub(super) struct Delivery {
     pub due_at_ms: i64,
     /// When gridlet accepted the event (ms since the epoch).
     pub received_at_ms: i64,
+    /// When its time-to-live started, if not at `received_at_ms` (a
+    /// replay's delivery: at the replay).
+    pub ttl_from_ms: Option<i64>,
     /// The last attempt's error ("" before any).
     pub last_error: String,
     /// Every failed attempt's error, oldest first (the latest
@@ -94,6 +100,7 @@ impl Delivery {
             attempts: 0,
             due_at_ms: 0,
             received_at_ms,
+            ttl_from_ms: None,
             last_error: String::new(),
             errors: Vec::new(),
             schema: Some(event.schema),
@@ -102,12 +109,20 @@ impl Delivery {
         }
     }
 
+    /// When its time-to-live started.
+    pub(super) fn ttl_from(&self) -> i64 {
+        self.ttl_from_ms.unwrap_or(self.received_at_ms)
+    }
+
     /// The headers to publish it with.
     pub(super) fn headers(&self) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(ATTEMPTS, self.attempts.to_string().as_str());
         h.insert(DUE_AT, self.due_at_ms.to_string().as_str());
         h.insert(RECEIVED_AT, self.received_at_ms.to_string().as_str());
+        if let Some(from) = self.ttl_from_ms {
+            h.insert(TTL_FROM, from.to_string().as_str());
+        }
         h.insert(KEY, self.key.as_str());
         h.insert(SCHEMA, self.schema.unwrap_or(Schema::EventGrid).as_str());
         if !self.last_error.is_empty() {
@@ -142,6 +157,7 @@ impl Delivery {
             attempts: number(ATTEMPTS).unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
             due_at_ms: number(DUE_AT).unwrap_or(0),
             received_at_ms: number(RECEIVED_AT).unwrap_or(0),
+            ttl_from_ms: number(TTL_FROM),
             last_error: text(LAST_ERROR).unwrap_or_default(),
             errors: text(ERRORS)
                 .and_then(|e| serde_json::from_str(&e).ok())
@@ -213,6 +229,7 @@ mod tests {
             attempts: 3,
             due_at_ms: 1234,
             received_at_ms: 99,
+            ttl_from_ms: Some(150),
             last_error: "line one\r\nline two".into(),
             errors: vec!["first\nof two lines".into(), "second: ünïcode".into()],
             schema: Some(Schema::CloudEvents),
@@ -227,6 +244,7 @@ mod tests {
         assert_eq!(back.attempts, 3);
         assert_eq!(back.due_at_ms, 1234);
         assert_eq!(back.received_at_ms, 99);
+        assert_eq!((back.ttl_from_ms, back.ttl_from()), (Some(150), 150));
         assert_eq!(back.last_error, "line one  line two", "one line");
         assert_eq!(back.errors, d.errors, "as they were, line breaks included");
         assert_eq!(back.schema, Some(Schema::CloudEvents));

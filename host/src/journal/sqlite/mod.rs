@@ -383,8 +383,8 @@ impl Journal for SqliteJournal {
         let mut done = Replayed::default();
         for id in ids {
             let n = tx.execute(
-                "INSERT INTO deliveries (event_seq, plugin, due_at)
-                 SELECT event_seq, plugin, ?2 FROM dead_letters
+                "INSERT INTO deliveries (event_seq, plugin, due_at, ttl_from)
+                 SELECT event_seq, plugin, ?2, ?2 FROM dead_letters
                  WHERE id = ?1 AND (?3 OR replayed_at IS NULL)",
                 params![id, now_ms, force],
             )? as u64;

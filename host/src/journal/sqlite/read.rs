@@ -31,9 +31,9 @@ pub(super) fn claim_due(
     let ids = |ids: &[i64]| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
     // Each plugin's oldest due deliveries, as many as it has free slots,
     // by index; then those of plugins not named (not loaded any more).
-    let mut rows: Vec<(i64, i64, i64, String, u32)> = Vec::new();
+    let mut rows: Vec<(i64, i64, i64, String, u32, Option<i64>)> = Vec::new();
     let mut per_plugin = conn.prepare_cached(
-        "SELECT due_at, id, event_seq, plugin, attempts + 1 FROM deliveries
+        "SELECT due_at, id, event_seq, plugin, attempts + 1, ttl_from FROM deliveries
          WHERE plugin = ?1 AND due_at <= ?2
            AND id NOT IN (SELECT value FROM json_each(?3))
          ORDER BY due_at, id LIMIT ?4",
@@ -41,7 +41,14 @@ pub(super) fn claim_due(
     for slot in slots.iter().filter(|s| s.free > 0) {
         let busy = ids(&slot.in_flight);
         let found = per_plugin.query_map(params![slot.plugin, now_ms, busy, slot.free], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })?;
         for row in found {
             rows.push(row?);
@@ -54,14 +61,21 @@ pub(super) fn claim_due(
         let busy = ids(in_flight);
         let named = serde_json::to_string(&named).unwrap_or_else(|_| "[]".into());
         let mut others = conn.prepare_cached(
-            "SELECT due_at, id, event_seq, plugin, attempts + 1 FROM deliveries
+            "SELECT due_at, id, event_seq, plugin, attempts + 1, ttl_from FROM deliveries
              WHERE due_at <= ?1
                AND plugin NOT IN (SELECT value FROM json_each(?2))
                AND id NOT IN (SELECT value FROM json_each(?3))
              ORDER BY due_at, id LIMIT ?4",
         )?;
         let found = others.query_map(params![now_ms, named, busy, other_slots], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })?;
         for row in found {
             rows.push(row?);
@@ -73,7 +87,7 @@ pub(super) fn claim_due(
     let mut stored = conn.prepare_cached(&format!(
         "SELECT {ROW_COLUMNS}, received_at FROM events WHERE seq = ?1"
     ))?;
-    for (_, id, seq, plugin, attempt) in rows {
+    for (_, id, seq, plugin, attempt, ttl_from) in rows {
         let known = recent.lock().unwrap_or_else(|e| e.into_inner()).get(seq);
         let read = match known {
             Some((event, received_at_ms)) => Ok((event, received_at_ms)),
@@ -90,6 +104,7 @@ pub(super) fn claim_due(
                 plugin,
                 attempt,
                 received_at_ms,
+                ttl_from_ms: ttl_from.unwrap_or(received_at_ms),
             }),
             Err(error) => claimed.unreadable.push(Unreadable {
                 id,

@@ -5,7 +5,7 @@ use super::super::JournalError;
 use rusqlite::Connection;
 
 /// The schema version this code writes.
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -75,6 +75,11 @@ const VERSION_3: &[&str] = &[
     "ALTER TABLE dead_letters ADD COLUMN errors TEXT NOT NULL DEFAULT '[]'",
 ];
 
+/// Version 4: when a delivery's time-to-live started, where that is not
+/// its event's acceptance (a replayed dead letter's delivery: from the
+/// replay). NULL: from `events.received_at`.
+const VERSION_4: &[&str] = &["ALTER TABLE deliveries ADD COLUMN ttl_from INTEGER"];
+
 /// Create the tables, or bring an earlier journal up to [`VERSION`].
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
     conn.execute_batch(TABLES)?;
@@ -90,6 +95,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
     }
     if version < 3 {
         for statement in VERSION_3 {
+            tx.execute(statement, [])?;
+        }
+    }
+    if version < 4 {
+        for statement in VERSION_4 {
             tx.execute(statement, [])?;
         }
     }

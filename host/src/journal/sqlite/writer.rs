@@ -298,7 +298,8 @@ fn insert(
     Ok(appended)
 }
 
-/// Dead-letter `plugin`'s deliveries of events accepted before `before`.
+/// Dead-letter `plugin`'s deliveries whose time-to-live started before
+/// `before` (see [`DueDelivery::ttl_from_ms`](super::super::DueDelivery)).
 fn expire(
     tx: &rusqlite::Transaction<'_>,
     plugin: &str,
@@ -309,7 +310,7 @@ fn expire(
         "INSERT INTO dead_letters (event_seq, plugin, reason, attempts, last_error, dead_at, errors)
          SELECT d.event_seq, d.plugin, 'TimeToLiveExceeded', d.attempts, ?4, ?3, {}
          FROM deliveries d JOIN events e ON e.seq = d.event_seq
-         WHERE d.plugin = ?1 AND e.received_at < ?2",
+         WHERE d.plugin = ?1 AND coalesce(d.ttl_from, e.received_at) < ?2",
         errors_with("d.errors", "?4")
     ))?
     .execute(params![
@@ -320,8 +321,8 @@ fn expire(
     ])?;
     let n = tx
         .prepare_cached(
-            "DELETE FROM deliveries WHERE plugin = ?1
-             AND event_seq IN (SELECT seq FROM events WHERE received_at < ?2)",
+            "DELETE FROM deliveries AS d WHERE plugin = ?1
+             AND coalesce(ttl_from, (SELECT received_at FROM events WHERE seq = d.event_seq)) < ?2",
         )?
         .execute(params![plugin, before])?;
     Ok(n as u64)
