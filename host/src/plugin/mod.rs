@@ -10,6 +10,7 @@ pub mod grants;
 pub mod manifest;
 pub mod pushed;
 pub mod registry;
+pub mod status;
 pub mod target;
 pub mod watcher;
 

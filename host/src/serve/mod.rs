@@ -6,6 +6,7 @@ pub mod cluster_config;
 pub mod config;
 pub mod health;
 pub mod listener;
+pub mod plugin_config;
 pub mod pull_config;
 
 pub use listener::ServerLimits;

@@ -42,7 +42,7 @@ pub(super) async fn open(
     js: &jetstream::Context,
     replicas: usize,
 ) -> Result<stream::Stream, JournalError> {
-    super::ensure_stream(
+    super::setup::ensure_stream(
         js,
         stream::Config {
             name: SLOTS.into(),
