@@ -29,6 +29,12 @@ pub fn bench(root: &Path, quick: bool) -> Result<()> {
     if !String::from_utf8_lossy(&targets.stdout).contains("wasm32-unknown-unknown") {
         run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
     }
+    // Cargo's own progress shows for these builds: the first one compiles
+    // a second wasmtime (the Extism host's) and takes minutes.
+    eprintln!(
+        "xtask: building the peers (a wasi:http component, an Extism plugin, the Extism host: \
+         ~10 min the first time)"
+    );
     let peers = root.join("target/bench-peers");
     for (krate, target) in [
         ("http-event", "wasm32-wasip2"),
@@ -36,7 +42,7 @@ pub fn bench(root: &Path, quick: bool) -> Result<()> {
     ] {
         run(Command::new(cargo())
             .current_dir(root.join("bench/peers"))
-            .args(["build", "--quiet", "--locked", "--release", "-p", krate])
+            .args(["build", "--locked", "--release", "-p", krate])
             .args(["--target", target])
             .arg("--target-dir")
             .arg(&peers)
@@ -44,12 +50,12 @@ pub fn bench(root: &Path, quick: bool) -> Result<()> {
     }
     run(Command::new(cargo())
         .current_dir(root.join("bench/extism-host"))
-        .args(["build", "--quiet", "--locked", "--release", "--target-dir"])
+        .args(["build", "--locked", "--release", "--target-dir"])
         .arg(root.join("target/extism-host"))
         .env_remove("CARGO_TARGET_DIR"))?;
+    eprintln!("xtask: building gridlet and the peer harness (release)");
     run(Command::new(cargo()).current_dir(root).args([
         "build",
-        "--quiet",
         "--release",
         "-p",
         "gridlet",
