@@ -131,13 +131,14 @@ function route() {
   });
 }
 
-// Overview: counters, a live chart of outcomes per minute, health.
-const samples = [];
+// Overview: counters, a chart of outcomes per minute over the last hour
+// (the host keeps the history, so it is there when the page opens), health.
 async function overview(root) {
   document.title = "Overview · gridlet";
   const stats = h("div", { class: "grid", id: "overview-stats" });
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("class", "chart");
+  svg.setAttribute("id", "deliveries-chart");
   svg.setAttribute("viewBox", "0 0 600 160");
   svg.setAttribute("preserveAspectRatio", "none");
   const health = h("div", {});
@@ -151,8 +152,6 @@ async function overview(root) {
     h("div", { class: "card" }, h("h2", {}, "Health"), health));
   every(2000, async () => {
     const o = await api("/admin/overview");
-    samples.push({ t: Date.now(), d: o.deliveries });
-    while (samples.length > 91) samples.shift();
     const stat = (n, l, id) => h("div", { class: "stat", id }, h("div", { class: "n" }, n ?? "—"), h("div", { class: "l" }, l));
     stats.replaceChildren(
       stat(o.events.received, "events received", "stat-received"),
@@ -172,29 +171,37 @@ async function overview(root) {
       ["Batches refused (busy)", String(o.events.refusedBatches)],
       ["As of", when(o.time)],
     ]));
-    peak.textContent = `scale: ${Math.round(drawChart(svg))}/min, last 3 minutes`;
+    // The host's samples, then the counters as of now (once it is far
+    // enough past the last sample for a rate to mean something).
+    const points = o.history.samples.map((s) => ({ t: Date.parse(s.time), d: s }));
+    const now = Date.parse(o.time);
+    const last = points[points.length - 1];
+    if (!last || now - last.t >= o.history.stepSeconds * 500) points.push({ t: now, d: o.deliveries });
+    peak.textContent = `scale: ${Math.round(drawChart(svg, points))}/min, last hour`;
   });
 }
 
-/** Outcomes per minute between successive samples, as three lines;
- * returns the scale's top. */
-function drawChart(svg) {
+/** Outcomes per minute between successive points ({t: ms, d: counters})
+ * over the hour before the last, as three lines; returns the scale's top. */
+function drawChart(svg, points) {
   const series = { done: "done", retried: "retried", dead: "deadLettered" };
+  const end = points.length ? points[points.length - 1].t : Date.now();
+  const hour = 3600000;
   const rates = [];
-  for (let i = 1; i < samples.length; i++) {
-    const dt = (samples[i].t - samples[i - 1].t) / 60000;
-    const r = {};
-    for (const [k, f] of Object.entries(series)) r[k] = Math.max(0, (samples[i].d[f] - samples[i - 1].d[f]) / dt);
+  for (let i = 1; i < points.length; i++) {
+    const dt = (points[i].t - points[i - 1].t) / 60000;
+    if (dt <= 0) continue;
+    const r = { x: ((points[i].t - (end - hour)) / hour) * 600 };
+    for (const [k, f] of Object.entries(series)) r[k] = Math.max(0, (points[i].d[f] - points[i - 1].d[f]) / dt);
     rates.push(r);
   }
-  const max = Math.max(1, ...rates.flatMap((r) => Object.values(r)));
+  const max = Math.max(1, ...rates.flatMap((r) => Object.keys(series).map((k) => r[k])));
   const ns = "http://www.w3.org/2000/svg";
   const base = document.createElementNS(ns, "line");
   Object.entries({ x1: 0, y1: 159, x2: 600, y2: 159, class: "axis" }).forEach(([k, v]) => base.setAttribute(k, v));
   const lines = Object.keys(series).map((k) => {
     const line = document.createElementNS(ns, "polyline");
-    const points = rates.map((r, i) => `${(i / 89) * 600},${155 - (r[k] / max) * 145}`).join(" ");
-    line.setAttribute("points", points);
+    line.setAttribute("points", rates.map((r) => `${r.x.toFixed(1)},${(155 - (r[k] / max) * 145).toFixed(1)}`).join(" "));
     line.setAttribute("class", k);
     line.setAttribute("fill", "none");
     line.setAttribute("stroke-width", "2");

@@ -92,6 +92,8 @@ async fn host(dir: &Path, sink: &Recorder, examples: &[&str]) -> Server {
         entra: None,
     };
     settings.ingest.allowed_topics = vec![WORKSPACE.to_lowercase()];
+    // The overview's history, sampled often enough for a test to see it.
+    settings.dispatch.history_step = Duration::from_millis(200);
     serve::start(settings).await.expect("server starts")
 }
 
@@ -274,6 +276,38 @@ async fn the_console_shows_replays_and_purges_what_the_host_holds() {
         .filter_map(|d| d["eventId"].as_str())
         .collect();
     assert!(!left.contains(&"evt-purge-me"), "{left:?}");
+
+    // A reloaded overview charts what happened before it opened (the host
+    // keeps the last hour's counters): the two dead letters.
+    b.client
+        .execute("location.reload();", vec![])
+        .await
+        .expect("reload");
+    b.client
+        .goto(&format!("{console}#/overview"))
+        .await
+        .expect("overview");
+    let started = Instant::now();
+    loop {
+        let charted = b
+            .client
+            .execute(
+                "const l = document.querySelector('#deliveries-chart polyline.dead');
+                 return !!l && (l.getAttribute('points') || '').split(' ')
+                   .some((p) => p && parseFloat(p.split(',')[1]) < 155);",
+                vec![],
+            )
+            .await
+            .expect("chart");
+        if charted == Value::Bool(true) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the reloaded overview charts no dead letters"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // The screenshots: overview and plugins, light and dark.
     for theme in ["light", "dark"] {

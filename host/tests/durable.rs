@@ -174,6 +174,7 @@ crate::on_each_backend!(
     plugin_state_survives_a_restart_and_stays_in_its_namespace,
     a_dead_letter_keeps_each_attempts_error_the_latest_twenty,
     a_replayed_dead_letter_has_a_whole_time_to_live_of_its_own,
+    the_last_hours_outcomes_are_sampled_for_the_console,
 );
 
 /// Wait until no delivery is left in the journal.
@@ -319,6 +320,52 @@ async fn dead_letters_for_attempts_reject_ttl_and_missing_plugins_then_replay(ba
     assert_eq!((forced.replayed, forced.skipped), (1, 0));
     drained(journal.as_ref()).await;
     assert_eq!(rejecting.calls().len(), 3, "replayed again when forced");
+}
+
+/// The outcome counters are sampled every step from the start, so the
+/// console can chart what happened before it opened.
+async fn the_last_hours_outcomes_are_sampled_for_the_console(backend: Backend) {
+    let journal = backend.open();
+    let ok = Scripted::new("ok", 30, |_| Verdict::Done);
+    let rejecting = Scripted::new("rejecting", 30, |_| Verdict::DeadLetter("no".into()));
+    let step = Duration::from_millis(20);
+    let d = Dispatcher::start(
+        Arc::new(Set(vec![ok.clone(), rejecting.clone()])),
+        journal.clone(),
+        DispatchSettings {
+            history_step: step,
+            ..settings()
+        },
+    )
+    .expect("start");
+    assert_eq!(d.accept(events(3)).await, Ok(6));
+    drained(journal.as_ref()).await;
+    let started = Instant::now();
+    let samples = loop {
+        let (every, samples) = d.history();
+        assert_eq!(every, step);
+        let last = samples.last().copied();
+        if last.is_some_and(|s| s.done == 3 && s.dead_lettered == 3) {
+            break samples;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never sampled: {last:?}"
+        );
+        tokio::time::sleep(step).await;
+    };
+    let first = samples[0];
+    assert_eq!(
+        (first.done, first.retried, first.dead_lettered),
+        (0, 0, 0),
+        "the first sample is taken at start"
+    );
+    assert!(
+        samples.windows(2).all(|w| w[0].at_ms <= w[1].at_ms
+            && w[0].done <= w[1].done
+            && w[0].dead_lettered <= w[1].dead_lettered),
+        "in time order, counters never going back: {samples:?}"
+    );
 }
 
 /// An operator replays a dead letter after fixing the plugin, long after

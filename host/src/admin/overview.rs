@@ -1,7 +1,7 @@
-//! The host at a glance (`GET /admin/overview`: counters since start,
-//! deliveries pending, plugins, journal health) and the tail of accepted
-//! events (`GET /admin/events/live`, server-sent events). The console
-//! polls the first and streams the second.
+//! The host at a glance (`GET /admin/overview`: counters since start and
+//! over the last hour, deliveries pending, plugins, journal health) and the
+//! tail of accepted events (`GET /admin/events/live`, server-sent events).
+//! The console polls the first and streams the second.
 
 use super::Admin;
 use crate::dispatch::LiveEvent;
@@ -29,6 +29,18 @@ pub(super) async fn overview(State(admin): State<Arc<Admin>>) -> Json<Value> {
     let status = admin.plugins.status();
     let count =
         |f: &dyn Fn(&crate::plugin::PluginStatus) -> bool| status.iter().filter(|s| f(s)).count();
+    let (step, samples) = admin.dispatcher.history();
+    let samples: Vec<Value> = samples
+        .iter()
+        .map(|s| {
+            json!({
+                "time": rfc3339(s.at_ms),
+                "done": s.done,
+                "retried": s.retried,
+                "deadLettered": s.dead_lettered,
+            })
+        })
+        .collect();
     Json(json!({
         "time": rfc3339(now_ms()),
         "events": {
@@ -53,6 +65,10 @@ pub(super) async fn overview(State(admin): State<Arc<Admin>>) -> Json<Value> {
         "journal": {
             "state": if writable { "writable" } else { "not writable" },
             "disk": if room { "ok" } else { "full" },
+        },
+        "history": {
+            "stepSeconds": step.as_secs_f64(),
+            "samples": samples,
         },
     }))
 }

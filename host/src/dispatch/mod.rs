@@ -17,12 +17,14 @@ use tokio::sync::Notify;
 
 mod attempt;
 mod claims;
+mod history;
 mod live;
 mod run;
 mod target;
 
 pub use claims::CLAIM_DEPTH;
 use claims::{Gates, Running};
+pub use history::{HISTORY_SPAN, Sample};
 pub use live::{LIVE_BACKLOG, LiveEvent};
 pub use target::{Policy, Target, Targets, Verdict};
 
@@ -42,6 +44,9 @@ pub struct DispatchSettings {
     /// How often deliveries waiting for a plugin with no version serving
     /// are checked against their time-to-live.
     pub expire_waiting_every: Duration,
+    /// How often the outcome counters are sampled for the last hour's
+    /// history (the console's chart).
+    pub history_step: Duration,
 }
 
 /// Event Grid's retry schedule.
@@ -61,6 +66,7 @@ impl Default for DispatchSettings {
             retry_delays: event_grid_schedule(),
             shutdown_grace: Duration::from_secs(30),
             expire_waiting_every: Duration::from_secs(60),
+            history_step: Duration::from_secs(10),
         }
     }
 }
@@ -127,6 +133,8 @@ pub struct Dispatcher {
     /// Accepted events, for whoever watches the live tail; gone once the
     /// host stops serving (so open tails end and connections can close).
     live: Mutex<Option<tokio::sync::broadcast::Sender<LiveEvent>>>,
+    /// The outcome counters over the last hour.
+    history: history::History,
 }
 
 impl Dispatcher {
@@ -144,6 +152,7 @@ impl Dispatcher {
                 "resuming deliveries from the journal"
             );
         }
+        let step = settings.history_step;
         let dispatcher = Arc::new(Self {
             targets,
             journal,
@@ -156,9 +165,19 @@ impl Dispatcher {
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
             live: Mutex::new(Some(tokio::sync::broadcast::channel(LIVE_BACKLOG).0)),
+            history: history::History::new(step),
         });
+        // The first sample is the start (all zero), then one every step.
+        dispatcher.history.record(&dispatcher.stats, now_ms());
         tokio::spawn(dispatcher.clone().run());
+        tokio::spawn(history::sample(Arc::downgrade(&dispatcher)));
         Ok(dispatcher)
+    }
+
+    /// The outcome counters over the last [`HISTORY_SPAN`], one sample
+    /// per step (oldest first), and the step.
+    pub fn history(&self) -> (Duration, Vec<Sample>) {
+        (self.history.step(), self.history.samples())
     }
 
     /// Counters since start.
