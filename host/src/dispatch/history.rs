@@ -45,7 +45,7 @@ impl History {
         self.step
     }
 
-    /// Take a sample of `stats` now.
+    /// Take a sample of `stats`, as of `at_ms`.
     pub(super) fn record(&self, stats: &Stats, at_ms: i64) {
         let sample = Sample {
             at_ms,
