@@ -31,7 +31,7 @@ pub(super) fn claim_due(
     let ids = |ids: &[i64]| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
     // Each plugin's oldest due deliveries, as many as it has free slots,
     // by index; then those of plugins not named (not loaded any more).
-    let mut rows: Vec<(i64, i64, i64, String, u32, Option<i64>)> = Vec::new();
+    let mut rows: Vec<DueRow> = Vec::new();
     let mut per_plugin = conn.prepare_cached(
         "SELECT due_at, id, event_seq, plugin, attempts + 1, ttl_from FROM deliveries
          WHERE plugin = ?1 AND due_at <= ?2
@@ -40,16 +40,7 @@ pub(super) fn claim_due(
     )?;
     for slot in slots.iter().filter(|s| s.free > 0) {
         let busy = ids(&slot.in_flight);
-        let found = per_plugin.query_map(params![slot.plugin, now_ms, busy, slot.free], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })?;
+        let found = per_plugin.query_map(params![slot.plugin, now_ms, busy, slot.free], due_row)?;
         for row in found {
             rows.push(row?);
         }
@@ -67,16 +58,7 @@ pub(super) fn claim_due(
                AND id NOT IN (SELECT value FROM json_each(?3))
              ORDER BY due_at, id LIMIT ?4",
         )?;
-        let found = others.query_map(params![now_ms, named, busy, other_slots], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })?;
+        let found = others.query_map(params![now_ms, named, busy, other_slots], due_row)?;
         for row in found {
             rows.push(row?);
         }
@@ -115,6 +97,22 @@ pub(super) fn claim_due(
         }
     }
     Ok(claimed)
+}
+
+/// A due delivery as the claim queries select it: due at, id, event,
+/// plugin, attempt, when its time-to-live started (NULL: at the event's
+/// acceptance).
+type DueRow = (i64, i64, i64, String, u32, Option<i64>);
+
+fn due_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DueRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
 /// Deliveries not yet done, oldest due first, optionally for one plugin.
