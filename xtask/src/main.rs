@@ -434,7 +434,9 @@ fn lint(root: &Path) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    // The SDK (through the plugins) on both its targets.
+    // The SDK (through the plugins) on both its targets, which a fresh
+    // machine lacks.
+    ensure_wasm_target()?;
     for (dir, target) in [
         ("plugins", "wasm32-wasip2"),
         ("plugins", "wasm32-unknown-unknown"),
