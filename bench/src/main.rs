@@ -131,13 +131,14 @@ async fn main() -> Result<()> {
 
 /// Every `{{name}}` the template may hold besides `{{machine}}`: a
 /// section's results, `<out>/<name>.md`.
-const FRAGMENTS: [&str; 12] = [
+const FRAGMENTS: [&str; 13] = [
     "peers-invoke",
     "host-invoke",
     "host-languages",
     "peers-serve",
     "host-ingest",
     "host-durable",
+    "host-journal",
     "host-pull",
     "scale",
     "host-reload",

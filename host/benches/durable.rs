@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{free_port, journal_counts, serve};
+use common::{JournalWatch, free_port, serve};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -139,7 +139,8 @@ async fn run(size: usize, events: usize, fsync: bool) -> Row {
         latencies.extend(t.await.expect("sender"));
     }
     let acked = started.elapsed();
-    while journal_counts(dir.path()).0 > 0 {
+    let mut journal = JournalWatch::new(dir.path());
+    while journal.pending() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let delivered = started.elapsed();

@@ -15,7 +15,7 @@ mod namespace;
 
 mod common;
 
-use common::{free_port as port, journal_counts, serve};
+use common::{JournalWatch, free_port as port, serve};
 use namespace::Emulator;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -66,7 +66,8 @@ async fn webhook(events: usize) -> f64 {
     for t in tasks {
         t.await.expect("sender");
     }
-    while journal_counts(dir.path()).0 > 0 {
+    let mut journal = JournalWatch::new(dir.path());
+    while journal.pending() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let rate = (per_sender * SENDERS * BATCH) as f64 / started.elapsed().as_secs_f64();
@@ -88,9 +89,12 @@ async fn pull(events: usize, concurrency: u32) -> f64 {
     let all: Vec<Value> = (0..events).map(|i| event(&format!("p{i}"))).collect();
     let started = Instant::now();
     emulator.publish(&all);
+    let mut journal = JournalWatch::new(dir.path());
     loop {
-        let (pending, stored) = journal_counts(dir.path());
-        if pending == 0 && stored as usize >= events && emulator.queued("gridlet") == 0 {
+        if !journal.pending()
+            && journal.events() as usize >= events
+            && emulator.queued("gridlet") == 0
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

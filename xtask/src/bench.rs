@@ -14,7 +14,15 @@ use std::process::Command;
 const WASMTIME_CLI: &str = "48.0.8";
 
 /// The host's own benchmarks (`host/benches`), each printing its tables.
-const HOST_BENCHES: [&str; 6] = ["invoke", "languages", "reload", "ingest", "durable", "pull"];
+const HOST_BENCHES: [&str; 7] = [
+    "invoke",
+    "languages",
+    "reload",
+    "ingest",
+    "durable",
+    "journal",
+    "pull",
+];
 
 pub fn bench(root: &Path, quick: bool) -> Result<()> {
     debian_packages(

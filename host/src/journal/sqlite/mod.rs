@@ -94,6 +94,13 @@ impl SqliteJournal {
         let outstanding: i64 =
             conn.query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))?;
         let outstanding = Arc::new(AtomicI64::new(outstanding));
+        let last_now: Option<i64> = conn
+            .query_row(
+                "SELECT received_at FROM events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
         // Reads (due deliveries, listings, key-value reads) use a connection
         // of their own, so they never wait behind the writer's commits.
         let reader = Connection::open(dir.join("journal.sqlite3"))?;
@@ -109,6 +116,7 @@ impl SqliteJournal {
             settings,
             failing: failing.clone(),
             outstanding: outstanding.clone(),
+            last_now: last_now.unwrap_or(0),
         };
         std::thread::Builder::new()
             .name("gridlet-journal".into())
@@ -246,9 +254,7 @@ impl Journal for SqliteJournal {
     }
 
     fn next_due_ms(&self) -> Result<Option<i64>, JournalError> {
-        Ok(self
-            .reader()
-            .query_row("SELECT MIN(due_at) FROM deliveries", [], |r| r.get(0))?)
+        read::next_due_ms(&self.reader())
     }
 
     fn complete(&self, id: i64) -> Result<(), JournalError> {

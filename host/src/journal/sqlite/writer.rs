@@ -19,6 +19,9 @@ use std::sync::{Arc, Mutex, mpsc};
 
 /// How long an event id is remembered for dedup: Event Grid's longest TTL.
 pub(super) const DEDUP_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+/// How far back the clock may step and stamps still not go back with it
+/// (NTP's adjustments; see `Writer::stamp`).
+const CLOCK_STEP_FOLLOWED: i64 = 60 * 1000;
 /// Most writes folded into one transaction.
 const MAX_GROUP: usize = 256;
 /// Most bytes of key-value values in one transaction (at least one write
@@ -76,6 +79,10 @@ pub(super) struct Writer {
     pub(super) failing: Arc<std::sync::atomic::AtomicBool>,
     /// Deliveries in the table, kept exact from every commit's changes.
     pub(super) outstanding: Arc<std::sync::atomic::AtomicI64>,
+    /// The latest time a group was stamped with: events' `received_at`
+    /// never goes back as `seq` rises, even when the clock does, so the
+    /// purge finds its cut-off by `seq` (no index on `received_at`).
+    pub(super) last_now: i64,
 }
 
 /// What one group did, applied once it is committed.
@@ -120,7 +127,14 @@ impl Writer {
                 budget = budget.saturating_sub(bytes);
                 writes.extend(held.pop_front());
             }
-            let now = now_ms();
+            let now = stamp(self.last_now, now_ms());
+            if now < self.last_now {
+                tracing::warn!(
+                    back_ms = self.last_now - now,
+                    "the clock stepped back; the journal follows it"
+                );
+            }
+            self.last_now = now;
             let conn = self.conn.clone();
             let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
             let result = self.group(&mut conn, &writes, now);
@@ -232,20 +246,68 @@ impl Writer {
         let [dead_letters, shed, events] = PURGE;
         conn.execute(dead_letters, params![now - retention])?;
         conn.execute(shed, params![now - shed_after])?;
-        conn.execute(events, params![now - DEDUP_WINDOW_MS])?;
+        let first_kept = first_received_at_or_after(conn, now - DEDUP_WINDOW_MS)?;
+        conn.execute(events, params![first_kept])?;
         Ok(())
     }
 }
 
-/// The purge's statements, each with its cut-off time as `?1`: dead letters
-/// past retention; the text of finished events; events past the dedup
-/// window that nothing refers to.
+/// The time a group is stamped with: the clock's `wall`, but never behind
+/// the `last` group's unless the clock stepped back further than
+/// [`CLOCK_STEP_FOLLOWED`] (then it was wrong before, and following it
+/// beats freezing every stamp until it catches up).
+fn stamp(last: i64, wall: i64) -> i64 {
+    if wall < last - CLOCK_STEP_FOLLOWED {
+        wall
+    } else {
+        last.max(wall)
+    }
+}
+
+/// The `seq` of the first event received at or after `cutoff` (past the
+/// last event's when there is none), by binary search over `seq`: the
+/// writer stamps `received_at` so that it never goes back as `seq` rises.
+/// A few dozen primary-key lookups instead of an index every event pays
+/// for. (Journals written before version 5 may hold a clock's step back;
+/// around one, events are purged up to that step early or late.)
+pub(super) fn first_received_at_or_after(
+    conn: &Connection,
+    cutoff: i64,
+) -> Result<i64, JournalError> {
+    let (first, last): (Option<i64>, Option<i64>) =
+        conn.query_row("SELECT MIN(seq), MAX(seq) FROM events", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let (Some(mut low), Some(last)) = (first, last) else {
+        return Ok(0);
+    };
+    let mut at = conn.prepare_cached(
+        "SELECT seq, received_at FROM events WHERE seq >= ?1 ORDER BY seq LIMIT 1",
+    )?;
+    // The answer is in [low, high]; high = last + 1: every event is older.
+    let mut high = last + 1;
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let (seq, received_at): (i64, i64) =
+            at.query_row(params![middle], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if received_at < cutoff {
+            low = seq + 1;
+        } else {
+            high = middle;
+        }
+    }
+    Ok(low)
+}
+
+/// The purge's statements, each with its cut-off as `?1`: dead letters past
+/// retention and the text of finished events by time; events past the
+/// dedup window that nothing refers to by `seq` (the first one kept).
 const PURGE: [&str; 3] = [
     "DELETE FROM dead_letters WHERE dead_at < ?1",
     "UPDATE events SET body = '' WHERE body <> '' AND received_at < ?1
      AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_seq = events.seq)
      AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE event_seq = events.seq)",
-    "DELETE FROM events WHERE received_at < ?1
+    "DELETE FROM events WHERE seq < ?1
      AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_seq = events.seq)
      AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE event_seq = events.seq)",
 ];
@@ -261,7 +323,7 @@ fn insert(
         "INSERT INTO events (topic_key, event_id, body, received_at, format, schema, topic,
                              event_type, subscription, delivery_count, data_version_header)
          VALUES (?1, ?2, ?3, ?4, 2, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT (topic_key, event_id) DO NOTHING",
+         ON CONFLICT (event_id, topic_key) DO NOTHING",
     )?;
     let mut add_delivery = tx
         .prepare_cached("INSERT INTO deliveries (event_seq, plugin, due_at) VALUES (?1, ?2, ?3)")?;
@@ -388,8 +450,8 @@ fn settle(tx: &rusqlite::Transaction<'_>, settlement: &Settlement) -> Result<i64
 
 #[cfg(test)]
 mod tests {
-    use super::PURGE;
-    use rusqlite::Connection;
+    use super::{CLOCK_STEP_FOLLOWED, PURGE, first_received_at_or_after, stamp};
+    use rusqlite::{Connection, params};
 
     /// A purge over a large journal must not read every row: each table it
     /// touches is searched through an index, never scanned.
@@ -414,5 +476,42 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The purge's cut-off by `seq` is the first event at or after the
+    /// time, whatever the gaps earlier purges left in `seq`.
+    #[test]
+    fn the_first_event_at_or_after_a_time_is_found_by_seq() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        super::super::schema::migrate(&mut conn).expect("schema");
+        assert_eq!(first_received_at_or_after(&conn, 100).expect("empty"), 0);
+        // seq 10, 13, 16, ... received at 1000, 1000, 1010, 1010, 1020, ...
+        let events: Vec<(i64, i64)> = (0..40).map(|i| (10 + 3 * i, 1000 + 10 * (i / 2))).collect();
+        for (seq, at) in &events {
+            conn.execute(
+                "INSERT INTO events (seq, topic_key, event_id, body, received_at)
+                 VALUES (?1, 't', ?1, '', ?2)",
+                params![seq, at],
+            )
+            .expect("event");
+        }
+        for cutoff in [0, 999, 1000, 1001, 1010, 1055, 1190, 1191, 5000] {
+            let found = first_received_at_or_after(&conn, cutoff).expect("search");
+            // What a scan finds: every event before the cut-off is older.
+            let older = events.iter().filter(|(_, at)| *at < cutoff).count();
+            let kept = events.iter().filter(|(seq, _)| *seq >= found).count();
+            assert_eq!(events.len() - kept, older, "cut-off {cutoff}: seq {found}");
+        }
+    }
+
+    #[test]
+    fn stamps_never_go_back_with_a_small_clock_step_and_follow_a_large_one() {
+        assert_eq!(stamp(0, 5_000), 5_000);
+        assert_eq!(stamp(5_000, 6_000), 6_000);
+        // NTP slewing or stepping by seconds: the stamp holds.
+        assert_eq!(stamp(6_000, 4_000), 6_000);
+        let far = 6_000 + CLOCK_STEP_FOLLOWED + 1;
+        // A clock set a day ahead and put right: followed.
+        assert_eq!(stamp(far + 86_400_000, far), far);
     }
 }
