@@ -268,12 +268,11 @@ fn ensure_wasm_target() -> Result<()> {
 /// deployment services, and the sample events sent the way Event Grid sends
 /// them. Serves until Ctrl-C; `--once` stops after the samples.
 fn demo(root: &Path, once: bool) -> Result<()> {
-    run(Command::new(cargo()).current_dir(root).args([
-        "build",
-        "--quiet",
-        "--package",
-        "gridlet",
-    ]))?;
+    // Cargo's own progress shows: the first build compiles wasmtime.
+    eprintln!("xtask: building gridlet (the first time ~10 min on 2 cores: wasmtime)");
+    run(Command::new(cargo())
+        .current_dir(root)
+        .args(["build", "--package", "gridlet"]))?;
     let gridlet = target_dir(root).join("debug/gridlet");
     let (mut sink, sink_addr) = start_sink(&gridlet)?;
     let listen = std::env::var("GRIDLET_DEMO_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
