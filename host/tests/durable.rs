@@ -175,6 +175,7 @@ crate::on_each_backend!(
     a_dead_letter_keeps_each_attempts_error_the_latest_twenty,
     a_replayed_dead_letter_has_a_whole_time_to_live_of_its_own,
     the_last_hours_outcomes_are_sampled_for_the_console,
+    a_purged_dead_letters_id_is_never_given_to_another,
 );
 
 /// Wait until no delivery is left in the journal.
@@ -320,6 +321,57 @@ async fn dead_letters_for_attempts_reject_ttl_and_missing_plugins_then_replay(ba
     assert_eq!((forced.replayed, forced.skipped), (1, 0));
     drained(journal.as_ref()).await;
     assert_eq!(rejecting.calls().len(), 3, "replayed again when forced");
+}
+
+/// An id an operator saw stays that letter's: once it is purged, a replay
+/// or purge by it reaches nothing, not a newer letter that took its place.
+async fn a_purged_dead_letters_id_is_never_given_to_another(backend: Backend) {
+    let rejecting = Scripted::new("rejecting", 30, |_| Verdict::DeadLetter("no".into()));
+    let mut seen = Vec::new();
+    for round in 0..2 {
+        // Each round is a restart: the journal opened again.
+        let journal = backend.open();
+        let d = Dispatcher::start(
+            Arc::new(Set(vec![rejecting.clone()])),
+            journal.clone(),
+            settings(),
+        )
+        .expect("start");
+        let mut batch = events(round + 1);
+        assert_eq!(d.accept(vec![batch.remove(round)]).await, Ok(1));
+        drained(journal.as_ref()).await;
+        let letters = journal.dead_letters(None).expect("list");
+        assert_eq!(letters.len(), 1, "round {round}: {letters:?}");
+        let id = letters[0].id;
+        assert!(!seen.contains(&id), "id {id} given again after {seen:?}");
+        // The newest (and only) letter purged, as an operator would.
+        assert_eq!(journal.purge(&[id]).expect("purge"), 1);
+        let replayed = d.replay(vec![id], true).await.expect("replay");
+        assert_eq!((replayed.replayed, replayed.skipped), (0, 0));
+        seen.push(id);
+        d.shutdown().await;
+    }
+    // And within one run: purge the newest, the next letter is newer still.
+    let journal = backend.open();
+    let d = Dispatcher::start(
+        Arc::new(Set(vec![rejecting.clone()])),
+        journal.clone(),
+        settings(),
+    )
+    .expect("start");
+    let mut batch = events(4);
+    assert_eq!(d.accept(vec![batch.remove(2)]).await, Ok(1));
+    drained(journal.as_ref()).await;
+    let first = journal.dead_letters(None).expect("list")[0].id;
+    assert_eq!(journal.purge(&[first]).expect("purge"), 1);
+    assert_eq!(d.accept(vec![batch.remove(2)]).await, Ok(1));
+    drained(journal.as_ref()).await;
+    let second = journal.dead_letters(None).expect("list")[0].id;
+    assert!(
+        second > first && !seen.contains(&second),
+        "{second} after {first}, {seen:?}"
+    );
+    d.shutdown().await;
 }
 
 /// The outcome counters are sampled every step from the start, so the

@@ -310,6 +310,7 @@ fn demo(root: &Path, once: bool) -> Result<()> {
         .spawn()?;
     let result = (|| {
         wait_for_port(&listen, &mut serve)?;
+        wait_until_ready(&listen, &mut serve)?;
         let url = format!("http://{listen}/api/events");
         let send = |args: &[&str]| -> Result<()> {
             println!(
@@ -367,6 +368,54 @@ fn wait_for_port(addr: &str, server: &mut Child) -> Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     Ok(())
+}
+
+/// Wait until `/readyz` at `addr` answers 200. gridlet listens at once but
+/// answers only once its plugins are loaded; on a first run that means
+/// compiling the Python and JavaScript examples, a minute or more, longer
+/// than a sender waits for an answer.
+fn wait_until_ready(addr: &str, server: &mut Child) -> Result<()> {
+    const SAY_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+    const GIVE_UP: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+    let started = std::time::Instant::now();
+    let mut said = std::time::Duration::ZERO;
+    while !answers_ready(addr) {
+        if let Some(status) = server.try_wait()? {
+            bail!("gridlet serve exited ({status}) while loading the plugins");
+        }
+        let waited = started.elapsed();
+        if waited > GIVE_UP {
+            bail!("gridlet serve was not ready within {} s", GIVE_UP.as_secs());
+        }
+        if waited >= said + SAY_EVERY {
+            said = waited;
+            eprintln!(
+                "xtask: gridlet is loading the plugins ({} s; the first run compiles the Python and \
+                 JavaScript examples, ~1 min; later runs load them from target/compiled)",
+                waited.as_secs()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+/// Does `GET /readyz` at `addr` answer 200 within two seconds?
+fn answers_ready(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let wait = Some(std::time::Duration::from_secs(2));
+    if stream.set_read_timeout(wait).is_err() || stream.set_write_timeout(wait).is_err() {
+        return false;
+    }
+    if write!(stream, "GET /readyz HTTP/1.0\r\nHost: {addr}\r\n\r\n").is_err() {
+        return false;
+    }
+    // "HTTP/1.1 200 OK": the status code is the second word.
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head[9..12] == *b"200"
 }
 
 fn target_dir(root: &Path) -> PathBuf {

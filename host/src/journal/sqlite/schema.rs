@@ -5,7 +5,7 @@ use super::super::JournalError;
 use rusqlite::Connection;
 
 /// The schema version this code writes.
-const VERSION: i64 = 5;
+const VERSION: i64 = 6;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_error  TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS deliveries_plugin ON deliveries (plugin, due_at, id);
+-- Version 6 rebuilds it with ids never reused (see VERSION_6).
 CREATE TABLE IF NOT EXISTS dead_letters (
     id          INTEGER PRIMARY KEY,
     event_seq   INTEGER NOT NULL REFERENCES events (seq),
@@ -96,6 +97,34 @@ const VERSION_5: &[&str] = &[
     "CREATE UNIQUE INDEX events_identity ON events (event_id, topic_key)",
 ];
 
+/// Version 6: dead letters' ids are never used again (`AUTOINCREMENT`).
+/// Without it SQLite gives a new row the highest id + 1, so once the newest
+/// letters were purged (by an operator, or all of them by retention) the
+/// next letter took a purged one's id, and a replay or purge by an id
+/// listed earlier reached a different letter. SQLite cannot add
+/// `AUTOINCREMENT` to a table, so it is rebuilt, ids kept.
+const VERSION_6: &[&str] = &[
+    "CREATE TABLE dead_letters_v6 (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_seq   INTEGER NOT NULL REFERENCES events (seq),
+        plugin      TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        attempts    INTEGER NOT NULL,
+        last_error  TEXT NOT NULL,
+        dead_at     INTEGER NOT NULL,
+        replayed_at INTEGER,
+        errors      TEXT NOT NULL DEFAULT '[]'
+    )",
+    "INSERT INTO dead_letters_v6
+        (id, event_seq, plugin, reason, attempts, last_error, dead_at, replayed_at, errors)
+     SELECT id, event_seq, plugin, reason, attempts, last_error, dead_at, replayed_at, errors
+     FROM dead_letters",
+    "DROP TABLE dead_letters",
+    "ALTER TABLE dead_letters_v6 RENAME TO dead_letters",
+    "CREATE INDEX dead_letters_event ON dead_letters (event_seq)",
+    "CREATE INDEX dead_letters_dead_at ON dead_letters (dead_at)",
+];
+
 /// Create the tables, or bring an earlier journal up to [`VERSION`].
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
     conn.execute_batch(TABLES)?;
@@ -104,24 +133,18 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
         return Ok(());
     }
     let tx = conn.transaction()?;
-    if version < 2 {
-        for statement in VERSION_2 {
-            tx.execute(statement, [])?;
-        }
-    }
-    if version < 3 {
-        for statement in VERSION_3 {
-            tx.execute(statement, [])?;
-        }
-    }
-    if version < 4 {
-        for statement in VERSION_4 {
-            tx.execute(statement, [])?;
-        }
-    }
-    if version < 5 {
-        for statement in VERSION_5 {
-            tx.execute(statement, [])?;
+    let steps: [(i64, &[&str]); 5] = [
+        (2, VERSION_2),
+        (3, VERSION_3),
+        (4, VERSION_4),
+        (5, VERSION_5),
+        (6, VERSION_6),
+    ];
+    for (step, statements) in steps {
+        if version < step {
+            for statement in statements {
+                tx.execute(statement, [])?;
+            }
         }
     }
     tx.pragma_update(None, "user_version", VERSION)?;
