@@ -104,20 +104,7 @@ async fn serve(dir: &Path, port: u16, backend: &Backend, extra: &[(&str, &str)])
         command.env(k, v);
     }
     let child = command.spawn().expect("serve starts");
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    while client
-        .get(format!("http://127.0.0.1:{port}/healthz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::process::plugins_loaded(&format!("http://127.0.0.1:{port}")).await;
     child
 }
 

@@ -23,8 +23,16 @@ struct Host {
 }
 
 impl Host {
-    /// `gridlet serve` over `dir`, with JSON logs piped when `logs`.
+    /// `gridlet serve` over `dir`, with JSON logs piped when `logs`; its
+    /// plugins loaded.
     async fn start(dir: &Path, extra: &[(&str, &str)], logs: bool) -> Self {
+        let host = Self::spawn(dir, extra, logs);
+        common::process::plugins_loaded(&host.base).await;
+        host
+    }
+
+    /// `gridlet serve` over `dir`, just started.
+    fn spawn(dir: &Path, extra: &[(&str, &str)], logs: bool) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("port")
@@ -47,17 +55,11 @@ impl Host {
             command.env(k, v);
         }
         let child = command.spawn().expect("serve");
-        let host = Self {
+        Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::new(),
-        };
-        let started = Instant::now();
-        while host.client.get(host.url("/healthz")).send().await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "no server");
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        host
     }
 
     fn url(&self, path: &str) -> String {
@@ -135,6 +137,79 @@ async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The host answers while its start-up scan compiles: `/healthz` at once,
+/// `/readyz` 503 saying `loading`, and an event sent meanwhile is kept for
+/// every plugin found (declared from its manifest, `waiting`) and delivered
+/// once it loads, on its first attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_sent_while_the_plugins_compile_is_delivered_once_they_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = Recorder::start().await;
+    // Scanned in name order: the Python example first, compiled from
+    // nothing (this state folder has no compile cache) for seconds; echo
+    // after it.
+    install(dir.path(), "a-python", "drift-guard", "", "");
+    install(dir.path(), "echo", "echo", "", &echo_grant(&sink, "echo"));
+    let host = Host::spawn(dir.path(), &[], false);
+    let started = Instant::now();
+    while host.client.get(host.url("/healthz")).send().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "no server");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ready = host
+        .client
+        .get(host.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.expect("json");
+    assert_eq!(ready["checks"]["plugins"]["loading"], true, "{ready}");
+    let (_, echo) = host.admin("/admin/plugins/echo").await;
+    assert_eq!(echo["state"], "waiting", "{echo}");
+    let answer: Value = host
+        .client
+        .post(host.url("/api/events"))
+        .json(&event("while-loading"))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    // Kept for both plugins found (neither manifest filters).
+    assert_eq!(answer["deliveries"], 2, "{answer}");
+    let started = Instant::now();
+    let delivered = loop {
+        let got = sink
+            .received()
+            .into_iter()
+            .find(|r| r.json()["id"] == "while-loading");
+        if let Some(got) = got {
+            break got.json();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "not delivered after the plugins loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        delivered["attempt"], 1,
+        "waiting is not an attempt: {delivered}"
+    );
+    common::process::plugins_loaded(&host.base).await;
+    let ready = host
+        .client
+        .get(host.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+    let (_, python) = host.admin("/admin/plugins/a-python").await;
+    assert_eq!(python["state"], "serving", "{python}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

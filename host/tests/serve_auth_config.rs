@@ -221,16 +221,7 @@ async fn serve_from_env_and_send_in_every_mode() {
         .kill_on_drop(true)
         .spawn()
         .expect("serve starts");
-    let client = reqwest::Client::new();
-    let health = format!("http://127.0.0.1:{port}/healthz");
-    let started = std::time::Instant::now();
-    while client.get(&health).send().await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "server did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::process::plugins_loaded(&format!("http://127.0.0.1:{port}")).await;
     let to = format!("http://127.0.0.1:{port}/hooks/ml");
     let send = |args: Vec<&'static str>| {
         let to = to.clone();
@@ -365,7 +356,8 @@ async fn serve_says_loudly_when_auth_is_off() {
     let mut log = String::new();
     let started = std::time::Instant::now();
     use tokio::io::AsyncReadExt;
-    while !log.contains("AUTH IS OFF") {
+    // Auth is said first; the plugins after they are loaded.
+    while !(log.contains("AUTH IS OFF") && log.contains("no plugins serving")) {
         assert!(started.elapsed() < Duration::from_secs(20), "{log}");
         let mut buf = [0u8; 4096];
         let n = tokio::time::timeout(Duration::from_secs(20), stderr.read(&mut buf))

@@ -370,10 +370,10 @@ fn wait_for_port(addr: &str, server: &mut Child) -> Result<()> {
     Ok(())
 }
 
-/// Wait until `/readyz` at `addr` answers 200. gridlet listens at once but
-/// answers only once its plugins are loaded; on a first run that means
-/// compiling the Python and JavaScript examples, a minute or more, longer
-/// than a sender waits for an answer.
+/// Wait until `/readyz` at `addr` answers 200: gridlet serves at once and
+/// loads its plugins behind it, which on a first run means compiling the
+/// Python and JavaScript examples (a minute or so). Samples sent meanwhile
+/// would be kept and delivered later; the demo reads better in order.
 fn wait_until_ready(addr: &str, server: &mut Child) -> Result<()> {
     const SAY_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
     const GIVE_UP: std::time::Duration = std::time::Duration::from_secs(15 * 60);

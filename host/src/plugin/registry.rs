@@ -33,6 +33,9 @@ struct Slot {
     unloaded_at: Option<SystemTime>,
     /// What is known of it while no version serves (see [`Declared`]).
     declared: Option<Declared>,
+    /// `declared` comes from [`Registry::declare_found`] and gives way at
+    /// the plugin's first reconcile.
+    provisional: bool,
 }
 
 /// Where plugins come from and what bounds them.
@@ -126,6 +129,61 @@ impl Registry {
     /// Reconcile every plugin in the folder and every plugin known before.
     /// Files whose names are not plugin names are reported and skipped.
     pub fn scan(&self) -> std::io::Result<Vec<(String, Change)>> {
+        let (names, misnamed) = self.names()?;
+        for why in misnamed {
+            tracing::error!("plugin not loaded: {why}");
+        }
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let change = self.reconcile(&name);
+                (name, change)
+            })
+            .collect())
+    }
+
+    /// Declare every plugin [`scan`](Self::scan) would reconcile, from its
+    /// manifest alone (every event when it has none), before anything is
+    /// compiled: events that come while the start-up scan compiles (seconds
+    /// per Python or JavaScript plugin) are kept for them, not attempted,
+    /// instead of finding no plugin. A plugin whose manifest does not parse
+    /// is left to the scan, which rejects it. The plugins declared.
+    pub fn declare_found(&self) -> std::io::Result<usize> {
+        let mut declared = 0;
+        for name in self.names()?.0 {
+            if self
+                .slots()
+                .get(&name)
+                .is_some_and(|s| s.serving.is_some() || s.declared.is_some())
+            {
+                continue;
+            }
+            let dir = self.folder_of(&name);
+            let manifest_path = sidecar(&dir.join(format!("{name}.wasm")));
+            let manifest = match files::read(dir, &manifest_path, MAX_MANIFEST_BYTES) {
+                Ok(None) => Manifest::default(),
+                Ok(Some(bytes)) => {
+                    let text = String::from_utf8_lossy(&bytes);
+                    match Manifest::parse(&text, &manifest_path) {
+                        Ok(manifest) => manifest,
+                        Err(_) => continue,
+                    }
+                }
+                Err(_) => continue,
+            };
+            self.publish(&name, None, |slot| {
+                slot.declared = Some(Declared::from_manifest(&manifest));
+                slot.provisional = true;
+            });
+            declared += 1;
+        }
+        Ok(declared)
+    }
+
+    /// The plugins in the folders and those the operator names; and why
+    /// each `.wasm` file whose name is not a plugin name is skipped.
+    fn names(&self) -> std::io::Result<(Vec<String>, Vec<String>)> {
+        let mut misnamed = Vec::new();
         let mut names: Vec<String> = self.slots().keys().cloned().collect();
         // Plugins the operator names are declared even before their files come.
         names.extend(self.grants.named().map(str::to_string));
@@ -141,24 +199,24 @@ impl Registry {
             if path.extension().is_some_and(|x| x == "wasm") {
                 match plugin_name(&path) {
                     Ok(name) => names.push(name),
-                    Err(e) => tracing::error!("plugin not loaded: {e}"),
+                    Err(e) => misnamed.push(e.to_string()),
                 }
             }
         }
         names.sort();
         names.dedup();
-        Ok(names
-            .into_iter()
-            .map(|name| {
-                let change = self.reconcile(&name);
-                (name, change)
-            })
-            .collect())
+        Ok((names, misnamed))
     }
 
     /// Make plugin `name` match its files: load, replace, keep or unload it.
     pub fn reconcile(&self, name: &str) -> Change {
         let _one = self.reconciling.lock().unwrap_or_else(|e| e.into_inner());
+        // A start-up declaration gives way to what the files say now (the
+        // published set keeps it until this reconcile publishes).
+        if let Some(slot) = self.slots().get_mut(name).filter(|s| s.provisional) {
+            slot.provisional = false;
+            slot.declared = None;
+        }
         let dir = self.folder_of(name);
         let wasm = dir.join(format!("{name}.wasm"));
         let bytes = match files::read(dir, &wasm, self.max_plugin_bytes) {

@@ -1,6 +1,8 @@
 //! `/readyz`: ready to take events? The journal commits a write, the state
-//! folder's disk has room, the start-up scan of the plugins folder is done,
-//! and the host is not shutting down. (`/healthz`, in ingest, only says the
+//! folder's disk has room, the start-up scan of the plugins folder is done
+//! (`plugins.loading`: until then events are taken and kept for the
+//! plugins found, which are still compiling), and the host is not shutting
+//! down. (`/healthz`, in ingest, only says the
 //! process answers.)
 //!
 //! The journal is probed by a background task every [`PROBE_EVERY`] with a
@@ -31,6 +33,8 @@ const STALE_AFTER: Duration = Duration::from_secs(10);
 /// What readiness looks at.
 pub struct Readiness {
     plugins: Arc<Registry>,
+    /// The start-up scan is still loading the plugins.
+    loading: Arc<AtomicBool>,
     shutting_down: Arc<AtomicBool>,
     auth: &'static str,
     sources: Vec<Arc<crate::pull::Source>>,
@@ -85,12 +89,14 @@ impl Readiness {
         journal: Arc<dyn Journal>,
         disk: Disk,
         plugins: Arc<Registry>,
+        loading: Arc<AtomicBool>,
         shutting_down: Arc<AtomicBool>,
         auth: &'static str,
         sources: Vec<Arc<crate::pull::Source>>,
     ) -> Arc<Self> {
         let readiness = Arc::new(Self {
             plugins,
+            loading,
             shutting_down,
             auth,
             sources,
@@ -146,7 +152,6 @@ impl Readiness {
         readiness
     }
 
-    /// (the journal commits, the disk has room), from the last probe.
     /// From the last probe: whether the journal commits, and whether the
     /// disk has room.
     pub fn checks(&self) -> (bool, bool) {
@@ -169,13 +174,14 @@ async fn readyz(State(r): State<Arc<Readiness>>) -> Response {
     let rejected = status.iter().filter(|s| s.rejected.is_some()).count();
     let waiting = status.iter().filter(|s| s.waiting).count();
     let stopping = r.shutting_down.load(Ordering::SeqCst);
-    let ready = journal && room && !stopping;
+    let loading = r.loading.load(Ordering::SeqCst);
+    let ready = journal && room && !stopping && !loading;
     let mut body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "checks": {
             "journal": if journal { "writable" } else { "not writable" },
             "disk": if room { "ok" } else { "full" },
-            "plugins": { "serving": serving, "rejected": rejected, "waiting": waiting },
+            "plugins": { "serving": serving, "rejected": rejected, "waiting": waiting, "loading": loading },
             "shutdown": if stopping { "in progress" } else { "no" },
             "auth": r.auth,
         }

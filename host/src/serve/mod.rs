@@ -138,9 +138,10 @@ impl Server {
     }
 }
 
-/// Load the plugins, start dispatch and listen. Logs, first, where it
-/// listens, which plugins loaded (and which did not, and why) and whether
-/// auth is off.
+/// Listen, start dispatch, then load the plugins (serving meanwhile: see
+/// `Registry::declare_found`); returns once they are loaded. Logs, first,
+/// where it listens and whether auth is off, then which plugins loaded (and
+/// which did not, and why).
 pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
     // Fail closed: without auth, only a loopback address, or an explicit
     // decision to run open.
@@ -231,26 +232,17 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
         }
         None => None,
     };
-    // A missing plugins folder is an empty one: the host still starts (and says so).
-    let loaded = if dir.is_dir() {
+    // Every plugin found is declared from its manifest at once, and the
+    // host serves while the scan below compiles them: events that come
+    // meanwhile are kept for them, `/healthz` answers (a liveness probe
+    // does not kill a host compiling a large plugin) and `/readyz` says
+    // `loading`.
+    let loading = Arc::new(AtomicBool::new(true));
+    if dir.is_dir() {
         let registry = plugins.clone();
-        tokio::task::spawn_blocking(move || registry.scan())
+        tokio::task::spawn_blocking(move || registry.declare_found())
             .await?
-            .map_err(|e| anyhow::anyhow!("plugins_dir {}: {e}", dir.display()))?
-            .iter()
-            .filter(|(_, c)| matches!(c, Change::Loaded { .. }))
-            .count()
-    } else {
-        0
-    };
-    if let Some(store) = &pushed {
-        crate::plugin::pushed::start(store.clone(), plugins.clone(), pushed_dir);
-    }
-    if loaded == 0 && pushed.is_none() {
-        tracing::warn!(
-            "no plugins serving from {}: events are accepted and go nowhere",
-            dir.display()
-        );
+            .map_err(|e| anyhow::anyhow!("plugins_dir {}: {e}", dir.display()))?;
     }
     if open {
         tracing::warn!(
@@ -296,6 +288,7 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
             min_free: settings.min_free_disk_bytes,
         },
         plugins.clone(),
+        loading.clone(),
         shutting_down.clone(),
         if settings.webhook {
             health::auth_mode(&settings.ingest.auth, settings.insecure_no_auth)
@@ -383,15 +376,47 @@ pub async fn start(settings: ServeSettings) -> anyhow::Result<Server> {
             let _ = task.await;
         }
     });
-    Ok(Server {
+    let server = Server {
         addr,
         admin_addr,
         dispatcher,
-        plugins,
+        plugins: plugins.clone(),
         stop: Some(stop),
         _watcher: watcher,
         task,
-    })
+    };
+    // A missing plugins folder is an empty one: the host still starts (and says so).
+    let dir = settings.plugins_dir.clone();
+    let scanned = if dir.is_dir() {
+        let registry = plugins.clone();
+        tokio::task::spawn_blocking(move || registry.scan()).await
+    } else {
+        Ok(Ok(Vec::new()))
+    };
+    let scanned = scanned
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r.map_err(|e| anyhow::anyhow!("plugins_dir {}: {e}", dir.display())));
+    let loaded = match scanned {
+        Ok(changes) => changes
+            .iter()
+            .filter(|(_, c)| matches!(c, Change::Loaded { .. }))
+            .count(),
+        Err(e) => {
+            server.shutdown().await;
+            return Err(e);
+        }
+    };
+    loading.store(false, Ordering::SeqCst);
+    if let Some(store) = &pushed {
+        crate::plugin::pushed::start(store.clone(), plugins.clone(), pushed_dir);
+    }
+    if loaded == 0 && pushed.is_none() {
+        tracing::warn!(
+            "no plugins serving from {}: events are accepted and go nowhere",
+            dir.display()
+        );
+    }
+    Ok(server)
 }
 
 /// SIGINT or SIGTERM.

@@ -50,13 +50,31 @@ pub async fn serve_logging(
         }
     });
     let base = format!("http://127.0.0.1:{port}");
+    plugins_loaded(&base).await;
+    (child, base, log)
+}
+
+/// Wait (up to 2 min: a first run compiles the Python and JavaScript
+/// examples) until the host at `base` answers and its start-up scan has
+/// loaded the plugins (`/readyz`'s `plugins.loading` is false, whatever
+/// else it says: a test may start a host that is not ready).
+pub async fn plugins_loaded(base: &str) {
     let client = reqwest::Client::new();
     let started = Instant::now();
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "no server");
+    loop {
+        let body = match client.get(format!("{base}/readyz")).send().await {
+            Ok(r) => r.json::<serde_json::Value>().await.ok(),
+            Err(_) => None,
+        };
+        if body.is_some_and(|b| b["checks"]["plugins"]["loading"] == false) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no server, or its plugins did not load"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    (child, base, log)
 }
 
 /// A process's resident memory, from `/proc/<pid>/status`.
