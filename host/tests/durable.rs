@@ -847,8 +847,11 @@ impl Journal for Broken {
     fn outstanding(&self) -> u64 {
         self.0.outstanding()
     }
-    fn next_due_ms(&self) -> Result<Option<i64>, gridlet::journal::JournalError> {
-        self.0.next_due_ms()
+    fn next_due_ms(
+        &self,
+        slots: &[gridlet::journal::Slots],
+    ) -> Result<Option<i64>, gridlet::journal::JournalError> {
+        self.0.next_due_ms(slots)
     }
     fn complete(&self, id: i64) -> Result<(), gridlet::journal::JournalError> {
         self.0.complete(id)

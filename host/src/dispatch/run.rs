@@ -69,10 +69,13 @@ impl Dispatcher {
                 continue;
             };
             let journal = self.journal.clone();
-            let claimed = blocking(move || {
-                journal.claim_due(now_ms(), free, &slots, other_slots, &in_flight)
+            // The slots come back for the next due time, below.
+            let claim = blocking(move || {
+                let claimed = journal.claim_due(now_ms(), free, &slots, other_slots, &in_flight);
+                Ok((claimed, slots))
             })
             .await;
+            let (claimed, slots) = claim.unwrap_or_else(|e| (Err(e), Vec::new()));
             match claimed {
                 Ok(claimed) if !claimed.due.is_empty() || !claimed.unreadable.is_empty() => {
                     // An event that cannot be read back costs only its own
@@ -113,8 +116,14 @@ impl Dispatcher {
             // Hold no plugin version while idle: a replaced one is freed as
             // soon as its last delivery ends.
             drop(targets);
+            // Due next among what could be claimed: not deliveries waiting
+            // for a version or running now (those wake the loop when they
+            // finish), which would have it look again every millisecond.
             let journal = self.journal.clone();
-            let next = blocking(move || journal.next_due_ms()).await.ok().flatten();
+            let next = blocking(move || journal.next_due_ms(&slots))
+                .await
+                .ok()
+                .flatten();
             let wait = next.map_or(Duration::from_secs(1), |at| {
                 Duration::from_millis((at - now_ms()).clamp(1, 1000) as u64)
             });

@@ -275,8 +275,9 @@ pub trait Journal: Send + Sync + 'static {
         other_slots: u32,
         in_flight: &[i64],
     ) -> Result<Claimed, JournalError>;
-    /// When the next pending delivery is due, if any.
-    fn next_due_ms(&self) -> Result<Option<i64>, JournalError>;
+    /// When the next delivery `slots` could claim is due, if any: of the
+    /// plugins with free slots, their deliveries not in flight.
+    fn next_due_ms(&self, slots: &[Slots]) -> Result<Option<i64>, JournalError>;
     /// The delivery was handled.
     fn complete(&self, id: i64) -> Result<(), JournalError>;
     /// The delivery failed; try again at `due_ms`.

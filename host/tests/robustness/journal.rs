@@ -15,11 +15,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A journal whose outcomes fail to commit while `failing` is set.
+/// A journal whose outcomes fail to commit while `failing` is set; it
+/// counts the claims asked of it.
 struct Flaky {
     inner: Arc<SqliteJournal>,
     failing: std::sync::atomic::AtomicBool,
     refused: AtomicU32,
+    claims: AtomicU32,
 }
 
 impl Journal for Flaky {
@@ -44,10 +46,11 @@ impl Journal for Flaky {
         other: u32,
         busy: &[i64],
     ) -> Result<Claimed, JournalError> {
+        self.claims.fetch_add(1, Ordering::SeqCst);
         self.inner.claim_due(now, limit, slots, other, busy)
     }
-    fn next_due_ms(&self) -> Result<Option<i64>, JournalError> {
-        self.inner.next_due_ms()
+    fn next_due_ms(&self, slots: &[Slots]) -> Result<Option<i64>, JournalError> {
+        self.inner.next_due_ms(slots)
     }
     fn complete(&self, id: i64) -> Result<(), JournalError> {
         self.inner.complete(id)
@@ -165,6 +168,7 @@ async fn an_outcome_that_cannot_be_recorded_is_not_attempted_again_at_once() {
         inner: Arc::new(SqliteJournal::open(dir.path(), false).expect("journal")),
         failing: true.into(),
         refused: AtomicU32::new(0),
+        claims: AtomicU32::new(0),
     });
     let plugin = Arc::new(Counting {
         calls: Mutex::default(),
@@ -200,6 +204,88 @@ async fn an_outcome_that_cannot_be_recorded_is_not_attempted_again_at_once() {
             ("e2".to_string(), 2)
         ]
     );
+}
+
+/// A plugin that is either waiting for a version (not serving) or slow.
+struct Still {
+    name: &'static str,
+    serving: bool,
+    takes: Duration,
+}
+
+#[async_trait::async_trait]
+impl Target for Still {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn accepts(&self, _: &Event) -> bool {
+        true
+    }
+    fn policy(&self) -> Policy {
+        Policy {
+            max_attempts: 30,
+            time_to_live: Duration::from_secs(3600),
+            max_concurrency: 4,
+            overall_concurrency: 4,
+        }
+    }
+    fn serving(&self) -> bool {
+        self.serving
+    }
+    async fn deliver(&self, _: Arc<Event>, _: u32) -> Verdict {
+        tokio::time::sleep(self.takes).await;
+        Verdict::Done
+    }
+}
+
+struct These(Vec<Arc<dyn Target>>);
+
+impl Targets for These {
+    fn current(&self) -> Vec<Arc<dyn Target>> {
+        self.0.clone()
+    }
+}
+
+/// Deliveries nothing can claim now (kept for a plugin waiting for a
+/// version, or running long) do not have dispatch look again every
+/// millisecond: it waits for a wake-up or for what it could claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_nothing_can_claim_do_not_make_dispatch_spin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = Arc::new(Flaky {
+        inner: Arc::new(SqliteJournal::open(dir.path(), false).expect("journal")),
+        failing: false.into(),
+        refused: AtomicU32::new(0),
+        claims: AtomicU32::new(0),
+    });
+    let targets: Vec<Arc<dyn Target>> = vec![
+        Arc::new(Still {
+            name: "waiting",
+            serving: false,
+            takes: Duration::ZERO,
+        }),
+        Arc::new(Still {
+            name: "slow",
+            serving: true,
+            takes: Duration::from_secs(3),
+        }),
+    ];
+    let d = Dispatcher::start(
+        Arc::new(These(targets)),
+        journal.clone(),
+        DispatchSettings::default(),
+    )
+    .expect("start");
+    assert_eq!(d.accept(vec![event("e1")]).await, Ok(2));
+    // The slow delivery starts; the waiting one stays.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = journal.claims.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let claims = journal.claims.load(Ordering::SeqCst) - before;
+    // Looking every millisecond made ≈ 1,000; the sweep for removed
+    // plugins alone asks once a second.
+    assert!(claims <= 10, "{claims} claims in a second");
+    assert_eq!(journal.pending().expect("pending"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

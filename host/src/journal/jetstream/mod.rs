@@ -207,7 +207,7 @@ impl Journal for JetStreamJournal {
         self.call(move |inner| async move { inner.claim(now_ms, limit, slots, other_slots).await })
     }
 
-    fn next_due_ms(&self) -> Result<Option<i64>, JournalError> {
+    fn next_due_ms(&self, _slots: &[Slots]) -> Result<Option<i64>, JournalError> {
         // Other hosts append too, and a retry's delay runs in the server:
         // look again shortly, whatever this host knows.
         Ok(Some(super::now_ms() + 200))

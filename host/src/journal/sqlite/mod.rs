@@ -253,8 +253,8 @@ impl Journal for SqliteJournal {
         )
     }
 
-    fn next_due_ms(&self) -> Result<Option<i64>, JournalError> {
-        read::next_due_ms(&self.reader())
+    fn next_due_ms(&self, slots: &[Slots]) -> Result<Option<i64>, JournalError> {
+        read::next_due_ms(&self.reader(), slots)
     }
 
     fn complete(&self, id: i64) -> Result<(), JournalError> {
