@@ -327,16 +327,16 @@ async fn dead_letters_for_attempts_reject_ttl_and_missing_plugins_then_replay(ba
 /// or purge by it reaches nothing, not a newer letter that took its place.
 async fn a_purged_dead_letters_id_is_never_given_to_another(backend: Backend) {
     let rejecting = Scripted::new("rejecting", 30, |_| Verdict::DeadLetter("no".into()));
+    // Opening the journal again is a restart.
+    let start = || {
+        let journal = backend.open();
+        let targets = Arc::new(Set(vec![rejecting.clone()]));
+        let d = Dispatcher::start(targets, journal.clone(), settings()).expect("start");
+        (journal, d)
+    };
     let mut seen = Vec::new();
     for round in 0..2 {
-        // Each round is a restart: the journal opened again.
-        let journal = backend.open();
-        let d = Dispatcher::start(
-            Arc::new(Set(vec![rejecting.clone()])),
-            journal.clone(),
-            settings(),
-        )
-        .expect("start");
+        let (journal, d) = start();
         let mut batch = events(round + 1);
         assert_eq!(d.accept(vec![batch.remove(round)]).await, Ok(1));
         drained(journal.as_ref()).await;
@@ -352,13 +352,7 @@ async fn a_purged_dead_letters_id_is_never_given_to_another(backend: Backend) {
         d.shutdown().await;
     }
     // And within one run: purge the newest, the next letter is newer still.
-    let journal = backend.open();
-    let d = Dispatcher::start(
-        Arc::new(Set(vec![rejecting.clone()])),
-        journal.clone(),
-        settings(),
-    )
-    .expect("start");
+    let (journal, d) = start();
     let mut batch = events(4);
     assert_eq!(d.accept(vec![batch.remove(2)]).await, Ok(1));
     drained(journal.as_ref()).await;

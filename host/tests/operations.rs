@@ -158,14 +158,8 @@ async fn an_event_sent_while_the_plugins_compile_is_delivered_once_they_load() {
         assert!(started.elapsed() < Duration::from_secs(30), "no server");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let ready = host
-        .client
-        .get(host.url("/readyz"))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(ready.status(), 503);
-    let ready: Value = ready.json().await.expect("json");
+    let (code, ready) = host.admin("/readyz").await;
+    assert_eq!(code, 503);
     assert_eq!(ready["checks"]["plugins"]["loading"], true, "{ready}");
     let (_, echo) = host.admin("/admin/plugins/echo").await;
     assert_eq!(echo["state"], "waiting", "{echo}");
@@ -201,13 +195,8 @@ async fn an_event_sent_while_the_plugins_compile_is_delivered_once_they_load() {
         "waiting is not an attempt: {delivered}"
     );
     common::process::plugins_loaded(&host.base).await;
-    let ready = host
-        .client
-        .get(host.url("/readyz"))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(ready.status(), 200);
+    let (code, ready) = host.admin("/readyz").await;
+    assert_eq!(code, 200, "{ready}");
     let (_, python) = host.admin("/admin/plugins/a-python").await;
     assert_eq!(python["state"], "serving", "{python}");
 }

@@ -110,6 +110,14 @@ impl Journal for Flaky {
     }
 }
 
+/// The test plugins' policy.
+const POLICY: Policy = Policy {
+    max_attempts: 30,
+    time_to_live: Duration::from_secs(3600),
+    max_concurrency: 4,
+    overall_concurrency: 4,
+};
+
 /// A plugin that answers retry the first time, then done; it counts its
 /// attempts by number.
 struct Counting {
@@ -125,12 +133,7 @@ impl Target for Counting {
         true
     }
     fn policy(&self) -> Policy {
-        Policy {
-            max_attempts: 30,
-            time_to_live: Duration::from_secs(3600),
-            max_concurrency: 4,
-            overall_concurrency: 4,
-        }
+        POLICY
     }
     async fn deliver(&self, event: Arc<Event>, attempt: u32) -> Verdict {
         self.calls
@@ -222,12 +225,7 @@ impl Target for Still {
         true
     }
     fn policy(&self) -> Policy {
-        Policy {
-            max_attempts: 30,
-            time_to_live: Duration::from_secs(3600),
-            max_concurrency: 4,
-            overall_concurrency: 4,
-        }
+        POLICY
     }
     fn serving(&self) -> bool {
         self.serving
