@@ -24,6 +24,18 @@ struct Flaky {
     claims: AtomicU32,
 }
 
+impl Flaky {
+    /// A journal in `dir`, its outcomes failing from the start when `failing`.
+    fn open(dir: &std::path::Path, failing: bool) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Arc::new(SqliteJournal::open(dir, false).expect("journal")),
+            failing: failing.into(),
+            refused: AtomicU32::new(0),
+            claims: AtomicU32::new(0),
+        })
+    }
+}
+
 impl Journal for Flaky {
     fn append(&self, batch: Vec<NewEvent>) -> Result<Appended, JournalError> {
         self.inner.append(batch)
@@ -167,12 +179,7 @@ fn event(id: &str) -> Event {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outcome_that_cannot_be_recorded_is_not_attempted_again_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let journal = Arc::new(Flaky {
-        inner: Arc::new(SqliteJournal::open(dir.path(), false).expect("journal")),
-        failing: true.into(),
-        refused: AtomicU32::new(0),
-        claims: AtomicU32::new(0),
-    });
+    let journal = Flaky::open(dir.path(), true);
     let plugin = Arc::new(Counting {
         calls: Mutex::default(),
     });
@@ -250,12 +257,7 @@ impl Targets for These {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_nothing_can_claim_do_not_make_dispatch_spin() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let journal = Arc::new(Flaky {
-        inner: Arc::new(SqliteJournal::open(dir.path(), false).expect("journal")),
-        failing: false.into(),
-        refused: AtomicU32::new(0),
-        claims: AtomicU32::new(0),
-    });
+    let journal = Flaky::open(dir.path(), false);
     let targets: Vec<Arc<dyn Target>> = vec![
         Arc::new(Still {
             name: "waiting",
