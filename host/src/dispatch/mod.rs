@@ -47,6 +47,11 @@ pub struct DispatchSettings {
     /// How often the outcome counters are sampled for the last hour's
     /// history (the console's chart).
     pub history_step: Duration,
+    /// The longest the dispatch loop sleeps without a wake-up. A safety
+    /// net: a new batch, a finished delivery, a replay and a plugin
+    /// version starting to serve each wake it, and a retry's due time ends
+    /// its sleep; what is left is another host's work on a shared journal.
+    pub idle_at_most: Duration,
 }
 
 /// Event Grid's retry schedule.
@@ -67,6 +72,7 @@ impl Default for DispatchSettings {
             shutdown_grace: Duration::from_secs(30),
             expire_waiting_every: Duration::from_secs(60),
             history_step: Duration::from_secs(10),
+            idle_at_most: Duration::from_secs(1),
         }
     }
 }
@@ -129,6 +135,8 @@ pub struct Dispatcher {
     /// Per plugin, the permits its claimed deliveries run under.
     gates: Gates,
     wake: Notify,
+    /// The plugin set changed (a version serves, a plugin went).
+    targets_changed: Option<Arc<Notify>>,
     stopping: AtomicBool,
     /// Accepted events, for whoever watches the live tail; gone once the
     /// host stops serving (so open tails end and connections can close).
@@ -153,8 +161,10 @@ impl Dispatcher {
             );
         }
         let step = settings.history_step;
+        let targets_changed = targets.changed();
         let dispatcher = Arc::new(Self {
             targets,
+            targets_changed,
             journal,
             settings,
             stats: Stats::default(),

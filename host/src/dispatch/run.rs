@@ -63,9 +63,9 @@ impl Dispatcher {
             };
             let Some((free, slots, in_flight)) = self.slots(&targets, other_slots) else {
                 // Every plugin still has most of its claims queued: claim
-                // when a finished delivery frees enough (or a second on).
+                // when a finished delivery frees enough (or `idle_at_most` on).
                 drop(targets);
-                self.idle(Duration::from_secs(1)).await;
+                self.idle(self.settings.idle_at_most).await;
                 continue;
             };
             let journal = self.journal.clone();
@@ -124,8 +124,9 @@ impl Dispatcher {
                 .await
                 .ok()
                 .flatten();
-            let wait = next.map_or(Duration::from_secs(1), |at| {
-                Duration::from_millis((at - now_ms()).clamp(1, 1000) as u64)
+            let most = self.settings.idle_at_most;
+            let wait = next.map_or(most, |at| {
+                Duration::from_millis((at - now_ms()).max(1) as u64).min(most)
             });
             self.idle(wait).await;
         }
@@ -188,9 +189,17 @@ impl Dispatcher {
         Some((free, slots, in_flight))
     }
 
-    /// Wait for a wake-up (a new batch, a finished delivery) or `wait`.
+    /// Wait for a wake-up (a new batch, a finished delivery, a plugin
+    /// version published) or `wait`.
     async fn idle(&self, wait: Duration) {
+        let changed = async {
+            match &self.targets_changed {
+                Some(changed) => changed.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            _ = changed => {}
             _ = self.wake.notified() => {
                 // Let the other finishing deliveries land too, so the next
                 // claim fills many slots at once instead of one per wake-up.

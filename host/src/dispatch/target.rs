@@ -64,4 +64,12 @@ pub trait Targets: Send + Sync + 'static {
     fn attempts(&self) -> Option<tokio::runtime::Handle> {
         None
     }
+    /// Notified (one permit kept, so a change is never missed) whenever the
+    /// set changes: a version starts serving, a plugin is declared or
+    /// removed. Dispatch then claims at once for a plugin that just began
+    /// to serve, instead of at its next idle turn. None: dispatch looks
+    /// again only when it would anyway.
+    fn changed(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
 }

@@ -22,6 +22,9 @@ async fn a_rejected_plugin_keeps_its_deliveries_until_a_good_version_loads() {
             ("late", echo()),
             ("good", crate::common::grant(&[("name", "good")], &[])),
         ]);
+        // Dispatch never looks again on its own within the test: the new
+        // version's publish must wake it.
+        s.dispatch.idle_at_most = Duration::from_secs(600);
     })
     .await;
     // A file that is not a component, with a manifest that reads.
