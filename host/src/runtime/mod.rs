@@ -69,9 +69,12 @@ pub struct RuntimeSettings {
     /// Linear memory kept mapped (and zeroed with memset) when a pool slot
     /// is reused, instead of being returned to the kernel and faulted in again.
     pub memory_keep_resident: usize,
-    /// Reset only the pages an instance dirtied, found with Linux's
-    /// `PAGEMAP_SCAN` (kernel 6.7+; ignored where unavailable), so keeping
-    /// memory resident costs what was touched, not what was kept.
+    /// Reset only the pages of a slot that were ever written, found with
+    /// Linux's `PAGEMAP_SCAN` (kernel 6.7+; ignored where unavailable), so
+    /// keeping memory resident costs what was touched, not what was kept.
+    /// Without userfaultfd write-protection the kernel counts every private
+    /// page as written: a slot's reset copies back each page any instance
+    /// in it touched (up to `memory_keep_resident`), not only the last one's.
     pub pagemap_scan: bool,
     /// Meter fuel, so that plugins may set `limits.fuel`.
     pub fuel: bool,
