@@ -17,6 +17,7 @@ mod bindings;
 pub mod config;
 mod engine;
 mod guests;
+mod handler;
 pub mod http;
 pub mod keyvalue;
 pub mod limits;
@@ -37,8 +38,8 @@ pub use reuse::{BareCall, WarmInstance};
 pub use version::PluginVersion;
 
 use crate::event::Event;
-use bindings::Handler;
 use engine::{EpochTicker, build_engine};
+use handler::Handler;
 use sandbox::{Call, Sandbox};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

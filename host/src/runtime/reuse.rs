@@ -11,10 +11,10 @@
 //! after any delivery that did not end in `ok` (a retry, a reject, a trap, a
 //! limit) or after N deliveries, whichever comes first.
 
-use super::bindings;
 use super::sandbox::{Call, Sandbox, finish};
 use super::store::PluginState;
 use super::{Invocation, Outcome, PluginVersion, Runtime};
+use super::{bindings, handler};
 use crate::event::Event;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -96,7 +96,7 @@ impl WarmInstance {
 /// to reset, no outcome to classify. Not a delivery path.
 pub struct BareCall {
     warm: WarmInstance,
-    handle: bindings::Handle,
+    handle: handler::Handle,
     event: bindings::WitEvent,
 }
 

@@ -3,7 +3,7 @@
 //! for reuse.
 
 use super::activity::{LogRate, Source};
-use super::bindings::Handler;
+use super::handler::Handler;
 use super::keyvalue::KvPace;
 use super::reuse::WarmInstance;
 use super::store::Shared;

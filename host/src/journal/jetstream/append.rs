@@ -2,9 +2,8 @@
 //! (event, plugin), acknowledged by the stream (replicated) before the
 //! webhook answers.
 
-use super::deliveries::failed;
 use super::message::{Delivery, delivery_subject, seen_key};
-use super::{DELIVERIES, Inner};
+use super::{DELIVERIES, Inner, failed};
 use crate::journal::{Appended, JournalError, NewEvent, now_ms};
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;

@@ -3,9 +3,9 @@
 //! or a dead letter). Appending is in [`super::append`], listing in
 //! [`super::listing`].
 
-use super::Inner;
 use super::message::{Dead, Delivery, dead_subject, delivery_subject};
 use super::slots::Slot;
+use super::{FETCH_WAIT, Inner, failed};
 use crate::journal::{
     Claimed, DueDelivery, JournalError, Settlement, Slots, Unreadable, now_ms, with_error,
 };
@@ -43,13 +43,6 @@ struct Wanted {
     /// The plugin's cluster-wide bound (none for a plugin this host does
     /// not serve).
     bound: Option<u32>,
-}
-
-/// The longest a fetch waits for the next message it asked for.
-pub(super) const FETCH_WAIT: Duration = Duration::from_millis(250);
-
-pub(super) fn failed(what: &str) -> impl Fn(&dyn std::fmt::Display) -> JournalError + '_ {
-    move |e| JournalError(format!("{what}: {e}"))
 }
 
 impl Inner {

@@ -1,9 +1,8 @@
 //! What the admin API lists of the deliveries on JetStream: messages read
 //! straight from the stream (no consumer touched), and per-subject counts.
 
-use super::deliveries::failed;
 use super::message::{Delivery, plugin_of};
-use super::{DELIVERIES, Inner};
+use super::{DELIVERIES, Inner, failed};
 use crate::journal::{JournalError, PendingDelivery};
 use futures_util::TryStreamExt;
 

@@ -64,6 +64,13 @@ const STARTUP_WAIT: Duration = Duration::from_secs(60);
 /// How long any one call to the cluster may take before the journal calls
 /// it failed (ingest answers 503).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a fetch waits for the next message it asked for.
+const FETCH_WAIT: Duration = Duration::from_millis(250);
+
+/// A journal error saying what failed (`what`) and why.
+fn failed(what: &str) -> impl Fn(&dyn std::fmt::Display) -> JournalError + '_ {
+    move |e| JournalError(format!("{what}: {e}"))
+}
 
 /// `[cluster]`: where the NATS servers are and how the streams are kept.
 #[derive(Debug, Clone)]

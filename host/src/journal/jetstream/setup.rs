@@ -121,7 +121,7 @@ impl Inner {
             },
         )
         .await?;
-        let slots = slots::open(js, r).await?;
+        let slots = ensure_stream(js, slots::stream(r)).await?;
         let seen = ensure_bucket(js, SEEN, settings.dedup_window, r).await?;
         let replays = ensure_bucket(js, REPLAYS, settings.dead_letter_retention, r).await?;
         let plugins = PluginStore::open(js, r).await?;
@@ -141,7 +141,7 @@ type Streams = (
 );
 
 /// The stream, created when missing (every host asks; the first creates it).
-pub(super) async fn ensure_stream(
+async fn ensure_stream(
     js: &jetstream::Context,
     config: stream::Config,
 ) -> Result<stream::Stream, JournalError> {

@@ -16,11 +16,10 @@
 //! bound for hours of Event Grid's schedule. A no-wait fetch the bound
 //! cannot fill also stays open on the server (docs/ARCHITECTURE.md).
 
-use super::Inner;
-use super::deliveries::{FETCH_WAIT, failed};
+use super::{FETCH_WAIT, Inner, failed};
 use crate::journal::JournalError;
 use async_nats::jetstream::message::{Acker, PublishMessage};
-use async_nats::jetstream::{self, AckKind, consumer, stream};
+use async_nats::jetstream::{AckKind, consumer, stream};
 use futures_util::StreamExt;
 use std::sync::Arc;
 
@@ -37,24 +36,17 @@ impl Slot {
     }
 }
 
-/// The slots stream, created when missing.
-pub(super) async fn open(
-    js: &jetstream::Context,
-    replicas: usize,
-) -> Result<stream::Stream, JournalError> {
-    super::setup::ensure_stream(
-        js,
-        stream::Config {
-            name: SLOTS.into(),
-            subjects: vec!["gridlet.slot.>".into()],
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            // A slot is its subject: one message each.
-            max_messages_per_subject: 1,
-            ..Default::default()
-        },
-    )
-    .await
+/// The slots stream's shape (`setup` creates it with the others).
+pub(super) fn stream(replicas: usize) -> stream::Config {
+    stream::Config {
+        name: SLOTS.into(),
+        subjects: vec!["gridlet.slot.>".into()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        // A slot is its subject: one message each.
+        max_messages_per_subject: 1,
+        ..Default::default()
+    }
 }
 
 fn slot_subject(plugin: &str, bound: u32, i: u32) -> String {

@@ -7,6 +7,7 @@
 
 mod kv;
 mod read;
+mod rows;
 mod schema;
 mod stored;
 mod writer;
