@@ -13,7 +13,10 @@
 //!
 //! Run: `cargo xtask plugins && cargo bench -p gridlet --bench languages`
 //! (`-- --quick` for fewer rounds; `-- --profile Python` loops one
-//! language's fresh path for `perf record`).
+//! language's fresh path for `perf record`). To measure another build of one
+//! language's plugin against the shipped one: `GRIDLET_BENCH_ONLY=JavaScript`
+//! runs only that row, and with it `GRIDLET_BENCH_WASM=<file>` takes the component
+//! from `<file>` instead of `target/plugins/`.
 
 use gridlet::event::{self, Event};
 use gridlet::plugin::{self, LoadedPlugin, Manifest, PluginGrant};
@@ -104,6 +107,7 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     // `--profile <language>`: only that language's fresh path, in a loop.
     let profile = std::env::args().skip_while(|a| a != "--profile").nth(1);
+    let only = std::env::var("GRIDLET_BENCH_ONLY").ok();
     let (rounds, calls) = if quick { (3, 50) } else { (9, 300) };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -127,9 +131,15 @@ fn main() {
         if profile.as_ref().is_some_and(|p| p != l.name) {
             continue;
         }
-        let wasm = root()
-            .join("target/plugins")
-            .join(format!("{}.wasm", l.plugin));
+        if only.as_ref().is_some_and(|o| o != l.name) {
+            continue;
+        }
+        let wasm = match std::env::var_os("GRIDLET_BENCH_WASM") {
+            Some(file) if only.is_some() => PathBuf::from(file),
+            _ => root()
+                .join("target/plugins")
+                .join(format!("{}.wasm", l.plugin)),
+        };
         if !wasm.exists() {
             println!(
                 "| {} | not built (cargo xtask plugins) | | | | | | |",
