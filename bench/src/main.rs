@@ -109,11 +109,13 @@ async fn main() -> Result<()> {
         save(&out, "scale", &scale::run(&paths, args.quick, &png).await?)?;
     }
     if wants(Section::Neighbours) {
-        save(
-            &out,
-            "neighbours",
-            &neighbours::run(&paths, args.quick).await?,
-        )?;
+        let md = neighbours::run(&paths, args.quick).await?;
+        // A run of one row (`GRIDLET_BENCH_ONLY`) is printed, never kept
+        // in place of the whole section's table.
+        match std::env::var("GRIDLET_BENCH_ONLY") {
+            Ok(only) => println!("\n## neighbours (only {only}; not saved)\n\n{md}"),
+            Err(_) => save(&out, "neighbours", &md)?,
+        }
     }
     if wants(Section::Memory) {
         let peak = std::fs::read_to_string(out.join("rss-under-load"))
