@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "admin-token-for-tests";
 
-async fn gridlet(args: &[&str], url: &str) -> tokio::task::JoinHandle<Output> {
+/// Start `gridlet <args>` against `url`; its output when it ends.
+fn gridlet(args: &[&str], url: &str) -> tokio::task::JoinHandle<Output> {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_gridlet"));
     command
         .args(args)
@@ -19,6 +20,15 @@ async fn gridlet(args: &[&str], url: &str) -> tokio::task::JoinHandle<Output> {
         .env("GRIDLET_URL", url)
         .env("GRIDLET_ADMIN_TOKEN", TOKEN);
     tokio::spawn(async move { command.output().await.expect("gridlet runs") })
+}
+
+/// Start `gridlet plugins push` of the model-promotion example to `host`.
+fn push(host: &Recorder) -> tokio::task::JoinHandle<Output> {
+    let wasm = plugin_path("model-promotion");
+    gridlet(
+        &["plugins", "push", wasm.to_str().expect("utf-8")],
+        &host.url(""),
+    )
 }
 
 /// Answer 503 with an RFC 9457 body, as the admin API does.
@@ -45,17 +55,12 @@ async fn wait_for_requests(host: &Recorder, n: usize) {
 async fn a_push_answered_503_is_tried_again_until_the_host_answers() {
     let host = Recorder::start().await;
     unavailable(&host);
-    let wasm = plugin_path("model-promotion");
-    let push = gridlet(
-        &["plugins", "push", wasm.to_str().expect("utf-8")],
-        &host.url(""),
-    )
-    .await;
+    let pushing = push(&host);
     // The first attempt is refused; then the host recovers.
     wait_for_requests(&host, 1).await;
     host.answer(200);
     host.answer_body(br#"{"name":"model-promotion","bytes":3,"hash":"0123456789abcdef"}"#.to_vec());
-    let out = push.await.expect("joined");
+    let out = pushing.await.expect("joined");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -83,15 +88,8 @@ async fn a_push_answered_503_is_tried_again_until_the_host_answers() {
 async fn a_host_that_stays_unavailable_fails_the_push_with_its_reason_in_bounded_time() {
     let host = Recorder::start().await;
     unavailable(&host);
-    let wasm = plugin_path("model-promotion");
     let started = Instant::now();
-    let out = gridlet(
-        &["plugins", "push", wasm.to_str().expect("utf-8")],
-        &host.url(""),
-    )
-    .await
-    .await
-    .expect("joined");
+    let out = push(&host).await.expect("joined");
     let took = started.elapsed();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -112,14 +110,7 @@ async fn a_host_that_stays_unavailable_fails_the_push_with_its_reason_in_bounded
 async fn a_push_answered_500_fails_at_once() {
     let host = Recorder::start().await;
     host.answer(500);
-    let wasm = plugin_path("model-promotion");
-    let out = gridlet(
-        &["plugins", "push", wasm.to_str().expect("utf-8")],
-        &host.url(""),
-    )
-    .await
-    .await
-    .expect("joined");
+    let out = push(&host).await.expect("joined");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("500 Internal Server Error"), "{stderr}");
@@ -131,7 +122,6 @@ async fn a_replay_answered_503_is_not_sent_again() {
     let host = Recorder::start().await;
     unavailable(&host);
     let out = gridlet(&["dead-letters", "replay", "7"], &host.url(""))
-        .await
         .await
         .expect("joined");
     assert!(!out.status.success());
