@@ -58,8 +58,9 @@ async fn a_push_answered_503_is_tried_again_until_the_host_answers() {
     let pushing = push(&host);
     // The first attempt is refused; then the host recovers.
     wait_for_requests(&host, 1).await;
-    host.answer(200);
+    // Body first: a request between the two lines is still a 503.
     host.answer_body(br#"{"name":"model-promotion","bytes":3,"hash":"0123456789abcdef"}"#.to_vec());
+    host.answer(200);
     let out = pushing.await.expect("joined");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");

@@ -244,17 +244,20 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, Vec<u8>) {
+    // The answer is fixed before the request is counted: a test that sees
+    // request N in `received()` and then changes the answer changes it for
+    // request N+1 on, never for N.
+    let status = StatusCode::from_u16(status.load(Ordering::SeqCst)).expect("status");
+    let reply = reply.lock().expect("lock").clone();
     received.lock().expect("lock").push(Received {
         method: method.to_string(),
         path: uri.to_string(),
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     });
-    let reply = reply.lock().expect("lock").clone();
     let now = at_once.now.fetch_add(1, Ordering::SeqCst) + 1;
     at_once.most.fetch_max(now, Ordering::SeqCst);
     tokio::time::sleep(reply.delay).await;
     at_once.now.fetch_sub(1, Ordering::SeqCst);
-    let status = StatusCode::from_u16(status.load(Ordering::SeqCst)).expect("status");
     (status, reply.body)
 }
