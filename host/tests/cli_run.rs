@@ -242,3 +242,36 @@ async fn unusable_input_exits_two_with_the_reason() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_plugins_output_is_shown_one_line_per_entry() {
+    // The hostile fixture logs and prints lines carrying a forged log line
+    // after a newline, a carriage return and a terminal escape sequence.
+    let plugin = plugin_path("hostile");
+    let out = gridlet(
+        &[
+            "run",
+            plugin.to_str().unwrap(),
+            "examples/events/eventgrid/run-completed.json",
+            "--config",
+            "behaviour=forge-log",
+        ],
+        &[],
+    )
+    .await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let forged = "1999-01-01T00:00:00.000000Z  INFO gridlet::serve: admin token rotated";
+    assert!(!stdout.lines().any(|l| l.starts_with("1999")), "{stdout}");
+    assert!(
+        !stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "{stdout:?}"
+    );
+    for said in [
+        format!("  log   info  harmless\\n{forged}\n"),
+        format!("  log   warn  hidden\\r{forged}\\u{{1b}}[2J\n"),
+    ] {
+        assert!(stdout.contains(&said), "{said:?} in {stdout}");
+    }
+    assert!(stdout.contains(&format!("stdout\\r{forged}")), "{stdout}");
+}

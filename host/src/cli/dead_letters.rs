@@ -2,9 +2,11 @@
 //! command line.
 
 use super::admin_api::AdminApi;
+use super::one_line::one_line;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::process::ExitCode;
 
 /// Arguments of `gridlet dead-letters`.
@@ -84,6 +86,12 @@ pub async fn dead_letters(args: DeadLetterArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A string field of a listed dead letter as one line of terminal text:
+/// event ids and types are the sender's, a reason may quote a plugin.
+fn text(value: &Value) -> Cow<'_, str> {
+    one_line(value.as_str().unwrap_or(""))
+}
+
 fn print_list(value: &Value) {
     let letters = value["deadLetters"].as_array().cloned().unwrap_or_default();
     if letters.is_empty() {
@@ -103,17 +111,12 @@ fn print_list(value: &Value) {
         println!(
             "{:>6}  {:<24}  {:<20}  {:<28}  {:>8}  {} {}{replayed}",
             d["id"],
-            d["deadLetteredTime"].as_str().unwrap_or(""),
-            d["plugin"].as_str().unwrap_or(""),
-            d["deadLetterReason"].as_str().unwrap_or(""),
+            text(&d["deadLetteredTime"]),
+            text(&d["plugin"]),
+            text(&d["deadLetterReason"]),
             d["deliveryAttempts"],
-            d["eventType"]
-                .as_str()
-                .unwrap_or("")
-                .rsplit('.')
-                .next()
-                .unwrap_or(""),
-            d["eventId"].as_str().unwrap_or(""),
+            text(&d["eventType"]).rsplit('.').next().unwrap_or(""),
+            text(&d["eventId"]),
         );
     }
 }

@@ -1,5 +1,6 @@
 //! `gridlet run`: how plugin authors test locally.
 
+use super::one_line::one_line;
 use anyhow::Context;
 use clap::Args;
 use gridlet::event::{self, Event};
@@ -167,13 +168,17 @@ fn describe(plugin: &LoadedPlugin) {
 }
 
 fn header(index: usize, event: &Event) {
-    println!("\nevent {index}  {}  {}", event.event_type, event.id);
-    println!("  subject {}", event.subject);
+    println!(
+        "\nevent {index}  {}  {}",
+        one_line(&event.event_type),
+        one_line(&event.id)
+    );
+    println!("  subject {}", one_line(&event.subject));
 }
 
 fn report(invocation: &Invocation) {
     for entry in &invocation.entries {
-        println!("  {entry}");
+        println!("  {}", one_line(&entry.to_string()));
     }
     if invocation.dropped_log_lines > 0 {
         println!(
@@ -187,7 +192,7 @@ fn report(invocation: &Invocation) {
         .unwrap_or_default();
     println!(
         "  = {} ({:.1} ms{fuel})",
-        invocation.outcome,
+        one_line(&invocation.outcome.to_string()),
         invocation.duration.as_secs_f64() * 1000.0
     );
 }

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-/// `gridlet serve` as a process with JSON logs on stderr, over `dir` (its
-/// gridlet.toml and plugins written by `common::install`), with `env` on
-/// top; its log is read as it comes (a full pipe would stall the server)
+/// `gridlet serve` as a process with JSON logs on stderr (unless `env` sets
+/// `GRIDLET_LOG_FORMAT`), over `dir` (its gridlet.toml and plugins written
+/// by `common::install`), with `env` on top; its log is read as it comes (a full pipe would stall the server)
 /// into the returned buffer. The child, its base URL, its log.
 pub async fn serve_logging(
     dir: &std::path::Path,
@@ -19,8 +19,12 @@ pub async fn serve_logging(
         .and_then(|l| l.local_addr())
         .expect("port")
         .port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gridlet"))
-        .args(["serve", "--log-format", "json"])
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_gridlet"));
+    command.arg("serve");
+    if !env.iter().any(|(k, _)| *k == "GRIDLET_LOG_FORMAT") {
+        command.args(["--log-format", "json"]);
+    }
+    let mut child = command
         .env("GRIDLET_CONFIG", dir.join("gridlet.toml"))
         .env("GRIDLET_LISTEN", format!("127.0.0.1:{port}"))
         .env("GRIDLET_PLUGINS_DIR", dir.join("plugins"))

@@ -9,5 +9,6 @@ mod common;
 
 mod files;
 mod grants;
+mod logs;
 mod network;
 mod webhook;

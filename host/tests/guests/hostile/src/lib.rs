@@ -18,7 +18,10 @@
 //! - `handle-flood`: create resources (header fields) until the host refuses
 //!   one (a trap);
 //! - `kv-flood`: write 1 MiB values under new keys until the host refuses
-//!   one, log why, then succeed.
+//!   one, log why, then succeed;
+//! - `forge-log`: log, and print to stdout, lines that carry a forged line
+//!   of the host's log after a newline, a carriage return and a terminal
+//!   escape sequence, then succeed.
 
 use gridlet_plugin::{config, export, http, log, Event, HandlerError, Plugin};
 use std::hint::black_box;
@@ -42,6 +45,7 @@ impl Plugin for Hostile {
             Some("connect-flood") => connect_flood(),
             Some("handle-flood") => handle_flood(),
             Some("kv-flood") => kv_flood(),
+            Some("forge-log") => forge_log(),
             other => Err(HandlerError::Reject(format!("unknown behaviour {other:?}"))),
         }
     }
@@ -215,6 +219,17 @@ fn kv_flood() -> Result<(), HandlerError> {
         }
     }
     log::info("kv-flood: never refused");
+    Ok(())
+}
+
+/// What a forged line of the host's log looks like: a timestamp, a level,
+/// the host's own module. The year tells it from the host's lines.
+const FORGED: &str = "1999-01-01T00:00:00.000000Z  INFO gridlet::serve: admin token rotated";
+
+fn forge_log() -> Result<(), HandlerError> {
+    log::info(&format!("harmless\n{FORGED}"));
+    log::warn(&format!("hidden\r{FORGED}\u{1b}[2J"));
+    println!("stdout\r{FORGED}");
     Ok(())
 }
 
