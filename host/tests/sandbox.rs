@@ -169,6 +169,95 @@ async fn a_log_flood_is_capped_and_counted() {
 }
 
 #[tokio::test]
+async fn a_log_lines_context_counts_against_the_cap() {
+    // 2,000 lines, each a one-byte message under a 1 MiB context: without
+    // the context in the byte cap the host would hold 1,000 MiB for one
+    // delivery (and write as much to its log).
+    let runtime = runtime();
+    let plugin = load(&runtime, "hostile", "", &behaving("context-flood"));
+    let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
+    assert_eq!(invocation.outcome, Outcome::Handled);
+    let kept: usize = invocation.entries.iter().map(entry_bytes).sum();
+    assert!(kept <= 256 * 1024, "{kept} bytes kept for one delivery");
+    assert_eq!(invocation.dropped_log_lines, 2_000, "none fits in 256 KiB");
+
+    // A context that fits is kept whole, and counted.
+    let plugin = load(
+        &runtime,
+        "hostile",
+        "",
+        &grant(&[("behaviour", "context-flood"), ("size", "1000")], &[]),
+    );
+    let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
+    let logs = invocation
+        .entries
+        .iter()
+        .filter(|e| matches!(e, Entry::Log { context, .. } if context.len() == 1000))
+        .count();
+    // 256 KiB hold 261 lines of 1,001 bytes.
+    assert_eq!(logs, 256 * 1024 / 1001);
+    assert_eq!(invocation.dropped_log_lines, 2_000 - logs as u64);
+    well_behaved_still_works(&runtime).await;
+}
+
+#[tokio::test]
+async fn thousands_of_requests_with_huge_urls_keep_a_bounded_record() {
+    // 5,000 requests to a host that is not granted, each URL 60 KiB: the
+    // record would hold 300 MiB, the log as much again.
+    let runtime = runtime();
+    let plugin = load(
+        &runtime,
+        "hostile",
+        "",
+        &grant(
+            &[
+                ("behaviour", "deny-flood"),
+                ("forbidden_url", "http://not-granted.example/"),
+                ("pad", "61440"),
+            ],
+            &[],
+        ),
+    );
+    let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
+    assert_eq!(invocation.outcome, Outcome::Handled);
+    let urls: Vec<&String> = invocation
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Http { url, .. } => Some(url),
+            _ => None,
+        })
+        .collect();
+    assert!(!urls.is_empty());
+    // Each URL cut to 2 KiB, marked as cut; the record within 1 MiB.
+    assert!(
+        urls.iter()
+            .all(|u| u.len() <= 2048 + '…'.len_utf8() && u.ends_with('…')),
+        "longest URL kept: {:?} bytes",
+        urls.iter().map(|u| u.len()).max()
+    );
+    let held: usize = invocation.entries.iter().map(entry_bytes).sum();
+    assert!(held <= 1024 * 1024 + 256 * 1024, "{held} bytes held");
+    assert!(urls.len() < 5_000, "{} requests recorded", urls.len());
+    well_behaved_still_works(&runtime).await;
+}
+
+/// The text an entry holds.
+fn entry_bytes(entry: &Entry) -> usize {
+    match entry {
+        Entry::Log {
+            context, message, ..
+        } => context.len() + message.len(),
+        Entry::KeyValue {
+            bucket,
+            key,
+            change,
+        } => bucket.len() + key.len() + change.len(),
+        Entry::Http { method, url, .. } => method.len() + url.len(),
+    }
+}
+
+#[tokio::test]
 async fn the_sandbox_denies_files_env_sockets_and_ungranted_hosts() {
     // Something real to reach on loopback: a TCP listener and an HTTP server.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -3,6 +3,7 @@
 //! `remove`: plugins for every host of a cluster.
 
 use super::admin_api::AdminApi;
+use super::one_line::one_line;
 use anyhow::Context;
 use base64::Engine;
 use clap::{Args, Subcommand};
@@ -113,7 +114,8 @@ pub async fn plugins(args: PluginsArgs) -> anyhow::Result<ExitCode> {
         "plugin", "state", "hash", "loaded", "delivered", "retried", "dead"
     );
     for p in plugins {
-        let text = |key: &str| p[key].as_str().unwrap_or("-").to_string();
+        // One row per plugin: a rejection's reason may span lines.
+        let text = |key: &str| one_line(p[key].as_str().unwrap_or("-")).into_owned();
         let hash = text("hash");
         let problem = match p["rejected"].as_object() {
             Some(r) => format!(
@@ -125,6 +127,7 @@ pub async fn plugins(args: PluginsArgs) -> anyhow::Result<ExitCode> {
             ),
             None => text("filter"),
         };
+        let problem = one_line(&problem);
         println!(
             "{:<24}  {:<9}  {:<12}  {:<24}  {:>9}  {:>7}  {:>5}  {problem}",
             text("name"),

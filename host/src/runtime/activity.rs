@@ -12,6 +12,7 @@
 
 use super::config::ConfigValues;
 pub use crate::lograte::LogRate;
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Who is speaking: the plugin, its version, its config values (to redact
@@ -77,6 +78,34 @@ pub enum Entry {
     },
 }
 
+impl Entry {
+    /// The bytes of text it holds, for the per-delivery caps.
+    fn size(&self) -> usize {
+        match self {
+            Entry::Log {
+                context, message, ..
+            } => context.len() + message.len(),
+            Entry::KeyValue {
+                bucket,
+                key,
+                change,
+            } => bucket.len() + key.len() + change.len(),
+            Entry::Http {
+                method,
+                url,
+                result,
+            } => {
+                method.len()
+                    + url.len()
+                    + match result {
+                        Ok(_) => 3,
+                        Err(why) => why.len(),
+                    }
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for Entry {
     /// One line: `log   info  [context] message`, `kv    bucket/key  change`,
     /// `http  POST url → 200`.
@@ -116,6 +145,27 @@ impl std::fmt::Display for Entry {
 /// Most key-value and HTTP entries kept per delivery.
 const MAX_ENTRIES: usize = 10_000;
 
+/// Most bytes of key-value and HTTP entries kept per delivery: a plugin
+/// sending 10,000 requests with 64 KiB URLs would otherwise make the host
+/// hold 640 MiB for it.
+const MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// Longest URL written to the log or the record; a longer one is cut (at a
+/// character boundary) and ends in `…`.
+const MAX_URL_BYTES: usize = 2048;
+
+/// `url`, cut to [`MAX_URL_BYTES`].
+fn clip(url: &str) -> Cow<'_, str> {
+    if url.len() <= MAX_URL_BYTES {
+        return Cow::Borrowed(url);
+    }
+    let mut end = MAX_URL_BYTES;
+    while !url.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &url[..end]))
+}
+
 /// Caps on a plugin's log output per delivery.
 #[derive(Debug, Clone, Copy)]
 pub struct LogLimits {
@@ -149,6 +199,9 @@ struct Inner {
     entries: Vec<Entry>,
     lines_left: u32,
     bytes_left: usize,
+    /// Room left for key-value and HTTP entries ([`MAX_RECORD_BYTES`]).
+    record_bytes_left: usize,
+    /// Log lines and entries not kept: over a per-delivery cap.
     dropped: u64,
     /// Lines kept in the record but not written to the log (over the rate).
     suppressed: u64,
@@ -164,6 +217,7 @@ impl Activity {
                 entries: Vec::new(),
                 lines_left: limits.lines,
                 bytes_left: limits.bytes,
+                record_bytes_left: MAX_RECORD_BYTES,
                 dropped: 0,
                 suppressed: 0,
             }),
@@ -177,22 +231,25 @@ impl Activity {
     }
 
     /// A log line from the plugin, subject to the per-delivery caps, with
-    /// config values redacted.
+    /// config values redacted. Its context counts against the byte cap like
+    /// its message: both are the plugin's text, kept and written to the log.
     pub fn log(&self, level: Level, context: &str, message: &str) {
         // The caps first: a line over them costs a counter, not a copy, a
         // redaction or a log write, however many a plugin sends.
-        if !self.room_for(message.len()) {
+        if !self.room_for(context.len() + message.len()) {
             return;
         }
+        let context = &*self.source.config.redact(context);
         let message = &*self.source.config.redact(message);
+        let size = context.len() + message.len();
         {
             let mut inner = self.inner();
-            if inner.lines_left == 0 || inner.bytes_left < message.len() {
+            if inner.lines_left == 0 || inner.bytes_left < size {
                 inner.dropped += 1;
                 return;
             }
             inner.lines_left -= 1;
-            inner.bytes_left -= message.len();
+            inner.bytes_left -= size;
             inner.entries.push(Entry::Log {
                 level,
                 context: context.to_string(),
@@ -244,7 +301,8 @@ impl Activity {
     /// An outbound request and its result, with config values redacted
     /// from the URL (webhook URLs carry their secret in the path).
     pub fn http(&self, method: &str, url: &str, result: Result<u16, String>) {
-        let url = &*self.source.config.redact(url);
+        let url = clip(&self.source.config.redact(url)).into_owned();
+        let url = url.as_str();
         let (event_id, attempt) = self.delivery();
         let (plugin, version, event_id) = (&*self.source.plugin, &*self.source.version, &*event_id);
         match &result {
@@ -286,7 +344,7 @@ impl Activity {
     /// the request in the record, `denied: {short}`.
     pub fn denied(&self, method: &str, url: &str, short: &str, message: &str) {
         self.log(Level::Warn, "gridlet", message);
-        let url = self.source.config.redact(url).into_owned();
+        let url = clip(&self.source.config.redact(url)).into_owned();
         self.record(Entry::Http {
             method: method.to_string(),
             url,
@@ -316,10 +374,16 @@ impl Activity {
 
     /// Keep a non-log entry, up to a cap so a looping plugin cannot grow it
     /// without bound.
+    /// Keep `entry` if the delivery's record has room for it; count it as
+    /// dropped if not.
     fn record(&self, entry: Entry) {
+        let size = entry.size();
         let mut inner = self.inner();
-        if inner.entries.len() < MAX_ENTRIES {
+        if inner.entries.len() < MAX_ENTRIES && inner.record_bytes_left >= size {
+            inner.record_bytes_left -= size;
             inner.entries.push(entry);
+        } else {
+            inner.dropped += 1;
         }
     }
 
@@ -338,6 +402,7 @@ impl Activity {
         inner.entries.clear();
         inner.lines_left = limits.lines;
         inner.bytes_left = limits.bytes;
+        inner.record_bytes_left = MAX_RECORD_BYTES;
         inner.dropped = 0;
         inner.suppressed = 0;
     }

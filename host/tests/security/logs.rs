@@ -99,48 +99,60 @@ async fn neither_a_plugin_nor_a_sender_can_forge_a_line_of_the_hosts_log() {
     );
 }
 
-#[tokio::test]
-async fn a_dead_letters_fields_reach_the_terminal_as_one_line_of_text() {
-    // The admin API, answering as a host whose dead letter came from a
-    // hostile sender: the listing is the operator's terminal.
+/// `gridlet <args>` against a fake admin API answering `body`: its stdout,
+/// checked to be `rows` lines without a control character.
+async fn listing(args: &[&str], body: serde_json::Value, rows: usize) -> String {
     let host = Recorder::start().await;
-    host.answer_body(
-        json!({"deadLetters": [{
-            "id": 7,
-            "deadLetteredTime": "2026-12-01T06:00:00Z",
-            "plugin": "good",
-            "deadLetterReason": "MaxDeliveryAttemptsExceeded",
-            "deliveryAttempts": 3,
-            "eventType": "Microsoft.MachineLearningServices.RunCompleted\u{1b}[2J",
-            "eventId": format!("e-1\n{FORGED}\r\u{1b}]0;owned\u{7}"),
-        }]})
-        .to_string()
-        .into_bytes(),
-    );
+    host.answer_body(body.to_string().into_bytes());
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gridlet"))
-        .args(["dead-letters", "list"])
+        .args(args)
         .env("GRIDLET_URL", host.url(""))
         .env("GRIDLET_ADMIN_TOKEN", "admin-token-for-tests")
         .output()
         .await
         .expect("gridlet runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        stdout.lines().count(),
-        2,
-        "a header and one letter: {stdout:?}"
-    );
+    assert_eq!(stdout.lines().count(), rows, "{stdout:?}");
     assert!(
         !stdout.chars().any(|c| c.is_control() && c != '\n'),
         "{stdout:?}"
     );
+    stdout
+}
+
+#[tokio::test]
+async fn listings_show_each_dead_letter_and_plugin_on_one_line_of_text() {
+    // The admin API, answering as a host whose dead letter came from a
+    // hostile sender: the listing is the operator's terminal.
+    let letters = json!({"deadLetters": [{
+        "id": 7,
+        "deadLetteredTime": "2026-12-01T06:00:00Z",
+        "plugin": "good",
+        "deadLetterReason": "MaxDeliveryAttemptsExceeded",
+        "deliveryAttempts": 3,
+        "eventType": "Microsoft.MachineLearningServices.RunCompleted\u{1b}[2J",
+        "eventId": format!("e-1\n{FORGED}\r\u{1b}]0;owned\u{7}"),
+    }]});
+    let stdout = listing(&["dead-letters", "list"], letters, 2).await;
     assert!(
         stdout.contains(&format!("e-1\\n{FORGED}\\r\\u{{1b}}]0;owned\\u{{7}}")),
+        "{stdout}"
+    );
+    // A rejected version's reason (a compiler's error may span lines).
+    let plugins = json!({"plugins": [{
+        "name": "forger",
+        "state": "rejected",
+        "counters": {"delivered": 0, "retried": 0, "deadLettered": 0},
+        "rejected": {"hash": "0123456789abcdef", "reason": format!("bad component\n{FORGED}")},
+    }]});
+    let stdout = listing(&["plugins"], plugins, 2).await;
+    assert!(
+        stdout.contains(&format!("REJECTED 0123456789ab: bad component\\n{FORGED}")),
         "{stdout}"
     );
 }

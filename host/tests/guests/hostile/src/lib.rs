@@ -11,14 +11,18 @@
 //! - `reach`: POST to every URL in `targets` (space-separated), log how each
 //!   went (`reach URL: denied | prohibited | failed: … | status N`), and
 //!   reject if any answered;
-//! - `deny-flood`: send `count` (default 5,000) requests to `forbidden_url`,
-//!   a host that is not granted, then succeed;
+//! - `deny-flood`: send `count` (default 5,000) requests to `forbidden_url`
+//!   (followed by `pad` letters, default none), a host that is not granted,
+//!   then succeed;
 //! - `connect-flood`: start `count` (default 1,000) requests to `url` without
 //!   waiting for them, log how many the host refused, then succeed;
 //! - `handle-flood`: create resources (header fields) until the host refuses
 //!   one (a trap);
 //! - `kv-flood`: write 1 MiB values under new keys until the host refuses
 //!   one, log why, then succeed;
+//! - `context-flood`: write 2,000 log lines, each with a `size`-byte
+//!   (default 1 MiB) `wasi:logging` context and a one-byte message, then
+//!   succeed;
 //! - `forge-log`: log, and print to stdout, lines that carry a forged line
 //!   of the host's log after a newline, a carriage return and a terminal
 //!   escape sequence, then succeed.
@@ -45,6 +49,7 @@ impl Plugin for Hostile {
             Some("connect-flood") => connect_flood(),
             Some("handle-flood") => handle_flood(),
             Some("kv-flood") => kv_flood(),
+            Some("context-flood") => context_flood(),
             Some("forge-log") => forge_log(),
             other => Err(HandlerError::Reject(format!("unknown behaviour {other:?}"))),
         }
@@ -152,7 +157,9 @@ fn deny_flood() -> Result<(), HandlerError> {
     let count: u32 = config::get("count")
         .and_then(|c| c.parse().ok())
         .unwrap_or(5_000);
-    let url = config::get("forbidden_url").unwrap_or_else(|| "http://example.com/".into());
+    let mut url = config::get("forbidden_url").unwrap_or_else(|| "http://example.com/".into());
+    let pad: usize = config::get("pad").and_then(|c| c.parse().ok()).unwrap_or(0);
+    url.push_str(&"a".repeat(pad));
     for _ in 0..count {
         let _ = http::post_json(&url, b"{}");
     }
@@ -219,6 +226,18 @@ fn kv_flood() -> Result<(), HandlerError> {
         }
     }
     log::info("kv-flood: never refused");
+    Ok(())
+}
+
+fn context_flood() -> Result<(), HandlerError> {
+    use gridlet_plugin::wasi::logging::logging::{log, Level};
+    let size = config::get("size")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1 << 20);
+    let context = "c".repeat(size);
+    for _ in 0..2_000 {
+        log(Level::Info, &context, "x");
+    }
     Ok(())
 }
 
