@@ -2,10 +2,11 @@
 
 use super::activity::Entry;
 use super::limits::MemoryLimiter;
-use super::store::MAX_HANDLES;
+use super::store::{MAX_FIELDS_BYTES, MAX_HANDLES};
 use std::fmt;
 use wasmtime::Trap;
 use wasmtime::component::ResourceTableError;
+use wasmtime_wasi_http::FieldMapError;
 
 /// The result of one `handle` call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +140,19 @@ pub(super) fn classify(
             (
                 FailureKind::Trap,
                 format!("resource table full: the plugin held {MAX_HANDLES} handles (the cap)"),
+            )
+        }
+        None if matches!(
+            error.downcast_ref::<FieldMapError>(),
+            Some(FieldMapError::TotalSizeTooBig | FieldMapError::TooManyFields)
+        ) =>
+        {
+            (
+                FailureKind::Trap,
+                format!(
+                    "header fields too large: one set of fields may hold {} KiB (the cap)",
+                    MAX_FIELDS_BYTES / 1024
+                ),
             )
         }
         None => (FailureKind::Host, without_backtrace(error)),

@@ -18,7 +18,15 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Most resources one delivery may hold at once.
-pub const MAX_HANDLES: usize = 16 * 1024;
+pub const MAX_HANDLES: usize = 4 * 1024;
+
+/// Most bytes one set of HTTP header fields may hold (wasmtime's accounting:
+/// names and values plus their in-memory overhead; ≈ 8–14 KiB of headers on
+/// the wire, which is what servers and proxies accept). With
+/// [`MAX_HANDLES`] this bounds what a plugin's header fields can make the
+/// host hold to 64 MiB per instance: wasmtime's default (128 KiB) let one
+/// delivery hold 2 GiB.
+pub const MAX_FIELDS_BYTES: usize = 16 * 1024;
 
 /// What every delivery of one plugin version shares with the others.
 #[derive(Clone)]
@@ -96,7 +104,11 @@ impl PluginState {
                 table
             },
             wasi: None,
-            http: WasiHttpCtx::new(),
+            http: {
+                let mut http = WasiHttpCtx::new();
+                http.set_field_size_limit(MAX_FIELDS_BYTES);
+                http
+            },
             stdout,
             stderr,
         }

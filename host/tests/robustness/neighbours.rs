@@ -73,6 +73,46 @@ async fn a_plugin_creating_handles_without_end_hits_the_table_cap() {
     fort.good_still_delivers().await;
 }
 
+/// Header fields live in the host, outside the plugin's memory cap: with
+/// wasmtime's defaults (128 KiB per set of fields, 16,384 handles) one
+/// delivery of this plugin made the host hold 1.6 GB. Now a set of fields
+/// holds at most 16 KiB and an instance 4,096 handles: ≤ 64 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_hoarding_header_fields_meets_the_caps_that_bound_the_hosts_memory() {
+    // 8 KiB per set of fields, kept until the handles run out; then 24 KiB
+    // in one set.
+    let fort = Fort::start(
+        vec![
+            Extra::new(
+                "hoarder",
+                "hostile",
+                "[retry]\nmaxDeliveryAttempts = 1\n",
+                grant(&[("behaviour", "fields-bomb"), ("count", "1")], &[]),
+            ),
+            Extra::new(
+                "stuffer",
+                "hostile",
+                "[retry]\nmaxDeliveryAttempts = 1\n",
+                grant(&[("behaviour", "fields-bomb"), ("count", "3")], &[]),
+            ),
+        ],
+        |_| {},
+    )
+    .await;
+    assert_eq!(fort.post("fields-1").await, 200);
+    let error = fort.dead_letter("hoarder").await;
+    assert_eq!(
+        error,
+        "trap: resource table full: the plugin held 4096 handles (the cap)"
+    );
+    let error = fort.dead_letter("stuffer").await;
+    assert_eq!(
+        error,
+        "trap: header fields too large: one set of fields may hold 16 KiB (the cap)"
+    );
+    fort.good_still_delivers().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_writing_1mib_values_in_a_loop_hits_its_quota_while_webhooks_commit() {
     let mut flooder = grant(&[("behaviour", "kv-flood")], &[]);

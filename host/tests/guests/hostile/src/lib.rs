@@ -23,6 +23,8 @@
 //! - `context-flood`: write 2,000 log lines, each with a `size`-byte
 //!   (default 1 MiB) `wasi:logging` context and a one-byte message, then
 //!   succeed;
+//! - `fields-bomb`: create header fields, each holding `count` (default 1)
+//!   8 KiB values, and keep them all, until the host refuses (a trap);
 //! - `forge-log`: log, and print to stdout, lines that carry a forged line
 //!   of the host's log after a newline, a carriage return and a terminal
 //!   escape sequence, then succeed.
@@ -51,6 +53,7 @@ impl Plugin for Hostile {
             Some("kv-flood") => kv_flood(),
             Some("context-flood") => context_flood(),
             Some("forge-log") => forge_log(),
+            Some("fields-bomb") => fields_bomb(),
             other => Err(HandlerError::Reject(format!("unknown behaviour {other:?}"))),
         }
     }
@@ -213,6 +216,19 @@ fn handle_flood() -> Result<(), HandlerError> {
     let mut kept = Vec::new();
     loop {
         kept.push(types::Fields::new());
+    }
+}
+
+fn fields_bomb() -> Result<(), HandlerError> {
+    use gridlet_plugin::wasi::http::types;
+    let value = vec![b'v'; 8 * 1024];
+    let mut kept = Vec::new();
+    loop {
+        let fields = types::Fields::new();
+        for i in 0..count(1) {
+            let _ = fields.append(&format!("x-{i}"), &value);
+        }
+        kept.push(fields);
     }
 }
 
