@@ -202,8 +202,9 @@ async fn a_log_lines_context_counts_against_the_cap() {
 
 #[tokio::test]
 async fn thousands_of_requests_with_huge_urls_keep_a_bounded_record() {
-    // 5,000 requests to a host that is not granted, each URL 60 KiB: the
-    // record would hold 300 MiB, the log as much again.
+    // 5,000 requests to a host that is not granted, each URL 15 KiB (paths
+    // up to 16 KiB are taken): the record would hold 75 MiB, the log as
+    // much again.
     let runtime = runtime();
     let plugin = load(
         &runtime,
@@ -213,7 +214,7 @@ async fn thousands_of_requests_with_huge_urls_keep_a_bounded_record() {
             &[
                 ("behaviour", "deny-flood"),
                 ("forbidden_url", "http://not-granted.example/"),
-                ("pad", "61440"),
+                ("pad", "15360"),
             ],
             &[],
         ),

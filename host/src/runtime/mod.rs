@@ -30,7 +30,10 @@ mod version;
 
 pub use activity::{Entry, Level, LogLimits, LogRate, Source};
 pub use config::ConfigValues;
-pub use http::{AllowList, HttpLimits, NetworkPolicy, OutboundGrant};
+pub use http::{
+    AllowList, BODY_CHUNK_BYTES, HttpLimits, MAX_AUTHORITY_BYTES, MAX_METHOD_BYTES,
+    MAX_PATH_WITH_QUERY_BYTES, NetworkPolicy, OutboundGrant,
+};
 pub use keyvalue::{JetStreamKeyValue, JournalKeyValue, KeyValue, MemoryKeyValue};
 pub use limits::Limits;
 pub use outcome::{Failure, FailureKind, Outcome};

@@ -17,15 +17,17 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-/// Most resources one delivery may hold at once.
-pub const MAX_HANDLES: usize = 4 * 1024;
+/// Most resources one delivery may hold at once. Several kinds live in the
+/// host outside the plugin's memory cap (header fields, unsent requests and
+/// their bodies, each capped to a few KiB), so this bounds what one instance
+/// can make the host hold to ≈ 64 MiB; a plugin with 32 requests in flight
+/// uses a few hundred.
+pub const MAX_HANDLES: usize = 2 * 1024;
 
 /// Most bytes one set of HTTP header fields may hold (wasmtime's accounting:
 /// names and values plus their in-memory overhead; ≈ 8–14 KiB of headers on
-/// the wire, which is what servers and proxies accept). With
-/// [`MAX_HANDLES`] this bounds what a plugin's header fields can make the
-/// host hold to 64 MiB per instance: wasmtime's default (128 KiB) let one
-/// delivery hold 2 GiB.
+/// the wire, which is what servers and proxies accept). wasmtime's default
+/// (128 KiB) let one delivery make the host hold 2 GiB of fields.
 pub const MAX_FIELDS_BYTES: usize = 16 * 1024;
 
 /// What every delivery of one plugin version shares with the others.
@@ -125,6 +127,7 @@ impl PluginState {
 pub(super) fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    super::http::cap_request_parts(linker)?;
     use bindings::wasi::{config, keyvalue, logging};
     logging::logging::add_to_linker::<_, HasSelf<PluginLog>>(linker, |s| &mut s.log)?;
     config::store::add_to_linker::<_, HasSelf<ConfigStore>>(linker, |s| &mut s.config)?;

@@ -1,10 +1,15 @@
 //! A hostile plugin beside a good one: what it floods hits its own caps
-//! (connections, handles, key-value quota), and the good one delivers.
+//! (connections, handles, header fields, unsent bodies, key-value quota),
+//! and the good one delivers.
 //! How fast the good one stays beside each is the neighbours benchmark.
 
 use crate::common::fort::{Extra, Fort};
-use crate::common::{Recorder, grant};
+use crate::common::{self, Recorder, grant};
 use gridlet::plugin::LimitCaps;
+use gridlet::runtime::{
+    BODY_CHUNK_BYTES, Entry, MAX_AUTHORITY_BYTES, MAX_METHOD_BYTES, MAX_PATH_WITH_QUERY_BYTES,
+    Outcome,
+};
 use std::time::Duration;
 
 /// Open file descriptors of this (test) process, where the in-process
@@ -76,7 +81,7 @@ async fn a_plugin_creating_handles_without_end_hits_the_table_cap() {
 /// Header fields live in the host, outside the plugin's memory cap: with
 /// wasmtime's defaults (128 KiB per set of fields, 16,384 handles) one
 /// delivery of this plugin made the host hold 1.6 GB. Now a set of fields
-/// holds at most 16 KiB and an instance 4,096 handles: ≤ 64 MiB.
+/// holds at most 16 KiB and an instance 2,048 handles: ≤ 32 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_hoarding_header_fields_meets_the_caps_that_bound_the_hosts_memory() {
     // 8 KiB per set of fields, kept until the handles run out; then 24 KiB
@@ -103,7 +108,7 @@ async fn a_plugin_hoarding_header_fields_meets_the_caps_that_bound_the_hosts_mem
     let error = fort.dead_letter("hoarder").await;
     assert_eq!(
         error,
-        "trap: resource table full: the plugin held 4096 handles (the cap)"
+        "trap: resource table full: the plugin held 2048 handles (the cap)"
     );
     let error = fort.dead_letter("stuffer").await;
     assert_eq!(
@@ -111,6 +116,121 @@ async fn a_plugin_hoarding_header_fields_meets_the_caps_that_bound_the_hosts_mem
         "trap: header fields too large: one set of fields may hold 16 KiB (the cap)"
     );
     fort.good_still_delivers().await;
+}
+
+/// An unsent request's body lives in the host, outside the plugin's memory
+/// cap: with wasmtime's 1 MiB writes an unsent body took ≈ 2 MiB and one
+/// delivery keeping 1,365 of them made the host hold 3 GB. The plugin
+/// reports what its first body took before the handles ran out.
+#[tokio::test]
+async fn unsent_request_bodies_hold_a_few_kib_each_in_the_host() {
+    let runtime = common::runtime();
+    let plugin = common::load(
+        &runtime,
+        "hostile",
+        "",
+        &grant(&[("behaviour", "body-bomb")], &[]),
+    );
+    let invocation = runtime
+        .invoke(
+            &plugin.version,
+            &common::event("eventgrid/run-completed.json"),
+            1,
+        )
+        .await;
+    assert!(
+        invocation
+            .outcome
+            .to_string()
+            .contains("resource table full"),
+        "{}",
+        invocation.outcome
+    );
+    let taken: usize = invocation
+        .entries
+        .iter()
+        .find_map(|e| match e {
+            Entry::Log { message, .. } => message
+                .strip_prefix("an unsent body took ")
+                .and_then(|m| m.strip_suffix(" bytes"))
+                .and_then(|n| n.parse().ok()),
+            _ => None,
+        })
+        .expect("the plugin says what its first body took");
+    assert!(taken > 0);
+    assert!(taken <= 3 * BODY_CHUNK_BYTES, "{taken} bytes");
+}
+
+/// What the plugin logged about its request's parts, in order.
+fn verdicts(invocation: &gridlet::runtime::Invocation) -> Vec<&str> {
+    invocation
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Log { message, .. } => message.strip_prefix("request part: "),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An unsent request's parts live in the host: wasmtime checks an
+/// authority's and a method's characters, not their length, so one 1 MiB
+/// string set on every request a plugin could hold asked the host for
+/// gigabytes. Parts longer than any server takes are refused with the
+/// setter's own error.
+#[tokio::test]
+async fn an_unsent_requests_authority_path_and_method_are_capped() {
+    let runtime = common::runtime();
+    let event = common::event("eventgrid/run-completed.json");
+    let parts = |size: &str, hoard: bool| {
+        let mut config = vec![("behaviour", "request-parts"), ("size", size)];
+        if hoard {
+            config.push(("hoard", "yes"));
+        }
+        common::load(&runtime, "hostile", "", &grant(&config, &[]))
+    };
+    let plugin = parts("1048576", false);
+    let invocation = runtime.invoke(&plugin.version, &event, 1).await;
+    assert_eq!(invocation.outcome, Outcome::Handled);
+    assert_eq!(
+        verdicts(&invocation),
+        ["authority refused", "path refused", "method refused"]
+    );
+    // What servers take is taken.
+    let plugin = parts("60", false);
+    let invocation = runtime.invoke(&plugin.version, &event, 1).await;
+    assert_eq!(
+        verdicts(&invocation),
+        ["authority taken", "path taken", "method taken"]
+    );
+    // At the caps, each part is taken; one byte more is not.
+    for (size, verdict) in [
+        (MAX_AUTHORITY_BYTES, "authority taken"),
+        (MAX_AUTHORITY_BYTES + 1, "authority refused"),
+        (MAX_PATH_WITH_QUERY_BYTES, "path taken"),
+        (MAX_PATH_WITH_QUERY_BYTES + 1, "path refused"),
+        (MAX_METHOD_BYTES, "method taken"),
+        (MAX_METHOD_BYTES + 1, "method refused"),
+    ] {
+        let plugin = parts(&size.to_string(), false);
+        let invocation = runtime.invoke(&plugin.version, &event, 1).await;
+        assert!(
+            verdicts(&invocation).contains(&verdict),
+            "{size}: {:?}",
+            verdicts(&invocation)
+        );
+    }
+    // Hoarding requests at the caps ends at the handles' cap.
+    let plugin = parts("1024", true);
+    let invocation = runtime.invoke(&plugin.version, &event, 1).await;
+    assert!(
+        invocation
+            .outcome
+            .to_string()
+            .contains("resource table full"),
+        "{}",
+        invocation.outcome
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,13 @@
 //!   succeed;
 //! - `fields-bomb`: create header fields, each holding `count` (default 1)
 //!   8 KiB values, and keep them all, until the host refuses (a trap);
+//! - `body-bomb`: create requests that are never sent and write into each
+//!   one's body as much as the host takes without blocking, keeping them
+//!   all, until the host refuses (a trap);
+//! - `request-parts`: give an unsent request an authority, a path and a
+//!   method of `size` bytes each (default 1 MiB), log whether each was
+//!   taken (`request part: authority taken|refused`, …); with `hoard`, keep
+//!   such requests until the host refuses (a trap), else succeed;
 //! - `forge-log`: log, and print to stdout, lines that carry a forged line
 //!   of the host's log after a newline, a carriage return and a terminal
 //!   escape sequence, then succeed.
@@ -54,6 +61,8 @@ impl Plugin for Hostile {
             Some("context-flood") => context_flood(),
             Some("forge-log") => forge_log(),
             Some("fields-bomb") => fields_bomb(),
+            Some("body-bomb") => body_bomb(),
+            Some("request-parts") => request_parts(),
             other => Err(HandlerError::Reject(format!("unknown behaviour {other:?}"))),
         }
     }
@@ -229,6 +238,67 @@ fn fields_bomb() -> Result<(), HandlerError> {
             let _ = fields.append(&format!("x-{i}"), &value);
         }
         kept.push(fields);
+    }
+}
+
+fn body_bomb() -> Result<(), HandlerError> {
+    use gridlet_plugin::wasi::http::types;
+    let chunk = vec![b'b'; 1 << 20];
+    let mut kept = Vec::new();
+    loop {
+        let request = types::OutgoingRequest::new(types::Fields::new());
+        let body = request
+            .body()
+            .map_err(|_| HandlerError::Reject("body".into()))?;
+        let stream = body
+            .write()
+            .map_err(|_| HandlerError::Reject("stream".into()))?;
+        // Whatever the stream accepts at once sits in the host, unsent.
+        let mut taken = 0usize;
+        while let Ok(n) = stream.check_write() {
+            if n == 0 {
+                break;
+            }
+            let n = (n as usize).min(chunk.len());
+            if stream.write(&chunk[..n]).is_err() {
+                break;
+            }
+            taken += n;
+        }
+        if kept.is_empty() {
+            // (Not named after the behaviour: config values are redacted.)
+            log::info(&format!("an unsent body took {taken} bytes"));
+        }
+        kept.push((request, body, stream));
+    }
+}
+
+fn request_parts() -> Result<(), HandlerError> {
+    use gridlet_plugin::wasi::http::types;
+    let size = config::get("size")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1 << 20);
+    let authority = "a".repeat(size);
+    let path = format!("/{}", "p".repeat(size.saturating_sub(1)));
+    let method = types::Method::Other("M".repeat(size));
+    let said = |what: &str, taken: bool| {
+        let verdict = if taken { "taken" } else { "refused" };
+        log::info(&format!("request part: {what} {verdict}"));
+    };
+    let request = types::OutgoingRequest::new(types::Fields::new());
+    said("authority", request.set_authority(Some(&authority)).is_ok());
+    said("path", request.set_path_with_query(Some(&path)).is_ok());
+    said("method", request.set_method(&method).is_ok());
+    if config::get("hoard").is_none() {
+        return Ok(());
+    }
+    let mut kept = vec![request];
+    loop {
+        let request = types::OutgoingRequest::new(types::Fields::new());
+        let _ = request.set_authority(Some(&authority));
+        let _ = request.set_path_with_query(Some(&path));
+        let _ = request.set_method(&method);
+        kept.push(request);
     }
 }
 
