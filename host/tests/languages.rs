@@ -171,6 +171,30 @@ async fn python_drift_guard_requests_retraining_above_the_threshold() {
     );
 }
 
+/// The documented Python client sends the request before writing its
+/// body: the host holds only a few writes of a body that is not on its way,
+/// and writing 20 KiB first waited until the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_drift_guard_sends_a_body_larger_than_the_host_buffers_unsent() {
+    warm("drift-guard").await;
+    let sink = Recorder::start().await;
+    let mut drift: Value = serde_json::from_slice(
+        &std::fs::read(sample("dataset-drift-detected.json")).expect("read"),
+    )
+    .expect("json");
+    let name = "n".repeat(20_000);
+    drift[0]["data"]["dataDriftName"] = Value::from(name.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("large-drift.json");
+    std::fs::write(&file, drift.to_string()).expect("write");
+    let (code, out) = run("drift-guard", &file, &sink, &[]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("= handled"), "{out}");
+    let requests = posts(&sink, "/retrain");
+    assert_eq!(requests.len(), 1, "{out}");
+    assert_eq!(requests[0]["dataDriftName"], Value::from(name));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn javascript_deployment_notifier_posts_a_chat_message() {
     warm("deployment-notifier").await;

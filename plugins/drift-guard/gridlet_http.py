@@ -30,6 +30,13 @@ def send(method: str, url: str, headers: list[tuple[str, bytes]], body: bytes) -
     request.set_path_with_query((parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
 
     outgoing = request.body()
+    # Send first, then write: the host holds only a few writes of a body
+    # that is not on its way, so writing a larger one first would wait
+    # forever.
+    try:
+        future = outgoing_handler.handle(request, None)
+    except Err as e:
+        raise HttpError(str(e.value))
     with outgoing.write() as stream:
         # blocking-write-and-flush takes at most 4096 bytes at a time.
         for start in range(0, len(body), 4096):
@@ -37,10 +44,6 @@ def send(method: str, url: str, headers: list[tuple[str, bytes]], body: bytes) -
                 stream.blocking_write_and_flush(body[start : start + 4096])
             except Err as e:
                 raise HttpError(f"writing the body: {e.value}")
-    try:
-        future = outgoing_handler.handle(request, None)
-    except Err as e:
-        raise HttpError(str(e.value))
     http.OutgoingBody.finish(outgoing, None)
 
     with future.subscribe() as ready:
