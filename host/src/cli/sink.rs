@@ -1,5 +1,6 @@
 //! `gridlet sink`: print every request, answer a fixed status.
 
+use super::one_line::one_line;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use clap::Args;
@@ -27,8 +28,14 @@ pub async fn sink(args: SinkArgs) -> anyhow::Result<ExitCode> {
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
-            println!("{method} {uri} ({content_type}, {} bytes)", body.len());
-            println!("  {}", String::from_utf8_lossy(&body));
+            // What plugins send, as terminal text (see `one_line`).
+            println!(
+                "{method} {} ({}, {} bytes)",
+                one_line(&uri.to_string()),
+                one_line(content_type),
+                body.len()
+            );
+            println!("  {}", one_line(&String::from_utf8_lossy(&body)));
             status
         },
     );

@@ -146,8 +146,8 @@ impl std::fmt::Display for Entry {
 const MAX_ENTRIES: usize = 10_000;
 
 /// Most bytes of key-value and HTTP entries kept per delivery: a plugin
-/// sending 10,000 requests with 64 KiB URLs would otherwise make the host
-/// hold 640 MiB for it.
+/// sending 10,000 requests with 16 KiB URLs would otherwise make the host
+/// hold 160 MiB for it.
 const MAX_RECORD_BYTES: usize = 1 << 20;
 
 /// Longest URL written to the log or the record; a longer one is cut (at a

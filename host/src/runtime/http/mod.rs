@@ -103,11 +103,11 @@ impl OutboundHttp {
 }
 
 /// Largest write into a request body's stream, and so what one unsent body
-/// can hold in the host (its stream buffers one write, its channel two):
-/// with wasmtime's 1 MiB, a plugin keeping 1,365 unsent requests (3 handles
-/// each) made the host hold 3 GB; with 16 KiB, ≤ 64 MiB. Guests write in
-/// whatever pieces `check-write` allows, so only the number of writes
-/// changes.
+/// can hold in the host (its channel holds two writes): with wasmtime's
+/// 1 MiB, a plugin keeping 1,365 unsent requests (3 handles each, 4,096
+/// handles then) made the host hold 3 GB; with 16 KiB, 32 KiB a body. Guests
+/// write in whatever pieces `check-write` allows, so only the number of
+/// writes changes.
 pub const BODY_CHUNK_BYTES: usize = 16 * 1024;
 
 impl WasiHttpHooks for OutboundHttp {
