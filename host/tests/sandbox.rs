@@ -7,7 +7,7 @@ mod common;
 use common::{Recorder, event, grant, load, runtime};
 use gridlet::event::Event;
 use gridlet::plugin::{self, LimitCaps, Manifest, PluginError, PluginGrant};
-use gridlet::runtime::{Entry, FailureKind, LoadError, Outcome, Runtime};
+use gridlet::runtime::{Entry, FailureKind, LoadError, MAX_REASON_BYTES, Outcome, Runtime};
 use std::path::Path;
 use std::time::Duration;
 
@@ -240,6 +240,74 @@ async fn thousands_of_requests_with_huge_urls_keep_a_bounded_record() {
     let held: usize = invocation.entries.iter().map(entry_bytes).sum();
     assert!(held <= 1024 * 1024 + 256 * 1024, "{held} bytes held");
     assert!(urls.len() < 5_000, "{} requests recorded", urls.len());
+    well_behaved_still_works(&runtime).await;
+}
+
+#[tokio::test]
+async fn a_plugins_reason_is_redacted_then_cut_to_2_kib() {
+    // An 8 MiB reason is logged, stored with the delivery or its dead
+    // letter and listed by the admin API: 8 MiB per event, at the plugin's
+    // choice, before the host cut it.
+    let runtime = runtime();
+    const TOKEN: &str = "tok-secret-value-1234";
+    let suffix = format!("… ({} bytes in all)", 8 << 20);
+    for outcome in ["reject", "retry"] {
+        let plugin = load(
+            &runtime,
+            "hostile",
+            "",
+            &grant(
+                &[
+                    ("behaviour", "long-reason"),
+                    ("token", TOKEN),
+                    ("outcome", outcome),
+                ],
+                &[],
+            ),
+        );
+        let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
+        let why = match &invocation.outcome {
+            Outcome::Reject(why) | Outcome::Retry(why) => why,
+            other => panic!("expected a reason, got {other:?}"),
+        };
+        assert_eq!(invocation.outcome.label(), outcome);
+        assert_eq!(why.len(), MAX_REASON_BYTES + suffix.len(), "bytes kept");
+        assert!(why.starts_with("<config:token>rrrr"), "{}", &why[..40]);
+        assert!(why.ends_with(&suffix), "{}", &why[why.len() - 40..]);
+    }
+
+    // A value across the cut is redacted before the cut, so no part of it
+    // is kept: cutting first would keep its first five bytes.
+    let plugin = load(
+        &runtime,
+        "hostile",
+        "",
+        &grant(
+            &[
+                ("behaviour", "long-reason"),
+                ("token", TOKEN),
+                ("pad", &(MAX_REASON_BYTES - 5).to_string()),
+                ("size", "4096"),
+            ],
+            &[],
+        ),
+    );
+    let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
+    let Outcome::Reject(why) = &invocation.outcome else {
+        panic!("expected a reject, got {:?}", invocation.outcome);
+    };
+    assert!(!why.contains("tok-s"), "{}", &why[why.len() - 60..]);
+    assert!(why.contains("rrr<conf…"), "{}", &why[why.len() - 60..]);
+
+    // A reason within the cap is kept whole.
+    let plugin = load(
+        &runtime,
+        "hostile",
+        "",
+        &grant(&[("behaviour", "long-reason"), ("size", "2048")], &[]),
+    );
+    let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
+    assert_eq!(invocation.outcome, Outcome::Reject("r".repeat(2048)));
     well_behaved_still_works(&runtime).await;
 }
 

@@ -36,7 +36,7 @@ pub use http::{
 };
 pub use keyvalue::{JetStreamKeyValue, JournalKeyValue, KeyValue, MemoryKeyValue};
 pub use limits::Limits;
-pub use outcome::{Failure, FailureKind, Outcome};
+pub use outcome::{Failure, FailureKind, MAX_REASON_BYTES, Outcome};
 pub use reuse::{BareCall, WarmInstance};
 pub use version::PluginVersion;
 

@@ -21,6 +21,26 @@ pub enum Outcome {
     Failed(Failure),
 }
 
+/// Longest reason a plugin's `retry` or `reject` keeps, in bytes (and a
+/// trap's message, which quotes the plugin's stderr). A reason is logged,
+/// stored with its delivery or dead letter and listed by the admin API, so
+/// its size is not the plugin's to choose: an 8 MiB reason
+/// on every event wrote 8 MiB per event to the journal (and a message over
+/// NATS's 1 MiB payload could not be recorded in cluster mode).
+pub const MAX_REASON_BYTES: usize = 2 * 1024;
+
+/// A plugin's reason as the host keeps it, `why` being the reason already
+/// redacted and `sent` how many bytes the plugin sent: cut at
+/// [`MAX_REASON_BYTES`] (at a character boundary), a cut one ending with
+/// how long it was.
+pub(super) fn reason(why: &str, sent: usize) -> String {
+    if why.len() <= MAX_REASON_BYTES {
+        return why.to_string();
+    }
+    let kept = &why[..why.floor_char_boundary(MAX_REASON_BYTES)];
+    format!("{kept}… ({sent} bytes in all)")
+}
+
 /// Why a plugin did not return.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -174,7 +194,9 @@ pub(super) fn classify(
         .collect();
     stderr.reverse();
     let message = if kind == FailureKind::Trap && !stderr.is_empty() {
-        format!("{what} (stderr: {})", stderr.join(" | "))
+        // Three lines of stderr may be 24 KiB: kept like a reason.
+        let message = format!("{what} (stderr: {})", stderr.join(" | "));
+        reason(&message, message.len())
     } else {
         what
     };

@@ -173,12 +173,13 @@ pub(super) fn finish(
         .fuel
         .map(|f| f.saturating_sub(store.get_fuel().unwrap_or(0)));
     let (entries, dropped_log_lines) = state.activity.finish();
-    // A plugin's reasons may quote its config: redact them like its logs.
-    let redact = |why: String| plugin.grants.config.redact(&why).into_owned();
+    // A plugin's reasons may quote its config: redact them like its logs,
+    // before cutting them, so that a cut never keeps part of a value.
+    let reason = |why: String| outcome::reason(&plugin.grants.config.redact(&why), why.len());
     let outcome = match result {
         Ok(Ok(())) => Outcome::Handled,
-        Ok(Err(HandlerError::Retry(why))) => Outcome::Retry(redact(why)),
-        Ok(Err(HandlerError::Reject(why))) => Outcome::Reject(redact(why)),
+        Ok(Err(HandlerError::Retry(why))) => Outcome::Retry(reason(why)),
+        Ok(Err(HandlerError::Reject(why))) => Outcome::Reject(reason(why)),
         Err(e) => Outcome::Failed(outcome::classify(&e, &state.limiter, &entries)),
     };
     let duration = call.started.elapsed();

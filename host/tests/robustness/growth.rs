@@ -134,3 +134,88 @@ async fn unknown_event_types_share_one_metric_label() {
     labels.dedup();
     assert_eq!(labels, ["ModelRegistered", "Other"], "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugins_reasons_are_cut_before_they_are_logged_or_stored() {
+    // Two plugins answer every event with an 8 MiB reason: one rejects, one
+    // asks for retries until its two attempts run out. Before the host cut
+    // reasons, each attempt wrote its 8 MiB to the journal (≈ 300 MiB for
+    // these 10 events) and each plugin's recent invocations held 50 of them.
+    let long = |outcome: &str| {
+        grant(
+            &[
+                ("behaviour", "long-reason"),
+                ("outcome", outcome),
+                ("token", "tok-secret-value-1234"),
+            ],
+            &[],
+        )
+    };
+    let fort = Fort::start(
+        vec![
+            Extra::new("rejecter", "hostile", "", long("reject")),
+            Extra::new(
+                "retrier",
+                "hostile",
+                "[retry]\nmaxDeliveryAttempts = 2\n",
+                long("retry"),
+            ),
+        ],
+        |_| {},
+    )
+    .await;
+    for i in 0..10 {
+        assert_eq!(fort.post(&format!("long-{i}")).await, 200);
+    }
+    let journal = fort.server.dispatcher.journal().clone();
+    wait("every event dead-lettered by both", || {
+        ["rejecter", "retrier"].iter().all(|p| {
+            journal
+                .dead_letters(Some(p))
+                .map(|l| l.len() == 10)
+                .unwrap_or(false)
+        })
+    })
+    .await;
+    let cut = format!("… ({} bytes in all)", 8 << 20);
+    for plugin in ["rejecter", "retrier"] {
+        for letter in journal.dead_letters(Some(plugin)).expect("dead letters") {
+            let error = &letter.last_error;
+            assert!(error.len() <= 2048 + 64, "{plugin}: {} bytes", error.len());
+            assert!(error.ends_with(&cut), "{plugin}: …{}", &error[2000..]);
+            assert!(!error.contains("tok-secret"), "{plugin}: {}", &error[..80]);
+            assert!(letter.errors.iter().all(|e| e.len() <= 2048 + 64));
+        }
+        let recent: serde_json::Value = fort
+            .client
+            .get(format!(
+                "http://{}/admin/plugins/{plugin}/invocations",
+                fort.server.addr
+            ))
+            .bearer_auth(crate::common::fort::ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("invocations")
+            .json()
+            .await
+            .expect("json");
+        let reasons: Vec<usize> = recent["invocations"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter_map(|i| i["reason"].as_str().map(str::len))
+            .collect();
+        assert!(!reasons.is_empty(), "{recent}");
+        assert!(reasons.iter().all(|&n| n <= 2048 + 64), "{reasons:?}");
+    }
+    // What the journal holds on disk, with its write-ahead log.
+    let state = fort.dir.path().join("state");
+    let on_disk: u64 = std::fs::read_dir(&state)
+        .expect("state")
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
+    assert!(on_disk < 16 << 20, "{on_disk} bytes in the state folder");
+    fort.good_still_delivers().await;
+}

@@ -35,6 +35,9 @@
 //! - `forge-log`: log, and print to stdout, lines that carry a forged line
 //!   of the host's log after a newline, a carriage return and a terminal
 //!   escape sequence, then succeed.
+//! - `long-reason`: reject (or, with `outcome = retry`, ask for a retry)
+//!   with a reason of `size` bytes (default 8 MiB): `pad` letters (default
+//!   none), its `token` config value, then letters.
 
 use gridlet_plugin::{config, export, http, log, Event, HandlerError, Plugin};
 use std::hint::black_box;
@@ -63,6 +66,7 @@ impl Plugin for Hostile {
             Some("fields-bomb") => fields_bomb(),
             Some("body-bomb") => body_bomb(),
             Some("request-parts") => request_parts(),
+            Some("long-reason") => Err(long_reason()),
             other => Err(HandlerError::Reject(format!("unknown behaviour {other:?}"))),
         }
     }
@@ -336,6 +340,20 @@ fn forge_log() -> Result<(), HandlerError> {
     log::warn(&format!("hidden\r{FORGED}\u{1b}[2J"));
     println!("stdout\r{FORGED}");
     Ok(())
+}
+
+fn long_reason() -> HandlerError {
+    let size: usize = config::get("size")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8 << 20);
+    let pad: usize = config::get("pad").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut why = "r".repeat(pad);
+    why.push_str(&config::get("token").unwrap_or_default());
+    why.extend(std::iter::repeat_n('r', size.saturating_sub(why.len())));
+    match config::get("outcome").as_deref() {
+        Some("retry") => HandlerError::Retry(why),
+        _ => HandlerError::Reject(why),
+    }
 }
 
 export!(Hostile);
