@@ -27,12 +27,13 @@ const INTERVAL: Duration = Duration::from_millis(20);
 const SLOW: Duration = Duration::from_secs(2);
 
 /// The hostile rows: what the table calls it, its `behaviour`.
-const HOSTILE: [(&str, &str); 5] = [
+const HOSTILE: [(&str, &str); 6] = [
     ("spin until the deadline", "loop"),
     ("memory growth to the cap", "memory"),
     ("log flood (100,000 + 100,000 lines)", "flood"),
     ("connection flood (1,000 held)", "connect-flood"),
     ("key-value flood (1 MiB values)", "kv-flood"),
+    ("key-value read flood (1 MiB value)", "kv-read-flood"),
 ];
 
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;

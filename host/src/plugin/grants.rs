@@ -40,12 +40,14 @@ pub struct LimitCaps {
     pub kv_bytes: u64,
     /// Key-value bytes the plugin may write per second (0: no pace).
     pub kv_write_bytes_per_second: u64,
+    /// Key-value bytes the plugin may read per second (0: no pace).
+    pub kv_read_bytes_per_second: u64,
 }
 
 impl Default for LimitCaps {
     /// 256 MiB, 60 s, no fuel cap, 32 at once, instances reused up to 1,000
     /// times; key-value quotas of 10,000 keys and 64 MiB, written at up to
-    /// 4 MiB/s.
+    /// 4 MiB/s and read at up to 16 MiB/s.
     fn default() -> Self {
         let limits = Limits::default();
         Self {
@@ -57,6 +59,7 @@ impl Default for LimitCaps {
             kv_keys: limits.kv_keys,
             kv_bytes: limits.kv_bytes,
             kv_write_bytes_per_second: limits.kv_write_bytes_per_second,
+            kv_read_bytes_per_second: limits.kv_read_bytes_per_second,
         }
     }
 }
@@ -184,6 +187,7 @@ pub fn resolve(name: &str, manifest: &Manifest, grant: &PluginGrant) -> Result<R
         kv_keys: caps.kv_keys,
         kv_bytes: caps.kv_bytes,
         kv_write_bytes_per_second: caps.kv_write_bytes_per_second,
+        kv_read_bytes_per_second: caps.kv_read_bytes_per_second,
     };
 
     for wanted in &manifest.outbound {

@@ -27,7 +27,15 @@ pub struct Limits {
     /// Key-value bytes written per second, across its deliveries (writes
     /// over it wait); 0 for no pace.
     pub kv_write_bytes_per_second: u64,
+    /// Key-value bytes read per second, across its deliveries (a read
+    /// counts at least [`KV_READ_MIN_BYTES`]; reads over it wait); 0 for no
+    /// pace.
+    pub kv_read_bytes_per_second: u64,
 }
+
+/// What one key-value read counts against the read pace at least (a page
+/// of the store): a lookup costs the host work whatever it returns.
+pub const KV_READ_MIN_BYTES: usize = 4096;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -40,6 +48,7 @@ impl Default for Limits {
             kv_keys: 10_000,
             kv_bytes: 64 * 1024 * 1024,
             kv_write_bytes_per_second: 4 * 1024 * 1024,
+            kv_read_bytes_per_second: 16 * 1024 * 1024,
         }
     }
 }

@@ -35,7 +35,7 @@ pub use http::{
     MAX_PATH_WITH_QUERY_BYTES, NetworkPolicy, OutboundGrant,
 };
 pub use keyvalue::{JetStreamKeyValue, JournalKeyValue, KeyValue, MemoryKeyValue};
-pub use limits::Limits;
+pub use limits::{KV_READ_MIN_BYTES, Limits};
 pub use outcome::{Failure, FailureKind, MAX_REASON_BYTES, Outcome};
 pub use reuse::{BareCall, WarmInstance};
 pub use version::PluginVersion;

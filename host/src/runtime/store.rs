@@ -7,7 +7,7 @@ use super::activity::Activity;
 use super::config::ConfigStore;
 use super::http::{HttpRuntime, OutboundHttp};
 use super::keyvalue::{
-    KeyValue, KeyValueCapability, KeyValueView, KvPace, KvQuota, PluginKeyValue,
+    KeyValue, KeyValueCapability, KeyValueView, KvPaces, KvQuota, PluginKeyValue,
 };
 use super::limits::{Limits, MemoryLimiter};
 use super::logging::{CapturedOutput, PluginLog};
@@ -35,8 +35,8 @@ pub const MAX_FIELDS_BYTES: usize = 16 * 1024;
 pub(super) struct Shared {
     /// Outbound connections open at once.
     pub(super) connections: Arc<tokio::sync::Semaphore>,
-    /// The pace of key-value writes.
-    pub(super) kv_pace: Arc<KvPace>,
+    /// The paces of key-value reads and writes.
+    pub(super) kv_pace: Arc<KvPaces>,
     /// Turns to yield at an epoch tick, one per guest thread: a plugin's
     /// busy instances queue for them, so it holds as many places in the
     /// guest pool's run queue as any other plugin, however many it runs.

@@ -4,7 +4,7 @@
 
 use super::activity::{LogRate, Source};
 use super::handler::Handler;
-use super::keyvalue::KvPace;
+use super::keyvalue::{KvPace, KvPaces};
 use super::reuse::WarmInstance;
 use super::store::Shared;
 use super::{Grants, Limits, RuntimeSettings};
@@ -79,7 +79,10 @@ impl PluginVersion {
             permits: Arc::new(Semaphore::new(limits.max_concurrency.max(1) as usize)),
             shared: Shared {
                 connections: Arc::new(Semaphore::new(settings.http.max_connections.max(1))),
-                kv_pace: Arc::new(KvPace::new(limits.kv_write_bytes_per_second)),
+                kv_pace: Arc::new(KvPaces {
+                    write: KvPace::new(limits.kv_write_bytes_per_second),
+                    read: KvPace::new(limits.kv_read_bytes_per_second),
+                }),
                 busy_turns: Arc::new(Semaphore::new(settings.guest_threads.max(1))),
             },
             kept: Mutex::default(),

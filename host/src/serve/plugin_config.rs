@@ -34,6 +34,9 @@ pub struct LimitsConfig {
     /// Key-value bytes a plugin may write per second, in MiB (default 4;
     /// 0: no pace).
     pub kv_write_mib_per_second: Option<u64>,
+    /// Key-value bytes a plugin may read per second, in MiB (default 16;
+    /// 0: no pace).
+    pub kv_read_mib_per_second: Option<u64>,
 }
 
 /// `[plugins.<name>]`: what the operator grants one plugin.
@@ -153,6 +156,30 @@ impl LimitsConfig {
         if let Some(m) = self.kv_write_mib_per_second {
             caps.kv_write_bytes_per_second = m.saturating_mul(1024 * 1024);
         }
+        if let Some(m) = self.kv_read_mib_per_second {
+            caps.kv_read_bytes_per_second = m.saturating_mul(1024 * 1024);
+        }
         Ok(caps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LimitsConfig;
+    use crate::plugin::LimitCaps;
+
+    #[test]
+    fn key_value_paces_are_set_in_mib_per_second() {
+        let limits: LimitsConfig =
+            toml::from_str("kv_read_mib_per_second = 2\nkv_write_mib_per_second = 0\n")
+                .expect("parses");
+        let caps = limits
+            .over(LimitCaps::default(), "plugin_limits")
+            .expect("caps");
+        assert_eq!(caps.kv_read_bytes_per_second, 2 * 1024 * 1024);
+        assert_eq!(caps.kv_write_bytes_per_second, 0, "0: unpaced");
+        let defaults = LimitCaps::default();
+        assert_eq!(defaults.kv_read_bytes_per_second, 16 * 1024 * 1024);
+        assert_eq!(defaults.kv_write_bytes_per_second, 4 * 1024 * 1024);
     }
 }

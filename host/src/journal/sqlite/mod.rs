@@ -60,6 +60,9 @@ pub struct SqliteJournal {
     /// transactions (replay, purge).
     conn: Arc<Mutex<Connection>>,
     reader: Mutex<Connection>,
+    /// Plugins' key-value reads: a connection apart from `reader`, so a
+    /// plugin reading in a loop never holds up claims of due deliveries.
+    kv_reader: Mutex<Connection>,
     writes: Mutex<mpsc::Sender<Write>>,
     recent: Arc<Mutex<Recent>>,
     failing: Arc<AtomicBool>,
@@ -102,10 +105,15 @@ impl SqliteJournal {
                 |r| r.get(0),
             )
             .optional()?;
-        // Reads (due deliveries, listings, key-value reads) use a connection
-        // of their own, so they never wait behind the writer's commits.
-        let reader = Connection::open(dir.join("journal.sqlite3"))?;
-        reader.busy_timeout(Duration::from_secs(5))?;
+        // Reads (due deliveries, listings; key-value reads apart) use
+        // connections of their own, so they never wait behind the writer's
+        // commits.
+        let open_reader = || -> Result<Mutex<Connection>, JournalError> {
+            let reader = Connection::open(dir.join("journal.sqlite3"))?;
+            reader.busy_timeout(Duration::from_secs(5))?;
+            Ok(Mutex::new(reader))
+        };
+        let (reader, kv_reader) = (open_reader()?, open_reader()?);
         let conn = Arc::new(Mutex::new(conn));
         let recent = Arc::new(Mutex::new(Recent::default()));
         let failing = Arc::new(AtomicBool::new(false));
@@ -125,7 +133,8 @@ impl SqliteJournal {
             .map_err(|e| JournalError(format!("cannot start the journal writer: {e}")))?;
         Ok(Self {
             conn,
-            reader: Mutex::new(reader),
+            reader,
+            kv_reader,
             writes: Mutex::new(tx),
             recent,
             failing,
@@ -162,7 +171,9 @@ impl SqliteJournal {
         key: &str,
     ) -> Result<Option<Vec<u8>>, JournalError> {
         Ok(self
-            .reader()
+            .kv_reader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .prepare_cached(
                 "SELECT value FROM kv WHERE namespace = ?1 AND bucket = ?2 AND key = ?3",
             )?
@@ -179,7 +190,7 @@ impl SqliteJournal {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, JournalError> {
-        let conn = self.reader();
+        let conn = self.kv_reader.lock().unwrap_or_else(|e| e.into_inner());
         let mut stmt = conn.prepare_cached(
             "SELECT key FROM kv WHERE namespace = ?1 AND bucket = ?2 AND (?3 IS NULL OR key > ?3)
              ORDER BY key LIMIT ?4",

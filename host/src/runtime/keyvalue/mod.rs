@@ -1,6 +1,6 @@
 //! `wasi:keyvalue`: each plugin gets a namespace of its own (its name), with
 //! any number of buckets inside, within a quota of keys and bytes the
-//! operator sets, its writes at a pace the operator sets ([`KvPace`]).
+//! operator sets, its reads and writes at paces the operator sets ([`KvPaces`]).
 //! Backends sit behind [`KeyValue`]: [`JournalKeyValue`]
 //! keeps state in the journal (durable, group-committed, for `serve`),
 //! [`JetStreamKeyValue`] in JetStream buckets (cluster mode, shared by the hosts),
@@ -16,11 +16,12 @@ pub use crate::journal::KvQuota;
 pub use jetstream::JetStreamKeyValue;
 pub use journal::JournalKeyValue;
 pub use memory::MemoryKeyValue;
-pub use pace::KvPace;
+pub use pace::{KvPace, KvPaces};
 
 use super::activity::Activity;
 use super::bindings::BucketHandle;
 use super::bindings::wasi::keyvalue::{atomics, store};
+use super::limits::KV_READ_MIN_BYTES;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
@@ -104,7 +105,7 @@ pub fn decode_counter(key: &str, bytes: &[u8]) -> Result<u64, KvError> {
 pub struct PluginKeyValue {
     namespace: Arc<str>,
     quota: KvQuota,
-    pace: Arc<KvPace>,
+    pace: Arc<KvPaces>,
     kv: Arc<dyn KeyValue>,
     activity: Arc<Activity>,
     /// Cursor `n` continues after `cursors[n - 1]`.
@@ -117,7 +118,7 @@ impl PluginKeyValue {
     pub fn new(
         namespace: Arc<str>,
         quota: KvQuota,
-        pace: Arc<KvPace>,
+        pace: Arc<KvPaces>,
         kv: Arc<dyn KeyValue>,
         activity: Arc<Activity>,
     ) -> Self {
@@ -129,6 +130,26 @@ impl PluginKeyValue {
             activity,
             cursors: Vec::new(),
         }
+    }
+}
+
+impl PluginKeyValue {
+    /// Count a read of `bytes` against the read pace (at least
+    /// [`KV_READ_MIN_BYTES`]), waiting when over it.
+    async fn read(&self, bytes: usize) {
+        self.pace.read.wait(bytes.max(KV_READ_MIN_BYTES)).await;
+    }
+
+    /// Read `key` of bucket `name`, counted against the read pace.
+    async fn read_value(&self, name: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let value = self.kv.get(&self.namespace, name, key).await;
+        let size = value
+            .as_ref()
+            .ok()
+            .and_then(Option::as_ref)
+            .map_or(0, Vec::len);
+        self.read(key.len() + size).await;
+        value
     }
 }
 
@@ -192,12 +213,7 @@ impl store::HostBucket for KeyValueView<'_> {
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
-        let ctx = &self.ctx;
-        Ok(ctx
-            .kv
-            .get(&ctx.namespace, &name, &key)
-            .await
-            .map_err(to_wit))
+        Ok(self.ctx.read_value(&name, &key).await.map_err(to_wit))
     }
 
     async fn set(
@@ -218,7 +234,7 @@ impl store::HostBucket for KeyValueView<'_> {
         }
         let ctx = &self.ctx;
         let size = value.len();
-        ctx.pace.wait(key.len() + size).await;
+        ctx.pace.write.wait(key.len() + size).await;
         let result = ctx
             .kv
             .set(&ctx.namespace, &name, &key, value, ctx.quota)
@@ -228,7 +244,7 @@ impl store::HostBucket for KeyValueView<'_> {
             Ok(()) => ctx
                 .activity
                 .key_value(&name, &key, format!("set ({size} bytes)")),
-            Err(_) => ctx.pace.refund(key.len() + size),
+            Err(_) => ctx.pace.write.refund(key.len() + size),
         }
         Ok(result)
     }
@@ -240,7 +256,7 @@ impl store::HostBucket for KeyValueView<'_> {
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let name = self.bucket(&bucket)?;
         let ctx = &self.ctx;
-        ctx.pace.wait(key.len()).await;
+        ctx.pace.write.wait(key.len()).await;
         let result = ctx
             .kv
             .delete(&ctx.namespace, &name, &key)
@@ -258,13 +274,8 @@ impl store::HostBucket for KeyValueView<'_> {
         key: String,
     ) -> wasmtime::Result<Result<bool, store::Error>> {
         let name = self.bucket(&bucket)?;
-        let ctx = &self.ctx;
-        Ok(ctx
-            .kv
-            .get(&ctx.namespace, &name, &key)
-            .await
-            .map(|v| v.is_some())
-            .map_err(to_wit))
+        let value = self.ctx.read_value(&name, &key).await;
+        Ok(value.map(|v| v.is_some()).map_err(to_wit))
     }
 
     async fn list_keys(
@@ -294,6 +305,7 @@ impl store::HostBucket for KeyValueView<'_> {
             Ok(keys) => keys,
             Err(e) => return Ok(Err(to_wit(e))),
         };
+        ctx.read(keys.iter().map(String::len).sum()).await;
         let more = keys.len() > LIST_PAGE;
         keys.truncate(LIST_PAGE);
         let cursor = match keys.last() {
@@ -329,7 +341,7 @@ impl atomics::Host for KeyValueView<'_> {
             return Ok(Err(e));
         }
         let ctx = &self.ctx;
-        ctx.pace.wait(key.len() + 8).await;
+        ctx.pace.write.wait(key.len() + 8).await;
         let result = ctx
             .kv
             .increment(&ctx.namespace, &name, &key, delta, ctx.quota)

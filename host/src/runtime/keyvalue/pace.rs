@@ -69,6 +69,18 @@ impl KvPace {
     }
 }
 
+/// One plugin's key-value paces: writes (the journal's writer thread is
+/// shared with the webhook) and reads (each read is the host's work on a
+/// thread apart from the guest's, outside the plugin's share of them).
+#[derive(Debug)]
+pub struct KvPaces {
+    /// Bytes written per second.
+    pub write: KvPace,
+    /// Bytes read per second, each read counting at least
+    /// [`KV_READ_MIN_BYTES`](crate::runtime::KV_READ_MIN_BYTES).
+    pub read: KvPace,
+}
+
 #[cfg(test)]
 mod tests {
     use super::KvPace;

@@ -20,6 +20,9 @@
 //!   one (a trap);
 //! - `kv-flood`: write 1 MiB values under new keys until the host refuses
 //!   one, log why, then succeed;
+//! - `kv-read-flood`: write one value of `size` bytes (default 1 MiB), then
+//!   read it `count` times (default: until the deadline stops it), then
+//!   succeed;
 //! - `context-flood`: write 2,000 log lines, each with a `size`-byte
 //!   (default 1 MiB) `wasi:logging` context and a one-byte message, then
 //!   succeed;
@@ -61,6 +64,7 @@ impl Plugin for Hostile {
             Some("connect-flood") => connect_flood(),
             Some("handle-flood") => handle_flood(),
             Some("kv-flood") => kv_flood(),
+            Some("kv-read-flood") => kv_read_flood(),
             Some("context-flood") => context_flood(),
             Some("forge-log") => forge_log(),
             Some("fields-bomb") => fields_bomb(),
@@ -316,6 +320,22 @@ fn kv_flood() -> Result<(), HandlerError> {
         }
     }
     log::info("kv-flood: never refused");
+    Ok(())
+}
+
+fn kv_read_flood() -> Result<(), HandlerError> {
+    let failed = |e| HandlerError::Retry(format!("kv-read-flood: {e:?}"));
+    let size: usize = config::get("size")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1 << 20);
+    let key = format!("blob-{size}");
+    let bucket = gridlet_plugin::kv::bucket()?;
+    if bucket.get(&key).map_err(failed)?.is_none() {
+        bucket.set(&key, &vec![0x5au8; size]).map_err(failed)?;
+    }
+    for _ in 0..count(u32::MAX) {
+        black_box(bucket.get(&key).map_err(failed)?);
+    }
     Ok(())
 }
 
