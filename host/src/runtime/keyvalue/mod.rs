@@ -131,9 +131,7 @@ impl PluginKeyValue {
             cursors: Vec::new(),
         }
     }
-}
 
-impl PluginKeyValue {
     /// Count a read of `bytes` against the read pace (at least
     /// [`KV_READ_MIN_BYTES`]), waiting when over it.
     async fn read(&self, bytes: usize) {
