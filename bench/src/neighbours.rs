@@ -3,20 +3,23 @@
 //! serving "good" (the echo fixture, posting each event to a sink here) and,
 //! in every row but the first, the hostile fixture doing one thing on every
 //! event: spinning until its deadline, growing memory until its cap,
-//! flooding logs, opening connections to a server that answers slowly, or
-//! writing 1 MiB key-value entries until its quota. Measured: the time from
+//! flooding logs, opening connections to a server that answers slowly,
+//! writing 1 MiB key-value entries until its quota, or reading one in a
+//! loop; and, in the last row, a Python plugin replaced by a new build
+//! every 2 s, so that the host compiles all the time. Measured: the time from
 //! the webhook POST to the sink receiving good's request (good's end to
 //! end), and the webhook's answer time (ack), p50 and p99, each next to the
 //! same figure alone.
 
 use crate::load;
-use crate::process::{Gridlet, Launch, Paths, PluginCopy};
+use crate::process::{Gridlet, Launch, Paths, PluginCopy, install_into};
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,14 +30,42 @@ const INTERVAL: Duration = Duration::from_millis(20);
 const SLOW: Duration = Duration::from_secs(2);
 
 /// The hostile rows: what the table calls it, its `behaviour`.
-const HOSTILE: [(&str, &str); 6] = [
+const HOSTILE: [(&str, &str); 7] = [
     ("spin until the deadline", "loop"),
     ("memory growth to the cap", "memory"),
     ("log flood (100,000 + 100,000 lines)", "flood"),
     ("connection flood (1,000 held)", "connect-flood"),
     ("key-value flood (1 MiB values)", "kv-flood"),
     ("key-value read flood (1 MiB value)", "kv-read-flood"),
+    ("a Python plugin rebuilt every 2 s (compiles)", RECOMPILE),
 ];
+
+/// Not a behaviour of the hostile fixture: a plugin author replacing a
+/// Python plugin with a new build every 2 s, so the host compiles all the
+/// time (each build differs by a custom section, so no compile is cached).
+const RECOMPILE: &str = "recompile";
+
+/// Write a new build of the Python example as plugin `churn` every 2 s.
+async fn rebuild_all_the_time(python: PathBuf, folder: PathBuf) -> Result<()> {
+    let python = std::fs::read(python)?;
+    let staged = tempfile::tempdir()?;
+    let mut ticker = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        ticker.tick().await;
+        // A custom section (id 0) named "build" holding a fresh nonce.
+        let nonce = format!("{:?}", Instant::now());
+        let mut payload = vec![5u8];
+        payload.extend_from_slice(b"build");
+        payload.extend_from_slice(nonce.as_bytes());
+        let mut build = python.clone();
+        build.push(0);
+        build.push(u8::try_from(payload.len())?);
+        build.extend_from_slice(&payload);
+        let file = staged.path().join("churn.wasm");
+        std::fs::write(&file, &build)?;
+        install_into(&folder, "churn", &file)?;
+    }
+}
 
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 
@@ -143,24 +174,34 @@ async fn row(
         wasm: &good,
         manifest: "",
     }];
-    if behaviour.is_some() {
+    if behaviour.is_some_and(|b| b != RECOMPILE) {
         plugins.push(PluginCopy {
             name: "hostile".into(),
             wasm: &hostile,
             manifest: "",
         });
     }
-    let config = config(&sink, behaviour);
+    let config = config(&sink, behaviour.filter(|b| *b != RECOMPILE));
+    // The rebuilds compile into a cache of their own (they are never hits).
+    let cache = tempfile::tempdir()?;
     let gridlet = Gridlet::launch(
         paths,
         Launch {
             plugins: &plugins,
             fsync: true,
             config: &config,
+            compile_cache: (behaviour == Some(RECOMPILE)).then_some(cache.path()),
             ..Launch::default()
         },
     )
     .await?;
+    let churn = match behaviour {
+        Some(RECOMPILE) => Some(tokio::spawn(rebuild_all_the_time(
+            paths.plugin("drift-guard"),
+            gridlet.plugins_folder(),
+        ))),
+        _ => None,
+    };
     // Let the hostile plugin get going (and good warm) before measuring.
     let client = reqwest::Client::new();
     send_one(&client, &gridlet.url, "warm").await?;
@@ -213,6 +254,9 @@ async fn row(
         .iter()
         .filter_map(|(id, sent)| arrivals.get(id).map(|at| at.duration_since(*sent)))
         .collect();
+    if let Some(churn) = churn {
+        churn.abort();
+    }
     drop(gridlet);
     Ok(Row {
         beside,

@@ -182,12 +182,12 @@ impl Gridlet {
     /// Drop `wasm` into its plugins folder as `name` (copied beside, then
     /// renamed in, as a deployment would): a hot load.
     pub fn install(&self, name: &str, wasm: &Path) -> Result<()> {
-        let folder = self.dir.path().join("plugins");
-        let staged = folder.join(format!(".{name}.partial"));
-        std::fs::copy(wasm, &staged)
-            .with_context(|| format!("{} (run `cargo xtask plugins`)", wasm.display()))?;
-        std::fs::rename(&staged, folder.join(format!("{name}.wasm")))?;
-        Ok(())
+        install_into(&self.plugins_folder(), name, wasm)
+    }
+
+    /// Its plugins folder.
+    pub fn plugins_folder(&self) -> PathBuf {
+        self.dir.path().join("plugins")
     }
 
     /// Wait (up to 5 minutes) until `count` plugins serve.
@@ -303,5 +303,15 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    Ok(())
+}
+
+/// Drop `wasm` into the plugins `folder` as `name` (copied beside, then
+/// renamed in, as a deployment would).
+pub fn install_into(folder: &Path, name: &str, wasm: &Path) -> Result<()> {
+    let staged = folder.join(format!(".{name}.partial"));
+    std::fs::copy(wasm, &staged)
+        .with_context(|| format!("{} (run `cargo xtask plugins`)", wasm.display()))?;
+    std::fs::rename(&staged, folder.join(format!("{name}.wasm")))?;
     Ok(())
 }

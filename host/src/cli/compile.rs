@@ -33,6 +33,19 @@ pub struct CompileArgs {
 
 /// Compile stdin into `--out`.
 pub async fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
+    // The compile is the serving process's: if that dies (kill -9, a
+    // crash), so does the compile, instead of spending minutes of CPU
+    // beside the host that replaces it (which compiles the same file again).
+    // The thread that spawned this process waits for it, so it is the
+    // parent's death, not a thread's, that this hears of.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) and getppid only read and set this
+    // process's own attributes.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() == 1 {
+            anyhow::bail!("the process that asked for this compile is gone");
+        }
+    }
     let mut wasm = Vec::new();
     std::io::stdin()
         .read_to_end(&mut wasm)

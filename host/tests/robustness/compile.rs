@@ -150,3 +150,72 @@ async fn compiling_in_a_child_keeps_the_host_as_small_as_loading_from_the_cache(
         cached >> 20
     );
 }
+
+/// `/proc/<pid>/stat` of a process, split after its command name (which
+/// may hold spaces): [0] is its state, [1] its parent, [11] its user CPU
+/// time in clock ticks.
+fn stat(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields = &stat[stat.rfind(')')? + 2..];
+    Some(fields.split(' ').map(str::to_string).collect())
+}
+
+/// The `gridlet compile-plugin` child of process `parent`, if it has one.
+fn compile_child(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.find_map(|entry| {
+        let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        let parent_of = stat(pid)?.get(1)?.parse::<u32>().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        (parent_of == parent && cmdline.windows(14).any(|w| w == b"compile-plugin")).then_some(pid)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compile_dies_with_its_host() {
+    // After a kill -9 of the host, its compile went on for as long as it
+    // took (tens of seconds of both cores for a Python plugin), beside the
+    // host that replaced it compiling the same file again.
+    let dir = tempfile::tempdir().expect("tempdir");
+    crate::common::install(dir.path(), "noop", "noop", "", "");
+    let (mut server, _base, log) = serve_logging(dir.path(), &[]).await;
+    let pid = server.id().expect("serve runs");
+    // Hot-loaded: the host is up, the watcher has it compiled.
+    install(&dir.path().join("plugins"), "python", "drift-guard", "");
+    let started = Instant::now();
+    let compile = loop {
+        if let Some(child) = compile_child(pid) {
+            break child;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no compile started: {}",
+            log.lock().expect("log")
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    // Once it is compiling (a second of CPU: it has read the component and
+    // has tens more to go), the host dies.
+    let ticks = |pid| stat(pid).and_then(|s| s.get(11)?.parse::<u64>().ok());
+    let started = Instant::now();
+    while ticks(compile).is_some_and(|t| t < 100) {
+        assert!(started.elapsed() < Duration::from_secs(60), "not compiling");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.start_kill().expect("kill -9");
+    server.wait().await.expect("the host exits");
+    // Compiling the Python example takes tens of seconds; the compile ends
+    // with its host (a zombie until it is reaped counts as ended).
+    let started = Instant::now();
+    loop {
+        match stat(compile) {
+            None => break,
+            Some(s) if s[0] == "Z" || s[0] == "X" => break,
+            Some(s) => assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the compile outlived its host (state {})",
+                s[0]
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
