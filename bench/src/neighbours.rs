@@ -255,7 +255,12 @@ async fn row(
         .filter_map(|(id, sent)| arrivals.get(id).map(|at| at.duration_since(*sent)))
         .collect();
     if let Some(churn) = churn {
-        churn.abort();
+        // It rebuilds until stopped: finished early, it failed.
+        if churn.is_finished() {
+            churn.await?.context("rebuilding the Python plugin")?;
+        } else {
+            churn.abort();
+        }
     }
     drop(gridlet);
     Ok(Row {
