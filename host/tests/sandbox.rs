@@ -243,6 +243,14 @@ async fn thousands_of_requests_with_huge_urls_keep_a_bounded_record() {
     well_behaved_still_works(&runtime).await;
 }
 
+/// The hostile plugin's `long-reason` with `config`: how its delivery ended.
+async fn long_reason(runtime: &Runtime, config: &[(&str, &str)]) -> Outcome {
+    let mut config = config.to_vec();
+    config.push(("behaviour", "long-reason"));
+    let plugin = load(runtime, "hostile", "", &grant(&config, &[]));
+    runtime.invoke(&plugin.version, &sample(), 1).await.outcome
+}
+
 #[tokio::test]
 async fn a_plugins_reason_is_redacted_then_cut_to_2_kib() {
     // An 8 MiB reason is logged, stored with the delivery or its dead
@@ -252,25 +260,12 @@ async fn a_plugins_reason_is_redacted_then_cut_to_2_kib() {
     const TOKEN: &str = "tok-secret-value-1234";
     let suffix = format!("… ({} bytes in all)", 8 << 20);
     for outcome in ["reject", "retry"] {
-        let plugin = load(
-            &runtime,
-            "hostile",
-            "",
-            &grant(
-                &[
-                    ("behaviour", "long-reason"),
-                    ("token", TOKEN),
-                    ("outcome", outcome),
-                ],
-                &[],
-            ),
-        );
-        let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
-        let why = match &invocation.outcome {
+        let ended = long_reason(&runtime, &[("token", TOKEN), ("outcome", outcome)]).await;
+        let why = match &ended {
             Outcome::Reject(why) | Outcome::Retry(why) => why,
             other => panic!("expected a reason, got {other:?}"),
         };
-        assert_eq!(invocation.outcome.label(), outcome);
+        assert_eq!(ended.label(), outcome);
         assert_eq!(why.len(), MAX_REASON_BYTES + suffix.len(), "bytes kept");
         assert!(why.starts_with("<config:token>rrrr"), "{}", &why[..40]);
         assert!(why.ends_with(&suffix), "{}", &why[why.len() - 40..]);
@@ -278,36 +273,23 @@ async fn a_plugins_reason_is_redacted_then_cut_to_2_kib() {
 
     // A value across the cut is redacted before the cut, so no part of it
     // is kept: cutting first would keep its first five bytes.
-    let plugin = load(
+    let pad = (MAX_REASON_BYTES - 5).to_string();
+    let ended = long_reason(
         &runtime,
-        "hostile",
-        "",
-        &grant(
-            &[
-                ("behaviour", "long-reason"),
-                ("token", TOKEN),
-                ("pad", &(MAX_REASON_BYTES - 5).to_string()),
-                ("size", "4096"),
-            ],
-            &[],
-        ),
-    );
-    let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
-    let Outcome::Reject(why) = &invocation.outcome else {
-        panic!("expected a reject, got {:?}", invocation.outcome);
+        &[("token", TOKEN), ("pad", &pad), ("size", "4096")],
+    )
+    .await;
+    let Outcome::Reject(why) = &ended else {
+        panic!("expected a reject, got {ended:?}");
     };
     assert!(!why.contains("tok-s"), "{}", &why[why.len() - 60..]);
     assert!(why.contains("rrr<conf…"), "{}", &why[why.len() - 60..]);
 
     // A reason within the cap is kept whole.
-    let plugin = load(
-        &runtime,
-        "hostile",
-        "",
-        &grant(&[("behaviour", "long-reason"), ("size", "2048")], &[]),
+    assert_eq!(
+        long_reason(&runtime, &[("size", "2048")]).await,
+        Outcome::Reject("r".repeat(2048))
     );
-    let invocation = runtime.invoke(&plugin.version, &sample(), 1).await;
-    assert_eq!(invocation.outcome, Outcome::Reject("r".repeat(2048)));
     well_behaved_still_works(&runtime).await;
 }
 
